@@ -1,0 +1,68 @@
+"""Benchmarks: ``python -m afvae.bench NAME`` runs ``afvae.bench.NAME.run()``.
+
+Each benchmark module has ``run() -> dict[str, float | int | str]``; the runner prints
+``key: value`` lines and writes the flat dict to ``results/bench/NAME.json``.
+Speed targets are shown here, never asserted by timed tests.
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import pkgutil
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+
+def available() -> list[str]:
+    """Names of the benchmark modules in this package."""
+    return sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_"))
+
+
+def machine_info() -> dict[str, Any]:
+    """What the numbers were measured on."""
+    return {
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count() or 0,
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none",
+    }
+
+
+def throughput(fn: Callable[[], Any], items_per_call: int, min_seconds: float = 2.0, warmup: int = 1) -> float:
+    """Items per second of ``fn``, timed over at least ``min_seconds`` after ``warmup`` calls."""
+    for _ in range(warmup):
+        fn()
+    n, t0 = 0, time.perf_counter()
+    while True:
+        fn()
+        n += 1
+        dt = time.perf_counter() - t0
+        if dt >= min_seconds:
+            return n * items_per_call / dt
+
+
+def write_results(name: str, results: dict[str, Any], out_dir: str | Path = "results/bench") -> Path:
+    """Atomically write ``results`` as JSON to ``out_dir/name.json``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{name}.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def main(name: str, out_dir: str | Path = "results/bench") -> dict[str, Any]:
+    """Run benchmark ``name``, print ``key: value`` lines, write its JSON."""
+    if name not in available():
+        raise SystemExit(f"unknown benchmark {name!r}; available: {', '.join(available())}")
+    module = importlib.import_module(f"afvae.bench.{name}")
+    results = {**module.run(), **machine_info()}
+    for key, value in results.items():
+        print(f"{key}: {value}")
+    print(f"written: {write_results(name, results, out_dir)}")
+    return results

@@ -1,0 +1,153 @@
+"""Configuration dataclasses and named presets (smoke / default / paper).
+
+Imports nothing from afvae: every other module takes these as plain data.
+A config round-trips through JSON (``to_dict`` / ``from_dict``) and hashes to a
+short stable key, so trained models can be cached by what produced them.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Prior = Literal["additive", "gmm_sampled", "standard"]
+Upsample = Literal["pixel_shuffle", "deconv"]
+Norm = Literal["weight", "batch", "none"]
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which images to train on: the embedded synthetic faces or a prepared folder."""
+
+    source: str = "synthetic"  # "synthetic" or a path to a prepared folder
+    size: int = 64  # image side in pixels (32 | 64 | 128 | 256)
+    n_identities: int = 200  # synthetic only: identities (90 % train / 10 % test)
+    images_per_identity: int = 40  # synthetic only: structures rendered per identity
+    boundary_channels: int = 13  # 13 LAB curves, or 1 for the merged map
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """AF-VAE architecture and the paper's ablation switches (Table 3, Fig. 8)."""
+
+    resolution: int = 64  # depth follows resolution: one down/up stage per factor 2 to 4 px
+    base_width: int = 32  # channels at full resolution, doubled per stage
+    max_width: int = 256
+    z_dim: int = 64  # appearance code z
+    boundary_channels: int = 13
+    n_focal: int = 8  # K focal points
+    prior: Prior = "additive"
+    kl: bool = True
+    upsample: Upsample = "pixel_shuffle"
+    norm: Norm = "weight"
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """Total = L1 + sum_l lambda_l * feature matching + beta * KL."""
+
+    beta: float = 1e-3  # KL weight (per-dimension KL summed, per-pixel L1 averaged)
+    feature_weight: float = 1.0  # overall weight of the feature-matching term
+    feature_net: str = "auto"  # "auto" | "vgg19" | "factor" | "none"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation and bookkeeping."""
+
+    steps: int = 3000
+    batch_size: int = 32
+    lr: float = 2e-4
+    seed: int = 0
+    device: str = "cpu"
+    amp: bool = False  # bf16 autocast on CUDA
+    channels_last: bool = True
+    num_workers: int = 0
+    log_every: int = 10
+    sample_every: int = 500
+    checkpoint_every: int = 250
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything one training run needs."""
+
+    name: str = "afvae"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Config":
+        parts = {"data": DataConfig, "model": ModelConfig, "loss": LossConfig, "train": TrainConfig}
+        unknown = set(d) - set(parts) - {"name"}
+        if unknown:
+            raise ValueError(f"unknown config sections {sorted(unknown)}; expected name, {sorted(parts)}")
+        kwargs: dict[str, Any] = {k: t(**d.get(k, {})) for k, t in parts.items()}
+        return cls(name=d.get("name", "afvae"), **kwargs)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    def hash(self) -> str:
+        """Short stable key of everything that changes the trained weights (not device or logging)."""
+        d = self.to_dict()
+        for k in ("device", "num_workers", "log_every", "sample_every", "checkpoint_every"):
+            d["train"].pop(k)
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
+
+    def replace(self, **sections: dict[str, Any]) -> "Config":
+        """Copy with some fields changed: ``cfg.replace(model={"prior": "standard"})``."""
+        new: dict[str, Any] = {}
+        for key, changes in sections.items():
+            if key == "name":
+                new["name"] = changes
+                continue
+            new[key] = dataclasses.replace(getattr(self, key), **changes)
+        return dataclasses.replace(self, **new)
+
+
+# The paper's Table 3 / Fig. 8 variants, each a set of config changes, never a code copy.
+VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
+    "full": {},
+    "no_kl": {"model": {"kl": False}},
+    "standard_prior": {"model": {"prior": "standard"}},  # "w/o GMM": vanilla C-VAE N(0, I)
+    "gmm_sampled": {"model": {"prior": "gmm_sampled"}},
+    "deconv": {"model": {"upsample": "deconv"}},  # "w/o pixel shuffle"
+    "batchnorm": {"model": {"norm": "batch"}},  # "w/o WN, with BN"
+    "no_norm": {"model": {"norm": "none"}},
+}
+
+
+def _preset(size: int, n_id: int, per_id: int, width: int, z: int, steps: int, batch: int, **train: Any) -> Config:
+    return Config(
+        data=DataConfig(size=size, n_identities=n_id, images_per_identity=per_id),
+        model=ModelConfig(resolution=size, base_width=width, z_dim=z),
+        train=TrainConfig(steps=steps, batch_size=batch, **train),
+    )
+
+
+PRESETS: dict[str, Config] = {
+    # CI: every notebook in minutes on 2 cores.
+    "smoke": _preset(32, 24, 8, 8, 16, 30, 16, log_every=5, sample_every=15, checkpoint_every=15),
+    # The CPU reproduction at 64 px.
+    "default": _preset(64, 200, 40, 32, 64, 3000, 32),
+    # The paper's scale: 256 px, meant for a GPU and real data.
+    "paper": _preset(256, 2000, 50, 64, 128, 100_000, 32, device="cuda", amp=True, lr=1e-4),
+}
+
+
+def get_config(scale: str = "default", variant: str = "full") -> Config:
+    """Preset ``scale`` with the ablation ``variant`` applied."""
+    if scale not in PRESETS:
+        raise ValueError(f"unknown scale {scale!r}; choose one of {sorted(PRESETS)}")
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}; choose one of {sorted(VARIANTS)}")
+    return PRESETS[scale].replace(name=variant, **VARIANTS[variant])
