@@ -1,0 +1,46 @@
+"""Checkpoints: written atomically, loaded as data (``weights_only=True``), never as code."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from afvae.config import Config
+
+REQUIRED = ("model", "optimizer", "step", "config", "centres")
+
+
+def save_checkpoint(path: str | Path, *, model: torch.nn.Module, optimizer: torch.optim.Optimizer, step: int,
+                    cfg: Config, **extra: Any) -> Path:
+    """Write model, optimiser, focal points, config, step and RNG state to ``path`` (temp file, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "step": int(step),
+        "config": cfg.to_dict(),
+        "centres": model.prior.centres.detach().cpu(),
+        "rng": torch.get_rng_state(),
+        **extra,
+    }
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)  # atomic on POSIX: a crash leaves the previous checkpoint intact
+    return path
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a checkpoint saved by ``save_checkpoint``; clear errors for missing or foreign files."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no checkpoint at {path}: train first (python -m afvae.train) or pass a run folder")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # unpickling errors have many types; re-raise with the file named
+        raise ValueError(f"{path} is not a readable afvae checkpoint ({type(e).__name__}: {e})") from e
+    missing = [k for k in REQUIRED if k not in state] if isinstance(state, dict) else list(REQUIRED)
+    if missing:
+        raise ValueError(f"{path} is not an afvae checkpoint: missing {missing}")
+    return state

@@ -1,0 +1,79 @@
+"""Training losses as pure functions: reconstruction, feature matching, and the ELBO's named terms.
+
+Keyword-only arguments throughout, so a target can never be swapped with a prediction by position (the
+feature-matching target is detached, so a swap would silently train the wrong side).
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+from torch import Tensor
+
+from afvae.prior import gaussian_kl
+
+# AF-VAE (Liu et al., "Make a Face", ICCV 2019), Sec. 3: total = L1 + sum_l lambda_l * feature matching
+# + beta * KL(q(z | x, y) || p(z | y)). Feature matching follows CRN (Chen & Koltun, "Photographic Image
+# Synthesis with Cascaded Refinement Networks", ICCV 2017): L1 between a fixed network's activations psi_l.
+
+
+def l1(*, x: Tensor, x_hat: Tensor) -> Tensor:
+    """Mean absolute error over all elements: x, x_hat (B, 3, H, W) in [-1, 1] -> scalar."""
+    return (x_hat - x).abs().mean()
+
+
+def feature_matching(*, feats_x: list[Tensor], feats_x_hat: list[Tensor], weights: Sequence[float]) -> Tensor:
+    """sum_l lambda_l * mean |psi_l(x) - psi_l(x_hat)|, with the targets psi_l(x) detached.
+
+    :param feats_x: L activations psi_l(x), each (B, C_l, H_l, W_l); no gradient flows into them.
+    :param feats_x_hat: L activations psi_l(x_hat), same shapes.
+    :param weights: L layer weights lambda_l.
+    :return: scalar.
+    """
+    if not len(feats_x) == len(feats_x_hat) == len(weights) > 0:
+        raise ValueError(
+            f"need the same number (> 0) of target features, features and weights; "
+            f"got {len(feats_x)}, {len(feats_x_hat)}, {len(weights)}"
+        )
+    terms = [lam * (f_hat - f.detach()).abs().mean() for f, f_hat, lam in zip(feats_x, feats_x_hat, weights)]
+    return sum(terms[1:], terms[0])
+
+
+def elbo_terms(
+    *,
+    x: Tensor,
+    x_hat: Tensor,
+    mu: Tensor,
+    logvar: Tensor,
+    mu_p: Tensor,
+    logvar_p: Tensor,
+    beta: float,
+    feats_x: list[Tensor] | None = None,
+    feats_x_hat: list[Tensor] | None = None,
+    feature_weights: Sequence[float] | None = None,
+    feature_weight: float = 1.0,
+    kl: bool = True,
+) -> dict[str, Tensor]:
+    """The named terms of the training loss (the negative ELBO plus feature matching).
+
+    :param x, x_hat: (B, 3, H, W) images and reconstructions in [-1, 1].
+    :param mu, logvar: (B, D) posterior q(z | x, y).
+    :param mu_p, logvar_p: (B, D) prior p(z | y) (see ``afvae.prior``).
+    :param beta: KL weight.
+    :param feats_x, feats_x_hat: optional feature lists for feature matching; without them the term is 0.
+    :param feature_weights: per-layer lambda_l (default 1 for every layer).
+    :param feature_weight: overall weight of the feature-matching term.
+    :param kl: False drops the KL (the "w/o KL" ablation): "kl" is then reported as 0 and gives no gradient.
+    :return: scalars "l1", "feature", "kl" (batch mean of the per-example summed KL, Eq. 5) and
+        "loss" = l1 + feature_weight * feature + beta * kl.
+    """
+    rec = l1(x=x, x_hat=x_hat)
+    if (feats_x is None) != (feats_x_hat is None):
+        raise ValueError("give both feats_x and feats_x_hat, or neither")
+    if feats_x is None:
+        feature = x_hat.new_zeros(())
+    else:
+        lambdas = [1.0] * len(feats_x) if feature_weights is None else feature_weights
+        feature = feature_matching(feats_x=feats_x, feats_x_hat=feats_x_hat, weights=lambdas)
+    kl_term = gaussian_kl(mu, logvar, mu_p, logvar_p).mean() if kl else mu.new_zeros(())  # Eq. 5
+    loss = rec + feature_weight * feature + beta * kl_term
+    return {"l1": rec, "feature": feature, "kl": kl_term, "loss": loss}

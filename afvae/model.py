@@ -1,0 +1,203 @@
+"""AF-VAE networks (paper Sec. 3, Fig. 2): structure encoder, appearance encoder, decoder.
+
+    c --E_mu--> y, skips            structure code y (B, C_y, 4, 4) + U-Net skips at every scale
+    x, y --E_app--> mu, logvar      q(z | x, y) = N(mu, diag(exp(logvar)))           z: (B, D)
+    z, y, skips --D--> x_hat        upsampling by sub-pixel convolution (pixel shuffle)
+    c --focal points--> w           focal weights (B, K) of the additive prior p(z | y)
+
+Every conv / linear is weight-normalised unless ``cfg.norm`` says otherwise (the ablations).
+Depth follows resolution: one stride-2 stage per factor 2 from ``resolution`` down to 4 px.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.nn.utils.parametrizations import weight_norm
+
+from afvae.config import ModelConfig
+from afvae.prior import AdditiveFocalPrior, boundary_features
+
+
+def _wrap(layer: nn.Module, norm: str, out_channels: int, act: bool) -> nn.Module:
+    """Apply the normalisation switch to ``layer`` and append LeakyReLU if ``act``."""
+    if norm == "weight":
+        # ConvTranspose weights are (in, out, k, k): normalise per output channel (dim 1).
+        layer = weight_norm(layer, dim=1 if isinstance(layer, nn.ConvTranspose2d) else 0)
+    parts = [layer]
+    if norm == "batch" and act:
+        parts.append(nn.BatchNorm2d(out_channels))
+    if act:
+        parts.append(nn.LeakyReLU(0.2))
+    return nn.Sequential(*parts) if len(parts) > 1 else layer
+
+
+def conv(cin: int, cout: int, norm: str, *, k: int = 3, stride: int = 1, act: bool = True) -> nn.Module:
+    """k x k conv, 'same' padding, normalisation switch, optional LeakyReLU."""
+    return _wrap(nn.Conv2d(cin, cout, k, stride, k // 2, bias=norm != "batch" or not act), norm, cout, act)
+
+
+def linear(fin: int, fout: int, norm: str) -> nn.Module:
+    """Linear layer, weight-normalised when ``norm == 'weight'`` (BatchNorm is for convs only)."""
+    return weight_norm(nn.Linear(fin, fout)) if norm == "weight" else nn.Linear(fin, fout)
+
+
+class Upsample(nn.Module):
+    """x2 upsampling: sub-pixel conv + PixelShuffle (the paper) or a 4x4 stride-2 deconv (ablation)."""
+
+    def __init__(self, cin: int, cout: int, mode: str, norm: str):
+        super().__init__()
+        if mode == "pixel_shuffle":
+            self.body = nn.Sequential(conv(cin, 4 * cout, norm, act=False), nn.PixelShuffle(2))
+        elif mode == "deconv":
+            self.body = nn.Sequential(nn.ConvTranspose2d(cin, cout, 4, 2, 1))
+            if norm == "weight":
+                self.body = nn.Sequential(weight_norm(self.body[0], dim=1))
+        else:
+            raise ValueError(f"unknown upsample mode {mode!r}; expected 'pixel_shuffle' or 'deconv'")
+        self.post = nn.Sequential(nn.BatchNorm2d(cout) if norm == "batch" else nn.Identity(), nn.LeakyReLU(0.2))
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.post(self.body(h))  # (B, cin, H, W) -> (B, cout, 2H, 2W)
+
+
+def stage_widths(cfg: ModelConfig) -> list[int]:
+    """Channel width at each scale: index 0 is full resolution, the last is 4 x 4."""
+    if cfg.resolution < 8 or cfg.resolution & (cfg.resolution - 1):
+        raise ValueError(f"resolution must be a power of two >= 8, got {cfg.resolution}")
+    n_stages = int(math.log2(cfg.resolution // 4))
+    return [min(cfg.base_width * 2**i, cfg.max_width) for i in range(n_stages + 1)]
+
+
+class Encoder(nn.Module):
+    """Conv pyramid: (B, cin, R, R) -> features at every scale, R down to 4."""
+
+    def __init__(self, cin: int, widths: list[int], norm: str):
+        super().__init__()
+        self.stem = conv(cin, widths[0], norm)
+        self.down = nn.ModuleList(
+            nn.Sequential(conv(a, b, norm, stride=2), conv(b, b, norm)) for a, b in zip(widths[:-1], widths[1:])
+        )
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        feats = [self.stem(x)]  # (B, widths[0], R, R)
+        for block in self.down:
+            feats.append(block(feats[-1]))  # (B, widths[i], R / 2^i, R / 2^i)
+        return feats
+
+
+class AppearanceEncoder(nn.Module):
+    """q(z | x, y): image pyramid, joined with the structure code y at 4 x 4, to (mu, logvar)."""
+
+    def __init__(self, widths: list[int], z_dim: int, norm: str):
+        super().__init__()
+        self.pyramid = Encoder(3, widths, norm)
+        self.join = conv(2 * widths[-1], widths[-1], norm)
+        self.head = linear(widths[-1] * 16, 2 * z_dim, norm)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.join(torch.cat([self.pyramid(x)[-1], y], dim=1))  # (B, C, 4, 4)
+        mu, logvar = self.head(h.flatten(1)).chunk(2, dim=1)  # (B, D) each
+        return mu, logvar.clamp(-12.0, 8.0)
+
+
+class Decoder(nn.Module):
+    """D(z, y, skips): from 4 x 4 up to R, concatenating the structure skips at every scale."""
+
+    def __init__(self, widths: list[int], z_dim: int, upsample: str, norm: str):
+        super().__init__()
+        self.fc = linear(z_dim, widths[-1] * 16, norm)
+        self.join = conv(2 * widths[-1], widths[-1], norm)
+        self.up = nn.ModuleList(Upsample(a, b, upsample, norm) for a, b in zip(widths[:0:-1], widths[-2::-1]))
+        self.merge = nn.ModuleList(conv(2 * b, b, norm) for b in widths[-2::-1])
+        self.out = conv(widths[0], 3, norm, act=False)
+
+    def forward(self, z: torch.Tensor, y: torch.Tensor, skips: list[torch.Tensor]) -> torch.Tensor:
+        B = z.shape[0]
+        h = F.leaky_relu(self.fc(z), 0.2).view(B, -1, 4, 4)  # (B, C, 4, 4)
+        h = self.join(torch.cat([h, y], dim=1))
+        for up, merge, skip in zip(self.up, self.merge, skips[-2::-1]):
+            h = merge(torch.cat([up(h), skip], dim=1))  # (B, C_i, 2H, 2W)
+        return torch.tanh(self.out(h))  # (B, 3, R, R) in [-1, 1]
+
+
+class AFVAE(nn.Module):
+    """The additive focal VAE: ``encode / decode / forward / manipulate / sample``."""
+
+    def __init__(self, cfg: ModelConfig, centres: torch.Tensor, focal_downsample: int = 16):
+        super().__init__()
+        self.cfg = cfg
+        self.focal_downsample = focal_downsample
+        widths = stage_widths(cfg)
+        self.structure_encoder = Encoder(cfg.boundary_channels, widths, cfg.norm)  # E_mu
+        self.appearance_encoder = AppearanceEncoder(widths, cfg.z_dim, cfg.norm)
+        self.decoder = Decoder(widths, cfg.z_dim, cfg.upsample, cfg.norm)
+        self.prior = AdditiveFocalPrior(centres, cfg.z_dim, kind=cfg.prior)
+
+    def structure(self, c: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """E_mu(c): boundary map (B, C_b, R, R) -> y (B, C_y, 4, 4) and skips at every scale."""
+        skips = self.structure_encoder(c)
+        return skips[-1], skips
+
+    def focal_weights(self, c: torch.Tensor) -> torch.Tensor:
+        """w(c): (B, C_b, R, R) -> (B, K), rows sum to 1."""
+        return self.prior.weights(boundary_features(c, self.focal_downsample))
+
+    def encode(self, x: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """q(z | x, y): (B, 3, R, R), (B, C_b, R, R) -> mu, logvar (B, D)."""
+        y, _ = self.structure(c)
+        return self.appearance_encoder(x, y)
+
+    def decode(self, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """D(z, E_mu(c)): (B, D), (B, C_b, R, R) -> x_hat (B, 3, R, R) in [-1, 1]."""
+        y, skips = self.structure(c)
+        return self.decoder(z, y, skips)
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor, generator: torch.Generator | None = None) -> dict:
+        """One ELBO pass: reparameterised z ~ q(z | x, y), reconstruction and prior parameters."""
+        y, skips = self.structure(c)
+        mu, logvar = self.appearance_encoder(x, y)
+        eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+        z = mu + eps * torch.exp(0.5 * logvar)  # reparameterisation trick
+        w = self.focal_weights(c)
+        mu_p, logvar_p = self.prior(w, generator=generator)
+        x_hat = self.decoder(z, y, skips)
+        return {"x_hat": x_hat, "z": z, "mu": mu, "logvar": logvar, "mu_p": mu_p, "logvar_p": logvar_p, "w": w}
+
+    @torch.no_grad()
+    def sample(self, c: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """x ~ D(z, y) with z ~ p(z | y): (B, C_b, R, R) -> (B, 3, R, R)."""
+        mu_p, logvar_p = self.prior(self.focal_weights(c), generator=generator)
+        eps = torch.randn(mu_p.shape, generator=generator, device=mu_p.device, dtype=mu_p.dtype)
+        return self.decode(mu_p + eps * torch.exp(0.5 * logvar_p), c)
+
+
+@torch.no_grad()
+def manipulate(model: AFVAE, x: torch.Tensor, c_source: torch.Tensor, c_target: torch.Tensor) -> torch.Tensor:
+    """Re-render source faces with target structures: z = E[q(z | x, y_source)], decoded with y_target.
+
+    x: (B, 3, R, R) in [-1, 1]; c_source, c_target: (B, C_b, R, R) boundary maps -> (B, 3, R, R).
+    """
+    mu, _ = model.encode(x, c_source)
+    return model.decode(mu, c_target)
+
+
+@torch.no_grad()
+def interpolate(model: AFVAE, x: torch.Tensor, c: torch.Tensor, c_columns: torch.Tensor, rows: int = 5) -> torch.Tensor:
+    """Grid between two faces: appearance z along rows, the given structures along columns (Fig. 9).
+
+    x: (2, 3, R, R) the two faces, c: (2, C_b, R, R) their boundary maps, c_columns: (S, C_b, R, R) the
+    structures to show (e.g. maps rendered from landmarks interpolated between the two faces)
+    -> (rows, S, 3, R, R).
+    """
+    if x.shape[0] != 2 or c.shape[0] != 2:
+        raise ValueError(f"interpolate takes exactly two faces, got x {tuple(x.shape)}, c {tuple(c.shape)}")
+    S = c_columns.shape[0]
+    mu, _ = model.encode(x, c)  # (2, D)
+    t = torch.linspace(0, 1, rows, device=x.device)
+    z = torch.lerp(mu[0:1], mu[1:2], t[:, None])  # (rows, D)
+    z_grid = z[:, None].expand(rows, S, -1).reshape(rows * S, -1)
+    c_grid = c_columns[None].expand(rows, *c_columns.shape).reshape(rows * S, *c_columns.shape[1:])
+    return model.decode(z_grid, c_grid).view(rows, S, *x.shape[1:])
