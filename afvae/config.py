@@ -35,7 +35,7 @@ class ModelConfig:
 
     resolution: int = 64  # depth follows resolution: one down/up stage per factor 2 to 4 px
     base_width: int = 32  # channels at full resolution, doubled per stage
-    max_width: int = 256
+    max_width: int = 128
     z_dim: int = 64  # appearance code z
     boundary_channels: int = 13
     n_focal: int = 8  # K focal points
@@ -126,21 +126,22 @@ VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
 }
 
 
-def _preset(size: int, n_id: int, per_id: int, width: int, z: int, steps: int, batch: int, **train: Any) -> Config:
+def _preset(size: int, n_id: int, per_id: int, width: tuple[int, int], z: int, steps: int, batch: int,
+            **train: Any) -> Config:
     return Config(
         data=DataConfig(size=size, n_identities=n_id, images_per_identity=per_id),
-        model=ModelConfig(resolution=size, base_width=width, z_dim=z),
+        model=ModelConfig(resolution=size, base_width=width[0], max_width=width[1], z_dim=z),
         train=TrainConfig(steps=steps, batch_size=batch, **train),
     )
 
 
 PRESETS: dict[str, Config] = {
     # CI: every notebook in minutes on 2 cores.
-    "smoke": _preset(32, 24, 8, 8, 16, 30, 16, log_every=5, sample_every=15, checkpoint_every=15),
+    "smoke": _preset(32, 24, 8, (8, 32), 16, 30, 16, log_every=5, sample_every=15, checkpoint_every=15),
     # The CPU reproduction at 64 px.
-    "default": _preset(64, 200, 40, 32, 64, 3000, 32),
+    "default": _preset(64, 200, 40, (32, 128), 64, 3000, 32),
     # The paper's scale: 256 px, meant for a GPU and real data.
-    "paper": _preset(256, 2000, 50, 64, 128, 100_000, 32, device="cuda", amp=True, lr=1e-4),
+    "paper": _preset(256, 2000, 50, (64, 512), 128, 100_000, 32, device="cuda", amp=True, lr=1e-4),
 }
 
 

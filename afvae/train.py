@@ -136,6 +136,12 @@ def train(cfg: Config, out_dir: str | Path, *, resume: bool = False, stop_at: in
     ``resume`` continues from ``out_dir/checkpoint.pt`` when it exists. ``stop_at`` ends the run early
     at that step (with a checkpoint), as an interruption would.
     """
+    return fit(cfg, out_dir, resume=resume, stop_at=stop_at, progress=progress)[1]
+
+
+def fit(cfg: Config, out_dir: str | Path, *, resume: bool = False, stop_at: int | None = None,
+        progress: bool = True) -> tuple[AFVAE, list[dict[str, float]]]:
+    """``train``, also returning this process's trained model (each DDP rank has its replica)."""
     out, d = Path(out_dir), setup_distributed(cfg.train.device)
     out.mkdir(parents=True, exist_ok=True)
     dataset = build_dataset(cfg.data, "train")
@@ -155,7 +161,7 @@ def train(cfg: Config, out_dir: str | Path, *, resume: bool = False, stop_at: in
     _loop(cfg, ddp, model, feature_net, opt, dataset, d, out, start, end, history, progress)
     if d.world > 1:
         dist.barrier()
-    return history
+    return model, history
 
 
 def _loop(cfg, ddp, model, feature_net, opt, dataset, d: Dist, out: Path, start: int, end: int,

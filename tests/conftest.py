@@ -1,0 +1,21 @@
+"""Shared fixtures: a tiny config and a batch of synthetic faces."""
+import pytest
+import torch
+
+from afvae.config import Config, get_config
+
+
+@pytest.fixture
+def tiny_cfg() -> Config:
+    """Smoke preset, no feature network (the fastest config that trains for real)."""
+    return get_config("smoke").replace(loss={"feature_net": "none"}, train={"steps": 6, "checkpoint_every": 2,
+                                                                            "sample_every": 6, "log_every": 1})
+
+
+@pytest.fixture(scope="session")
+def batch() -> dict[str, torch.Tensor]:
+    """Eight 32-px synthetic faces with their boundary maps and landmarks."""
+    from afvae.data.datasets import build_dataset, collate
+
+    ds = build_dataset(get_config("smoke").data, "train")
+    return collate(ds, torch.arange(8))
