@@ -187,7 +187,7 @@ def _loop(cfg, ddp, model, feature_net, opt, dataset, d: Dist, out: Path, start:
         seen += len(idx) * d.world
         done = step + 1
         if done % tc.log_every == 0 or done == end:
-            row = {"step": done, **{k: float(v) for k, v in terms.items()},
+            row = {"step": done, **{k: float(v.detach()) for k, v in terms.items()},
                    "img_per_s": seen / (time.perf_counter() - t0)}
             history.append(row)
             bar.set_postfix({k: f"{row[k]:.3g}" for k in ("loss", "l1", "kl")})

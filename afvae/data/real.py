@@ -1,0 +1,389 @@
+"""Real datasets: where each one's files are expected, and what it provides (images, identities, keypoints).
+
+Nothing here downloads anything: you obtain each dataset yourself, under its own licence, and point
+``python -m afvae.prepare SOURCE --root DIR`` at it. Each reader returns a ``Source``: one ``Item`` per
+image (or per annotated face), with an identity name and, where the dataset ships them, the keypoints
+(then no detector runs). A missing or mis-laid dataset raises ``DatasetNotFound`` naming the file that
+was expected and where; a single unusable entry (a file name that does not parse, a malformed annotation)
+is listed in ``Source.rejects`` and never stops the run.
+
+Keypoints are in pixels of the original image with pixel (row i, column j) centred at (x=j, y=i).
+
+Layouts (``ROOT`` is ``--root``):
+
+``celeba``   torchvision's CelebA layout: ``ROOT/celeba/img_align_celeba/000001.jpg ...`` and
+             ``ROOT/celeba/identity_CelebA.txt`` ("000001.jpg 2880" per line); ``ROOT`` may also be the
+             ``celeba`` folder itself. Other CelebA files (``list_landmarks_align_celeba.txt``,
+             ``list_eval_partition.txt``...) may be present and are not needed (its 5 landmarks are not
+             the 68 we need: landmarks are detected). Licence: CelebA is for non-commercial research
+             and educational use only (see its agreement); you must not redistribute the images.
+``rafd``     ``ROOT/**/Rafd090_01_Caucasian_female_angry_frontal.jpg``: the Radboud Faces Database
+             file names are ``Rafd{camera angle}_{subject id}_{ethnicity}_{gender}_{expression}_{gaze}``;
+             identity = subject id, expression / gaze / angle kept as attributes. Licence: RaFD is
+             granted on request for non-commercial scientific research; you must accept its terms of use
+             (no redistribution; only the consented example images may appear in publications).
+``multipie`` CMU Multi-PIE: ``ROOT/Multi-Pie/data/session01/multiview/001/01/05_1/001_01_01_051_00.png``
+             (``session/multiview/subject/recording/camera/subject_session_recording_camera_flash.png``;
+             ``ROOT`` may also be ``Multi-Pie/`` or ``Multi-Pie/data/``). Identity = subject; only the
+             frontal camera ``05_1`` by default. Licence: the Multi-PIE licence (purchased from CMU) —
+             research use, no redistribution, publication of only the consented subjects' images.
+``wflw``     ``ROOT/WFLW_images/0--Parade/0_Parade_marchingband_1_116.jpg ...`` and
+             ``ROOT/WFLW_annotations/list_98pt_rect_attr_train_test/list_98pt_rect_attr_{train,test}.txt``
+             (196 coordinates, 4 box values, 6 attribute flags, image path per line; ``ROOT`` may also
+             be the parent of ``WFLW/``). The 98 points become the 68 iBUG points with the standard
+             WFLW -> 68 index map. Each annotated face is one item and its own identity. Licence: WFLW's
+             annotations are for non-commercial research; its images come from WIDER FACE (under their
+             own terms).
+``300w``     ``ROOT/**/NAME.pts`` next to ``NAME.png`` or ``NAME.jpg`` (iBUG 300-W, also its afw / helen /
+             lfpw / ibug parts): ``version: 1 / n_points: 68 / { x y ... }``, coordinates 1-based
+             (Matlab), converted to 0-based. Identity = the image's relative path without extension.
+             Licence: 300-W annotations are for non-commercial research only; the images keep their own
+             licences.
+``folder``   ``ROOT/**/*.jpg|png|...``: any images. Identity = the first sub-folder under ``ROOT`` (so
+             ``ROOT/alice/1.jpg`` and ``ROOT/alice/x/2.png`` are one person), or the file stem for images
+             directly in ``ROOT``. Licence: yours to check.
+``cats``     The CAT dataset (Zhang, Sun & Tang 2008): ``ROOT/**/00000001_000.jpg`` with
+             ``00000001_000.jpg.cat`` beside it: "9 x1 y1 ... x9 y9" (left eye, right eye, mouth, left ear
+             x3, right ear x3) -> schema ``cat9``. Identity = file stem. Licence: the CAT dataset's images
+             come from flickr.com under their authors' terms; research use.
+``keypoints`` Any images with a table of keypoints, for any schema (``hand21``, ``cat9``, ``face68``):
+             ``ROOT/keypoints.csv`` with columns ``file, [identity,] x0, y0, ..., x{N-1}, y{N-1}`` (file
+             relative to ``ROOT``), or ``ROOT/keypoints.json``: ``{"schema": "hand21", "items": [{"file":
+             ..., "keypoints": [[x, y], ...], "identity": ...}, ...]}`` (or just the list of items); the
+             schema comes from ``--schema`` or the JSON. Identity = the ``identity`` column, else the file
+             stem. Licence: that of your data.
+"""
+from __future__ import annotations
+
+import io
+import json
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+import pandas as pd
+from PIL import Image, UnidentifiedImageError
+
+from afvae.boundaries import CAT9, FACE68, SCHEMAS, Schema
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".gif")
+
+# WFLW's 98 points -> iBUG 68: every second contour point, the upper edge of each eyebrow, the nose, six of
+# each eye's eight points (corners and the two lids' points nearest the corners' thirds), the whole mouth.
+WFLW_TO_68: tuple[int, ...] = (
+    *range(0, 33, 2),  # contour 0-16
+    33, 34, 35, 36, 37,  # left eyebrow 17-21
+    42, 43, 44, 45, 46,  # right eyebrow 22-26
+    *range(51, 60),  # nose 27-35
+    60, 61, 63, 64, 65, 67,  # left eye 36-41
+    68, 69, 71, 72, 73, 75,  # right eye 42-47
+    *range(76, 96),  # mouth 48-67
+)
+
+
+class DatasetNotFound(FileNotFoundError):
+    """A dataset (or one of its files) is not where its layout says it should be."""
+
+
+@dataclass(frozen=True)
+class Item:
+    """One image (or one annotated face in it): its file, identity name and optionally given keypoints (N, 2)."""
+
+    path: Path
+    identity: str
+    landmarks: np.ndarray | None = field(default=None, compare=False)
+    attributes: tuple[tuple[str, str], ...] = ()
+    key: str = ""  # tells several annotated faces of one image apart (WFLW)
+
+
+@dataclass
+class Source:
+    """What a reader found: the items, their keypoint schema, and the entries it had to reject (file, reason)."""
+
+    name: str
+    schema: Schema
+    root: Path
+    items: list[Item]
+    rejects: list[tuple[str, str]] = field(default_factory=list)
+
+
+def _require(path: Path, source: str, hint: str) -> Path:
+    if not path.exists():
+        raise DatasetNotFound(f"{source}: expected {path} ({hint}). Obtain the dataset yourself under its "
+                              f"licence and lay it out as `python -m afvae.prepare --help` describes.")
+    return path
+
+
+def _first_existing(candidates: Iterable[Path]) -> Path | None:
+    return next((p for p in candidates if p.exists()), None)
+
+
+def _images_under(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+
+
+def _nonempty(source: str, root: Path, items: list[Item], what: str) -> None:
+    if not items:
+        raise DatasetNotFound(f"{source}: no {what} found under {root}")
+
+
+def decode_image(data: bytes, background: str = "white") -> np.ndarray:
+    """Encoded image bytes -> (H, W, 3) uint8 RGB.
+
+    Grayscale, palette, 16-bit and CMYK images are converted; transparency (RGBA, LA, palette with
+    transparency) is composited over ``background`` ("white" or "black"). Raises ``ValueError`` for an
+    unreadable or truncated file. EXIF orientation is not applied (annotations refer to stored pixels).
+    """
+    try:
+        img = Image.open(io.BytesIO(data))
+        img.load()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        detail = re.sub(r"\s*<_io\.BytesIO object at 0x[0-9a-f]+>", "", str(e))  # no memory addresses in logs
+        raise ValueError(f"unreadable image ({type(e).__name__}: {detail})") from e
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(img, dtype=np.float64)
+        img = Image.fromarray((255 * arr / max(arr.max(), 1)).astype(np.uint8))
+    if img.mode == "P":
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA", "PA"):
+        fill = (255, 255, 255) if background == "white" else (0, 0, 0)
+        canvas = Image.new("RGB", img.size, fill)
+        canvas.paste(img.convert("RGBA"), mask=img.convert("RGBA").getchannel("A"))
+        img = canvas
+    return np.asarray(img.convert("RGB"))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Face datasets whose landmarks are detected
+# ---------------------------------------------------------------------------------------------------------
+
+def celeba(root: str | Path) -> Source:
+    """CelebA in torchvision's layout (see the module docstring): aligned images with their identity ids."""
+    root = Path(root)
+    base = root / "celeba" if (root / "celeba").is_dir() or not (root / "identity_CelebA.txt").exists() else root
+    ids = _require(base / "identity_CelebA.txt", "celeba", "one '000001.jpg 2880' line per image")
+    images = _require(base / "img_align_celeba", "celeba", "the aligned images 000001.jpg ... (unzip "
+                      "img_align_celeba.zip there)")
+    table = pd.read_csv(ids, sep=r"\s+", header=None, names=["file", "identity"], dtype=str)
+    items, rejects = [], []
+    for f, ident in zip(table["file"], table["identity"]):
+        path = images / f
+        if path.is_file():
+            items.append(Item(path, ident))
+        else:
+            rejects.append((str(path), "listed in identity_CelebA.txt but missing"))
+    _nonempty("celeba", images, items, "images listed in identity_CelebA.txt")
+    return Source("celeba", FACE68, base, items, rejects)
+
+
+RAFD_NAME = re.compile(r"Rafd(?P<angle>\d{3})_(?P<subject>\d+)_(?P<ethnicity>[A-Za-z]+)_(?P<gender>[A-Za-z]+)_"
+                       r"(?P<expression>[A-Za-z]+)_(?P<gaze>[A-Za-z]+)$")
+
+
+def rafd(root: str | Path) -> Source:
+    """The Radboud Faces Database: identity and expression from each file name (see the module docstring)."""
+    root = _require(Path(root), "rafd", "a folder of Rafd090_01_Caucasian_female_angry_frontal.jpg files")
+    items, rejects = [], []
+    for path in _images_under(root):
+        m = RAFD_NAME.match(path.stem)
+        if m is None:
+            rejects.append((str(path), "file name does not follow Rafd{angle}_{subject}_{ethnicity}_{gender}_"
+                                       "{expression}_{gaze}"))
+            continue
+        attrs = tuple((k, m[k]) for k in ("angle", "expression", "gaze", "gender", "ethnicity"))
+        items.append(Item(path, f"{int(m['subject']):02d}", attributes=attrs))
+    _nonempty("rafd", root, items, "Rafd*.jpg images")
+    return Source("rafd", FACE68, root, items, rejects)
+
+
+def multipie(root: str | Path, cameras: tuple[str, ...] = ("05_1",)) -> Source:
+    """CMU Multi-PIE, ``data/sessionNN/multiview/subject/recording/camera/*.png``; identity = subject."""
+    root = Path(root)
+    data = _first_existing([root / "Multi-Pie" / "data", root / "data", root])
+    if data is None or not any(data.glob("session*/multiview")):
+        raise DatasetNotFound(f"multipie: expected {root / 'Multi-Pie' / 'data' / 'session01' / 'multiview'} "
+                              f"(session/multiview/subject/recording/camera/*.png)")
+    items = []
+    for path in sorted(data.glob("session*/multiview/*/*/*/*.png")):
+        subject, recording, camera = path.parts[-4], path.parts[-3], path.parts[-2]
+        if camera in cameras:
+            session = path.parts[-6]
+            items.append(Item(path, subject, attributes=(("session", session), ("recording", recording),
+                                                         ("camera", camera), ("flash", path.stem.split("_")[-1]))))
+    _nonempty("multipie", data, items, f"images from cameras {cameras}")
+    return Source("multipie", FACE68, data, items)
+
+
+def folder(root: str | Path) -> Source:
+    """Any folder of images: identity = first sub-folder under root, or the file stem for top-level images."""
+    root = _require(Path(root), "folder", "a folder of images")
+    items = []
+    for path in _images_under(root):
+        rel = path.relative_to(root)
+        items.append(Item(path, rel.parts[0] if len(rel.parts) > 1 else path.stem))
+    _nonempty("folder", root, items, f"images ({', '.join(IMAGE_EXTENSIONS)})")
+    return Source("folder", FACE68, root, items)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Datasets that ship their keypoints
+# ---------------------------------------------------------------------------------------------------------
+
+def _wflw_line(line: str, images: Path, n: int) -> Item:
+    """One WFLW annotation line -> an Item with 68 landmarks (raises ValueError if malformed)."""
+    parts = line.split()
+    if len(parts) != 196 + 4 + 6 + 1:
+        raise ValueError(f"expected 207 fields, got {len(parts)}")
+    pts98 = np.asarray(parts[:196], dtype=np.float64).reshape(98, 2)
+    flags = ("pose", "expression", "illumination", "makeup", "occlusion", "blur")
+    attrs = tuple(zip(flags, parts[200:206]))
+    return Item(images / parts[206], f"{parts[206]}#{n}", pts98[list(WFLW_TO_68)], attrs, key=str(n))
+
+
+def wflw(root: str | Path) -> Source:
+    """WFLW with its 98-point annotations mapped to 68 (see the module docstring); no detection."""
+    root = Path(root)
+    base = root / "WFLW" if (root / "WFLW").is_dir() else root
+    images = _require(base / "WFLW_images", "wflw", "the WIDER FACE images of WFLW")
+    ann = _require(base / "WFLW_annotations" / "list_98pt_rect_attr_train_test", "wflw",
+                   "list_98pt_rect_attr_train.txt and list_98pt_rect_attr_test.txt")
+    items, rejects = [], []
+    for split in ("train", "test"):
+        path = _require(ann / f"list_98pt_rect_attr_{split}.txt", "wflw", "WFLW's annotation file")
+        for i, line in enumerate(path.read_text().splitlines()):
+            if not line.strip():
+                continue
+            try:
+                item = _wflw_line(line, images, len(items))
+            except ValueError as e:
+                rejects.append((f"{path}:{i + 1}", f"malformed annotation: {e}"))
+                continue
+            items.append(Item(item.path, item.identity, item.landmarks, item.attributes + (("wflw_split", split),),
+                              item.key))
+    _nonempty("wflw", ann, items, "annotations")
+    return Source("wflw", FACE68, base, items, rejects)
+
+
+def read_pts(path: str | Path) -> np.ndarray:
+    """An iBUG .pts file -> (n_points, 2) as written (1-based for 300-W). Raises ValueError if malformed."""
+    text = Path(path).read_text()
+    m = re.search(r"n_points:\s*(\d+)\s*\{(.*?)\}", text, re.S)
+    if m is None:
+        raise ValueError("no 'n_points: N { ... }' block")
+    pts = np.asarray(m[2].split(), dtype=np.float64).reshape(-1, 2)
+    if len(pts) != int(m[1]):
+        raise ValueError(f"n_points says {m[1]} but {len(pts)} points follow")
+    return pts
+
+
+def w300(root: str | Path) -> Source:
+    """300-W (and its afw / helen / lfpw / ibug parts): .pts files beside their images; no detection."""
+    root = _require(Path(root), "300w", "folders of NAME.png / NAME.jpg with NAME.pts beside each")
+    items, rejects = [], []
+    for pts_path in sorted(root.rglob("*.pts")):
+        image = _first_existing(pts_path.with_suffix(e) for e in (".png", ".jpg", ".jpeg"))
+        if image is None:
+            rejects.append((str(pts_path), "no image NAME.png / NAME.jpg beside it"))
+            continue
+        try:
+            pts = read_pts(pts_path) - 1.0  # Matlab's 1-based pixels -> ours
+        except ValueError as e:
+            rejects.append((str(pts_path), f"malformed .pts: {e}"))
+            continue
+        if pts.shape != (68, 2):
+            rejects.append((str(pts_path), f"{len(pts)} points, face68 needs 68"))
+            continue
+        items.append(Item(image, str(image.relative_to(root).with_suffix("")), pts))
+    _nonempty("300w", root, items, "NAME.pts files with their images")
+    return Source("300w", FACE68, root, items, rejects)
+
+
+def read_cat(path: str | Path) -> np.ndarray:
+    """A CAT dataset .cat file ("9 x1 y1 ... x9 y9") -> (9, 2). Raises ValueError if malformed."""
+    values = Path(path).read_text().split()
+    if not values or values[0] != "9" or len(values) < 19:
+        raise ValueError(f"expected '9' then 18 numbers, got {len(values)} values starting {values[:1]}")
+    return np.asarray(values[1:19], dtype=np.float64).reshape(9, 2)
+
+
+def cats(root: str | Path) -> Source:
+    """The CAT dataset: NAME.jpg with NAME.jpg.cat beside it (9 keypoints) -> schema cat9; no detection."""
+    root = _require(Path(root), "cats", "CAT_00/ ... folders of NAME.jpg and NAME.jpg.cat")
+    items, rejects = [], []
+    for cat in sorted(root.rglob("*.cat")):
+        image = cat.with_suffix("")  # NAME.jpg.cat -> NAME.jpg
+        if not image.is_file():
+            rejects.append((str(cat), f"no image {image.name} beside it"))
+            continue
+        try:
+            items.append(Item(image, image.stem, read_cat(cat)))
+        except ValueError as e:
+            rejects.append((str(cat), f"malformed .cat: {e}"))
+    _nonempty("cats", root, items, "NAME.jpg.cat files with their images")
+    return Source("cats", CAT9, root, items, rejects)
+
+
+def _keypoint_rows(table: Path) -> tuple[list[dict], str | None]:
+    """keypoints.csv / .json -> rows {"file", "identity"?, "keypoints" (N, 2)} and the schema the file names."""
+    if table.suffix.lower() == ".json":
+        doc = json.loads(table.read_text())
+        rows = doc["items"] if isinstance(doc, dict) else doc
+        return [{**r, "keypoints": np.asarray(r["keypoints"], np.float64)} for r in rows], \
+            doc.get("schema") if isinstance(doc, dict) else None
+    df = pd.read_csv(table)
+    xs = sorted((c for c in df.columns if re.fullmatch(r"x\d+", c)), key=lambda c: int(c[1:]))
+    cols = [c for x in xs for c in (x, "y" + x[1:])]
+    missing = [c for c in ["file", "x0", *cols] if c not in df.columns]
+    if missing:
+        raise DatasetNotFound(f"keypoints: {table} needs columns file, [identity,] x0, y0, ..., x{{N-1}}, "
+                              f"y{{N-1}}; missing {missing}")
+    pts = df[cols].to_numpy(np.float64).reshape(len(df), -1, 2)
+    ident = [None if pd.isna(i) else str(i) for i in df["identity"]] if "identity" in df.columns else [None] * len(df)
+    return [{"file": f, "identity": i, "keypoints": p} for f, i, p in zip(df["file"], ident, pts)], None
+
+
+def keypoints(root: str | Path, schema: str | Schema | None = None, table: str | Path | None = None) -> Source:
+    """Images with a keypoint table (CSV or JSON, see the module docstring) for any schema; no detection."""
+    root = Path(root)
+    path = Path(table) if table else _first_existing([root / "keypoints.csv", root / "keypoints.json"])
+    if path is None or not path.exists():
+        raise DatasetNotFound(f"keypoints: expected {path or root / 'keypoints.csv'} (or keypoints.json): "
+                              f"columns file, [identity,] x0, y0, ..., x{{N-1}}, y{{N-1}}")
+    rows, named = _keypoint_rows(path)
+    name = schema.name if isinstance(schema, Schema) else schema or named
+    if name not in SCHEMAS:
+        raise ValueError(f"keypoints: schema {name!r} unknown; give --schema one of {sorted(SCHEMAS)}")
+    sch = SCHEMAS[name]
+    items, rejects = [], []
+    for row in rows:
+        image, pts = root / row["file"], row["keypoints"]
+        if pts.shape != (sch.n_points, 2):
+            rejects.append((str(image), f"{pts.size // 2} keypoints, {sch.name} needs {sch.n_points}"))
+        elif not image.is_file():
+            rejects.append((str(image), f"listed in {path.name} but missing"))
+        else:
+            items.append(Item(image, str(row.get("identity") or Path(row["file"]).stem), pts))
+    _nonempty("keypoints", root, items, f"images listed in {path.name}")
+    return Source("keypoints", sch, root, items, rejects)
+
+
+READERS: dict[str, Callable[..., Source]] = {
+    "celeba": celeba, "rafd": rafd, "multipie": multipie, "wflw": wflw, "300w": w300, "folder": folder,
+    "cats": cats, "keypoints": keypoints,
+}
+
+
+def open_source(name: str, root: str | Path, *, schema: str | None = None, table: str | Path | None = None
+                ) -> Source:
+    """The reader for ``name`` (one of ``READERS``) applied to root; checks the requested schema matches."""
+    if name not in READERS:
+        raise ValueError(f"unknown source {name!r}; choose one of {sorted(READERS)}")
+    src = keypoints(root, schema, table) if name == "keypoints" else READERS[name](root)
+    if schema is not None and schema != src.schema.name:
+        raise ValueError(f"source {name!r} provides schema {src.schema.name!r}, not {schema!r}")
+    return src

@@ -1,0 +1,378 @@
+"""Real-data preparation: alignment geometry, landmark backends, sources, caching / resuming, export format."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from afvae.align import align_face, similarity_transform, template, transform_points, warp_image
+from afvae.boundaries import CAT9, HAND21, boundary_map, mean_face_landmarks
+from afvae.data import real
+from afvae.landmarks import FanLandmarker, _fa_file, detect_landmarks, resolve_backend
+from afvae.prepare import identity_split, main, prepare
+from afvae.weights import WeightsUnavailable
+
+skdata = pytest.importorskip("skimage.data")
+
+
+def _eyes(pts: np.ndarray) -> np.ndarray:
+    """(68, 2) -> the two eye centres (2, 2)."""
+    return np.stack([pts[36:42].mean(0), pts[42:48].mean(0)])
+
+
+def _similarity(angle: float, scale: float, t: tuple[float, float]) -> np.ndarray:
+    c, s = np.cos(angle), np.sin(angle)
+    return np.array([[scale * c, -scale * s, t[0]], [scale * s, scale * c, t[1]]])
+
+
+@pytest.fixture(scope="module")
+def dlib_lm():
+    pytest.importorskip("dlib")
+    from afvae.landmarks import DlibLandmarker
+
+    try:
+        return DlibLandmarker()
+    except WeightsUnavailable as e:
+        pytest.skip(str(e))
+
+
+class Counting:
+    """A landmarker wrapper that counts its calls and can fail on the n-th one (an interrupted run)."""
+
+    def __init__(self, inner, fail_at: int | None = None):
+        self.inner, self.fail_at, self.calls, self.name = inner, fail_at, 0, inner.name
+
+    def __call__(self, image):
+        self.calls += 1
+        if self.fail_at is not None and self.calls == self.fail_at:
+            raise KeyboardInterrupt("simulated interruption")
+        return self.inner(image)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Alignment geometry
+# ---------------------------------------------------------------------------------------------------------
+
+def test_similarity_transform_is_the_least_squares_similarity():
+    rng = np.random.default_rng(0)
+    src = rng.uniform(0, 200, (6, 2))
+    m = _similarity(0.4, 1.7, (12.0, -30.0))
+    dst = transform_points(src, m) + rng.normal(0, 2.0, (6, 2))
+    # Reference: x' = a x - b y + tx, y' = b x + a y + ty is linear in (a, b, tx, ty).
+    rows = [[x, -y, 1, 0] for x, y in src] + [[y, x, 0, 1] for x, y in src]
+    a, b, tx, ty = np.linalg.lstsq(np.array(rows), np.concatenate([dst[:, 0], dst[:, 1]]), rcond=None)[0]
+    np.testing.assert_allclose(similarity_transform(src, dst), [[a, -b, tx], [b, a, ty]], atol=1e-9)
+    np.testing.assert_allclose(similarity_transform(src, transform_points(src, m)), m, atol=1e-4)
+    mirrored = src * [-1, 1]
+    assert np.linalg.det(similarity_transform(src, mirrored)[:, :2]) > 0  # never a reflection
+
+
+@pytest.mark.parametrize("scale", [0.35, 1.6])  # 0.35 takes the box-filter (reduce) path
+def test_warp_moves_pixels_where_the_matrix_moves_landmarks(scale):
+    """Gaussian blobs at sub-pixel positions: their centroids after the warp = transform_points (pixel centres)."""
+    rng = np.random.default_rng(1)
+    H = W = 400 if scale < 1 else 80
+    sigma = 2.5 / scale
+    pts = rng.uniform(0.3 * H, 0.7 * H, (3, 2))
+    yy, xx = np.mgrid[0:H, 0:W]
+    img = sum(np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * sigma**2)) for x, y in pts)
+    img = np.repeat((255 * img.clip(0, 1))[..., None], 3, -1).astype(np.uint8)
+    m = _similarity(0.3, scale, (20.0, 5.0))
+    out = warp_image(img, m, 160).astype(np.float64)[..., 0]
+    for p in transform_points(pts, m):
+        x0, y0 = np.round(p).astype(int)
+        win = out[y0 - 8:y0 + 9, x0 - 8:x0 + 9]
+        cy, cx = (np.mgrid[-8:9, -8:9] * win).sum((1, 2)) / win.sum()
+        assert abs(x0 + cx - p[0]) < 0.05 and abs(y0 + cy - p[1]) < 0.05, p  # 0.5 px off if wrong
+
+
+def test_template_scales_by_pixel_centres_and_eyes_fit_exactly():
+    np.testing.assert_allclose(template(64), (template(256) + 0.5) / 4 - 0.5)
+    face = mean_face_landmarks(256).numpy()
+    moved = transform_points(face, _similarity(-0.5, 0.6, (40.0, 70.0)))
+    img = np.zeros((300, 300, 3), np.uint8)
+    out = align_face(img, moved, 128, anchors="eyes")
+    np.testing.assert_allclose(_eyes(out.landmarks), template(128, anchors="eyes"), atol=1e-3)
+    # The template is the synthetic face itself: aligning it (any anchors) gives it back at the crop size.
+    np.testing.assert_allclose(align_face(img, moved, 256).landmarks, face, atol=1e-3)
+
+
+def test_astronaut_through_dlib_and_alignment(dlib_lm):
+    """A real photograph: one face; after alignment its eye centres are on the template within 1 px."""
+    faces, backend = detect_landmarks([skdata.astronaut()], landmarker=dlib_lm)
+    assert backend == "dlib" and faces[0].shape == (1, 68, 2)
+    eyes = _eyes(faces[0][0])
+    assert ((eyes > [170, 80]) & (eyes < [270, 140])).all()
+    out = align_face(skdata.astronaut(), faces[0][0], 256, anchors="eyes")
+    target = template(256, anchors="eyes")
+    assert np.abs(_eyes(out.landmarks) - target).max() < 1e-3
+    again = dlib_lm(out.image)  # the pixels moved too: detect again on the aligned crop
+    assert again.shape == (1, 68, 2) and np.abs(_eyes(again[0]) - target).max() < 1.0
+    # The default (least squares on eyes and mouth corners) trades eye placement for the smile.
+    default = align_face(skdata.astronaut(), faces[0][0], 256)
+    assert 1.0 < np.abs(_eyes(default.landmarks) - target).max() < 12.0
+
+
+def test_lfw_crops_upscaled_through_dlib(dlib_lm):
+    """skimage's lfw_subset: 25x25 crops (faces 0-99, non-faces 100-199), upscaled 4x so HOG can see them."""
+    lfw = skdata.lfw_subset()
+    up = lambda a: np.asarray(Image.fromarray((255 * a).astype(np.uint8)).resize((100, 100), Image.BICUBIC))  # noqa: E731
+    faces, _ = detect_landmarks([up(lfw[i]) for i in range(8)], landmarker=dlib_lm)
+    assert sum(f.shape[0] == 1 for f in faces) >= 6
+    others, _ = detect_landmarks([up(lfw[i]) for i in range(100, 108)], landmarker=dlib_lm)
+    assert all(f.shape[0] == 0 for f in others)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# FAN backend
+# ---------------------------------------------------------------------------------------------------------
+
+def test_fan_missing_weights_says_which_file_and_where(tmp_path, monkeypatch):
+    pytest.importorskip("face_alignment")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.delenv("AFVAE_FAN_WEIGHTS", raising=False)
+    name = _fa_file()[0]
+    assert name == "2DFAN4-11f355bf06.pth.tar"
+    with pytest.raises(WeightsUnavailable) as e:
+        FanLandmarker(download=False)
+    msg = str(e.value)
+    assert name in msg and "AFVAE_FAN_WEIGHTS" in msg and str(tmp_path / "torch" / "hub" / "checkpoints") in msg
+    assert resolve_backend("auto") == "dlib"
+    monkeypatch.setenv("AFVAE_FAN_WEIGHTS", str(tmp_path / "nowhere.pth.tar"))
+    with pytest.raises(WeightsUnavailable, match="nowhere.pth.tar"):
+        FanLandmarker(download=False)
+
+
+def test_fan_builds_offline_from_a_local_file(tmp_path, monkeypatch):
+    """FaceAlignment built with compile=False from a local FAN file (random weights) and an empty hub cache."""
+    fa_models = pytest.importorskip("face_alignment.models")
+    torch.manual_seed(0)
+    weights = tmp_path / "mine" / _fa_file()[0]
+    weights.parent.mkdir()
+    torch.save(fa_models.FAN(4).state_dict(), weights)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("AFVAE_FAN_WEIGHTS", str(weights))
+    assert resolve_backend("auto") == "fan"
+    lm = FanLandmarker(detector="folder", flip=False, download=False)
+    assert torch.hub.get_dir() == str(tmp_path / "torch" / "hub")  # the lent hub folder is given back
+    assert not (tmp_path / "torch" / "hub" / "checkpoints").exists()  # nothing was downloaded
+    lm.fa.face_alignment_net = fa_models.FAN(1).eval()  # shapes only: a 1-stack forward is 4x cheaper on CPU
+    box = [176.0, 80.0, 266.0, 170.0]
+    pts = lm(skdata.astronaut(), boxes=[box])
+    assert pts.shape == (1, 68, 2) and pts.dtype == np.float32 and np.isfinite(pts).all()
+    assert (pts[0, :, 0] > box[0] - 60).all() and (pts[0, :, 0] < box[2] + 60).all()
+    with pytest.raises(ValueError, match="needs boxes"):
+        lm(skdata.astronaut())
+
+
+# ---------------------------------------------------------------------------------------------------------
+# A messy folder: caching, rejects, resuming
+# ---------------------------------------------------------------------------------------------------------
+
+def test_decode_image_modes():
+    rgba = np.zeros((40, 40, 4), np.uint8)
+    rgba[..., 0] = 200
+    rgba[:20, :, 3] = 255  # top half opaque red, bottom half transparent
+    buf = __import__("io").BytesIO()
+    Image.fromarray(rgba).save(buf, format="PNG")
+    white = real.decode_image(buf.getvalue(), "white")
+    black = real.decode_image(buf.getvalue(), "black")
+    assert white.shape == (40, 40, 3) and tuple(white[5, 5]) == (200, 0, 0)
+    assert tuple(white[30, 5]) == (255, 255, 255) and tuple(black[30, 5]) == (0, 0, 0)
+    buf = __import__("io").BytesIO()
+    Image.fromarray(np.full((40, 40), 77, np.uint8)).save(buf, format="PNG")
+    assert (real.decode_image(buf.getvalue()) == 77).all()
+    with pytest.raises(ValueError, match="unreadable"):
+        real.decode_image(b"\xff\xd8\xff\xe0 not really a jpeg")
+
+
+def _messy_folder(root: Path) -> dict[str, str]:
+    """Images in identity sub-folders -> {relative path: expected outcome}."""
+    astro = skdata.astronaut()
+    lfw = skdata.lfw_subset()
+    (root / "eileen").mkdir(parents=True)
+    (root / "lfw0").mkdir()
+    Image.fromarray(astro).save(root / "eileen" / "colour.jpg", quality=95)
+    rgba = np.dstack([astro, np.full(astro.shape[:2], 255, np.uint8)])
+    rgba[:, :60, 3] = 0  # a transparent strip
+    Image.fromarray(rgba).save(root / "eileen" / "alpha.png")
+    face = Image.fromarray((255 * lfw[0]).astype(np.uint8)).resize((100, 100), Image.BICUBIC)
+    face.save(root / "lfw0" / "gray.png")  # mode L
+    Image.fromarray(astro[:20, :20]).save(root / "tiny.png")
+    Image.fromarray(skdata.coffee()).save(root / "coffee.jpg")
+    data = (root / "eileen" / "colour.jpg").read_bytes()
+    (root / "broken.jpg").write_bytes(data[: len(data) // 3])  # truncated
+    (root / "notes.png").write_bytes(b"this is not an image")
+    return {"eileen/colour.jpg": "ok", "eileen/alpha.png": "ok", "lfw0/gray.png": "ok", "tiny.png": "too small",
+            "coffee.jpg": "no face", "broken.jpg": "unreadable", "notes.png": "unreadable"}
+
+
+def test_messy_folder_rejects_caches_and_resumes(tmp_path, dlib_lm):
+    expected = _messy_folder(tmp_path / "in")
+    detectable = 4  # colour, alpha, gray, coffee: readable and large enough
+
+    first = Counting(dlib_lm)
+    r1 = prepare("folder", tmp_path / "in", tmp_path / "out", size=64, landmarker=first)
+    assert first.calls == detectable and r1.n_detected == detectable
+    out = tmp_path / "out"
+    table, rejects = pd.read_csv(out / "landmarks.csv"), pd.read_csv(out / "rejects.csv")
+    sources = pd.read_csv(out / "sources.csv")
+    assert set(sources["source"]) == {k for k, v in expected.items() if v == "ok"}
+    assert len(table) + len(rejects) == len(expected)  # nothing lost
+    for src, reason in zip(rejects["source"], rejects["reason"]):
+        assert expected[src] in reason, (src, reason)
+    assert list(table.columns[:5]) == ["file", "identity", "split", "x0", "y0"] and table.columns[-1] == "y67"
+    for f in table["file"]:
+        im = Image.open(out / f)
+        assert im.mode == "RGB" and im.size == (64, 64)
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["landmark_backend"] == "dlib" and meta["schema"] == "face68" and meta["n_images"] == 3
+    assert meta["n_identities"] == 2 and meta["n_rejected"] == 4
+
+    second = Counting(dlib_lm)
+    r2 = prepare("folder", tmp_path / "in", out, size=64, landmarker=second)
+    assert second.calls == 0 and r2.n_cached == detectable  # every detection (and the unreadable files) cached
+    pd.testing.assert_frame_equal(pd.read_csv(out / "landmarks.csv"), table)
+
+    # An interrupted run (the 3rd detection never returns), then a resume that detects only the rest.
+    fresh = tmp_path / "out2"
+    with pytest.raises(KeyboardInterrupt):
+        prepare("folder", tmp_path / "in", fresh, size=64, landmarker=Counting(dlib_lm, fail_at=3))
+    assert not (fresh / "landmarks.csv").exists()  # nothing half-written in place
+    with open(fresh / "cache" / "detections.jsonl", "a") as f:
+        f.write('{"sha1": "0123')  # and a line cut mid-write
+    resumed = Counting(dlib_lm)
+    r3 = prepare("folder", tmp_path / "in", fresh, size=64, landmarker=resumed)
+    assert resumed.calls == detectable - 2
+    pd.testing.assert_frame_equal(pd.read_csv(fresh / "landmarks.csv"), table)
+    assert not list(fresh.glob(".staging-*")) and r3.meta["n_images"] == 3
+
+
+def test_prepared_folder_reads_as_folderfaces(tmp_path, dlib_lm):
+    from afvae.data.datasets import FolderFaces
+
+    _messy_folder(tmp_path / "in")
+    prepare("folder", tmp_path / "in", tmp_path / "out", size=64, landmarker=dlib_lm)
+    ds = FolderFaces(tmp_path / "out", split="all")
+    table = pd.read_csv(tmp_path / "out" / "landmarks.csv")
+    assert len(ds) == len(table) == 3
+    np.testing.assert_allclose(ds.landmarks[0].numpy().ravel(), table.iloc[0, 3:].to_numpy(float), atol=1e-4)
+
+
+def test_identity_split_is_disjoint_deterministic_and_ten_percent():
+    names = [f"id{i}" for i in range(200)]
+    split = identity_split(names, seed=3)
+    assert sum(v == "test" for v in split.values()) == 20
+    assert split == identity_split(list(reversed(names)), seed=3)
+    assert split != identity_split(names, seed=4)
+    assert list(identity_split(["a", "b"]).values()).count("test") == 1
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Keypoint sources (no detection)
+# ---------------------------------------------------------------------------------------------------------
+
+_CAT = np.array([[0, 0], [1, 0], [0.5, 0.75], [-0.5, -0.6], [-0.4, -1.4], [0.0, -0.8], [1.0, -0.8], [1.4, -1.4],
+                 [1.5, -0.6]])  # eyes, mouth, left ear, right ear in eye-distance units
+
+
+def _cat_folder(root: Path) -> None:
+    rng = np.random.default_rng(0)
+    (root / "CAT_00").mkdir(parents=True)
+    for i, (angle, scale) in enumerate([(0.0, 40.0), (0.3, 55.0), (-0.2, 30.0)]):
+        img = rng.integers(0, 255, (160, 200, 3), dtype=np.uint8)
+        name = root / "CAT_00" / f"0000000{i}_000.jpg"
+        Image.fromarray(img).save(name)
+        pts = transform_points(_CAT, _similarity(angle, scale, (80.0, 90.0)))
+        name.with_name(name.name + ".cat").write_text("9 " + " ".join(f"{v:.0f}" for v in pts.ravel()) + " ")
+    (root / "CAT_00" / "00000009_000.jpg.cat").write_text("9 1 2 3")  # no image, malformed
+    Image.fromarray(rng.integers(0, 255, (50, 50, 3), dtype=np.uint8)).save(root / "CAT_00" / "00000008_000.jpg")
+    (root / "CAT_00" / "00000008_000.jpg.cat").write_text("9 1 2 3")  # malformed
+
+
+def test_cats_prepare_with_cat9_and_render_boundaries(tmp_path):
+    _cat_folder(tmp_path / "cats")
+    r = prepare("cats", tmp_path / "cats", tmp_path / "out", size=64)
+    assert r.meta["schema"] == "cat9" and r.meta["landmark_backend"] == "given" and r.n_detected == 0
+    table = pd.read_csv(tmp_path / "out" / "landmarks.csv")
+    assert len(table) == 3 and table.columns[-1] == "y8" and "x9" not in table.columns
+    assert len(pd.read_csv(tmp_path / "out" / "rejects.csv")) == 2
+    pts = table.iloc[:, 3:].to_numpy(float).reshape(-1, 9, 2)
+    # Every cat is the same shape up to a similarity (and rounding): all land on one another after alignment.
+    assert np.abs(pts - pts[0]).max() < 1.0
+    c = boundary_map(torch.tensor(pts, dtype=torch.float32), 64, schema=CAT9)
+    assert c.shape == (3, CAT9.n_curves, 64, 64) and (c.amax((2, 3)) > 0.9).all()
+
+
+def test_keypoints_csv_with_hand21(tmp_path):
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(4):
+        Image.fromarray(rng.integers(0, 255, (120, 90, 3), dtype=np.uint8)).save(tmp_path / f"hand{i}.png")
+        pts = rng.uniform(10, 80, (21, 2))
+        rows.append({"file": f"hand{i}.png", "identity": f"person{i % 2}",
+                     **{f"{a}{k}": pts[k, j] for k in range(21) for j, a in enumerate("xy")}})
+    rows[3]["x5"] = np.nan
+    pd.DataFrame(rows).to_csv(tmp_path / "keypoints.csv", index=False)
+    r = prepare("keypoints", tmp_path, tmp_path / "out", size=64, schema="hand21")
+    assert r.meta["schema"] == "hand21" and r.meta["n_images"] == 3 and r.meta["n_identities"] == 2
+    assert "NaN" in pd.read_csv(tmp_path / "out" / "rejects.csv")["reason"][0]
+    pts = pd.read_csv(tmp_path / "out" / "landmarks.csv").iloc[:, 3:].to_numpy(float).reshape(-1, 21, 2)
+    lo, hi = pts.min(1), pts.max(1)  # 'box' alignment: bounding box centred, 80 % of the crop
+    np.testing.assert_allclose((lo + hi) / 2, 31.5, atol=1e-3)
+    np.testing.assert_allclose((hi - lo).max(1), 0.8 * 64, atol=1e-3)
+    assert boundary_map(torch.tensor(pts, dtype=torch.float32), 64, schema=HAND21).shape == (3, 5, 64, 64)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Layout readers and the CLI
+# ---------------------------------------------------------------------------------------------------------
+
+def test_missing_datasets_name_the_expected_file(tmp_path):
+    with pytest.raises(real.DatasetNotFound, match=r"celeba/identity_CelebA\.txt"):
+        real.celeba(tmp_path)
+    with pytest.raises(real.DatasetNotFound, match="WFLW_images"):
+        real.wflw(tmp_path)
+    with pytest.raises(real.DatasetNotFound, match="keypoints.csv"):
+        real.keypoints(tmp_path, "hand21")
+    with pytest.raises(SystemExit, match="identity_CelebA"):
+        main(["celeba", "--root", str(tmp_path), "--out", str(tmp_path / "out")])
+
+
+def test_layout_parsers(tmp_path):
+    ann = tmp_path / "WFLW" / "WFLW_annotations" / "list_98pt_rect_attr_train_test"
+    ann.mkdir(parents=True)
+    (tmp_path / "WFLW" / "WFLW_images" / "0--Parade").mkdir(parents=True)
+    pts98 = np.stack([np.arange(98), 1000 + np.arange(98)], 1).ravel()
+    line = " ".join(map(str, [*pts98, 1, 2, 3, 4, 0, 1, 0, 0, 0, 0, "0--Parade/x.jpg"]))
+    (ann / "list_98pt_rect_attr_train.txt").write_text(line + "\n" + "1 2 3\n")
+    (ann / "list_98pt_rect_attr_test.txt").write_text("")
+    src = real.wflw(tmp_path)
+    assert len(src.items) == 1 and len(src.rejects) == 1
+    np.testing.assert_array_equal(src.items[0].landmarks[:, 0], real.WFLW_TO_68)
+    assert src.items[0].landmarks[36:48, 0].tolist() == [60, 61, 63, 64, 65, 67, 68, 69, 71, 72, 73, 75]
+
+    (tmp_path / "300w").mkdir()
+    (tmp_path / "300w" / "a.png").write_bytes(b"")
+    body = "\n".join(f"{i + 1} {i + 101}" for i in range(68))
+    (tmp_path / "300w" / "a.pts").write_text(f"version: 1\nn_points:  68\n{{\n{body}\n}}\n")
+    pts = real.w300(tmp_path / "300w").items[0].landmarks
+    assert pts[0].tolist() == [0.0, 100.0] and pts.shape == (68, 2)  # 1-based -> 0-based
+
+    (tmp_path / "rafd").mkdir()
+    for name in ("Rafd090_01_Caucasian_female_angry_frontal.jpg", "Rafd090_12_Moroccan_male_happy_left.jpg",
+                 "holiday.jpg"):
+        (tmp_path / "rafd" / name).write_bytes(b"")
+    src = real.rafd(tmp_path / "rafd")
+    assert [(i.identity, dict(i.attributes)["expression"]) for i in src.items] == [("01", "angry"), ("12", "happy")]
+    assert len(src.rejects) == 1
+
+
+def test_cli_prepares_cats(tmp_path, capsys):
+    _cat_folder(tmp_path / "cats")
+    main(["cats", "--root", str(tmp_path / "cats"), "--out", str(tmp_path / "out"), "--size", "32"])
+    assert "3 images" in capsys.readouterr().out
+    assert json.loads((tmp_path / "out" / "meta.json").read_text())["size"] == 32
