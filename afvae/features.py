@@ -75,11 +75,12 @@ def load_vgg19(path: str | Path | None = None, download: bool = True) -> Feature
 class FactorNet(nn.Module):
     """Small conv net: image -> feature pyramid -> regression of the known factors."""
 
-    def __init__(self, n_targets: int, widths: Sequence[int] = (32, 64, 128, 256)):
+    def __init__(self, n_targets: int, widths: Sequence[int] = (24, 48, 96, 192)):
         super().__init__()
         chans = [3, *widths]
         self.stages = nn.ModuleList(
-            nn.Sequential(nn.Conv2d(a, b, 3, 2, 1), nn.GroupNorm(8, b), nn.SiLU(), nn.Conv2d(b, b, 3, 1, 1), nn.SiLU())
+            nn.Sequential(nn.Conv2d(a, b, 3, 2, 1, bias=False), nn.BatchNorm2d(b), nn.ReLU(),
+                          nn.Conv2d(b, b, 3, 1, 1, bias=False), nn.BatchNorm2d(b), nn.ReLU())
             for a, b in zip(chans[:-1], chans[1:])
         )
         self.head = nn.Linear(widths[-1], n_targets)

@@ -1,12 +1,13 @@
 """AF-VAE networks (paper Sec. 3, Fig. 2): structure encoder, appearance encoder, decoder.
 
-    c --E_mu--> y, skips            structure code y (B, C_y, 4, 4) + U-Net skips at every scale
+    c --E_mu--> y, skips            structure code y (B, C_y, 4, 4) + U-Net skips at R/2 ... 4
     x, y --E_app--> mu, logvar      q(z | x, y) = N(mu, diag(exp(logvar)))           z: (B, D)
     z, y, skips --D--> x_hat        upsampling by sub-pixel convolution (pixel shuffle)
     c --focal points--> w           focal weights (B, K) of the additive prior p(z | y)
 
 Every conv / linear is weight-normalised unless ``cfg.norm`` says otherwise (the ablations).
-Depth follows resolution: one stride-2 stage per factor 2 from ``resolution`` down to 4 px.
+Depth follows resolution: one stride-2 stage per factor 2 from ``resolution`` down to 4 px; the first
+and last layers change resolution themselves, so nothing else runs at full resolution.
 """
 from __future__ import annotations
 
@@ -35,8 +36,8 @@ def _wrap(layer: nn.Module, norm: str, out_channels: int, act: bool) -> nn.Modul
 
 
 def conv(cin: int, cout: int, norm: str, *, k: int = 3, stride: int = 1, act: bool = True) -> nn.Module:
-    """k x k conv, 'same' padding, normalisation switch, optional LeakyReLU."""
-    return _wrap(nn.Conv2d(cin, cout, k, stride, k // 2, bias=norm != "batch" or not act), norm, cout, act)
+    """k x k conv (padding (k-1)//2: same size, or exactly half at stride 2), norm switch, optional LeakyReLU."""
+    return _wrap(nn.Conv2d(cin, cout, k, stride, (k - 1) // 2, bias=norm != "batch" or not act), norm, cout, act)
 
 
 def linear(fin: int, fout: int, norm: str) -> nn.Module:
@@ -47,44 +48,48 @@ def linear(fin: int, fout: int, norm: str) -> nn.Module:
 class Upsample(nn.Module):
     """x2 upsampling: sub-pixel conv + PixelShuffle (the paper) or a 4x4 stride-2 deconv (ablation)."""
 
-    def __init__(self, cin: int, cout: int, mode: str, norm: str):
+    def __init__(self, cin: int, cout: int, mode: str, norm: str, act: bool = True):
         super().__init__()
         if mode == "pixel_shuffle":
             self.body = nn.Sequential(conv(cin, 4 * cout, norm, act=False), nn.PixelShuffle(2))
         elif mode == "deconv":
-            self.body = nn.Sequential(nn.ConvTranspose2d(cin, cout, 4, 2, 1))
-            if norm == "weight":
-                self.body = nn.Sequential(weight_norm(self.body[0], dim=1))
+            deconv = nn.ConvTranspose2d(cin, cout, 4, 2, 1)
+            self.body = weight_norm(deconv, dim=1) if norm == "weight" else deconv
         else:
             raise ValueError(f"unknown upsample mode {mode!r}; expected 'pixel_shuffle' or 'deconv'")
-        self.post = nn.Sequential(nn.BatchNorm2d(cout) if norm == "batch" else nn.Identity(), nn.LeakyReLU(0.2))
+        post = [nn.BatchNorm2d(cout)] if norm == "batch" and act else []
+        self.post = nn.Sequential(*post, nn.LeakyReLU(0.2)) if act else nn.Identity()
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         return self.post(self.body(h))  # (B, cin, H, W) -> (B, cout, 2H, 2W)
 
 
 def stage_widths(cfg: ModelConfig) -> list[int]:
-    """Channel width at each scale: index 0 is full resolution, the last is 4 x 4."""
+    """Channel width at each scale: index 0 is R/2 x R/2, the last is 4 x 4.
+
+    No layer runs at full resolution except the final pixel shuffle: full-resolution convolutions would
+    cost most of the FLOPs (a 64-px CPU model trains ~3x faster without them).
+    """
     if cfg.resolution < 8 or cfg.resolution & (cfg.resolution - 1):
         raise ValueError(f"resolution must be a power of two >= 8, got {cfg.resolution}")
-    n_stages = int(math.log2(cfg.resolution // 4))
-    return [min(cfg.base_width * 2**i, cfg.max_width) for i in range(n_stages + 1)]
+    n_scales = int(math.log2(cfg.resolution // 4))  # R/2, R/4, ..., 4
+    return [min(cfg.base_width * 2**i, cfg.max_width) for i in range(n_scales)]
 
 
 class Encoder(nn.Module):
-    """Conv pyramid: (B, cin, R, R) -> features at every scale, R down to 4."""
+    """Conv pyramid: (B, cin, R, R) -> features at R/2, R/4, ..., 4."""
 
     def __init__(self, cin: int, widths: list[int], norm: str):
         super().__init__()
-        self.stem = conv(cin, widths[0], norm)
+        self.stem = nn.Sequential(conv(cin, widths[0], norm, k=4, stride=2), conv(widths[0], widths[0], norm))
         self.down = nn.ModuleList(
             nn.Sequential(conv(a, b, norm, stride=2), conv(b, b, norm)) for a, b in zip(widths[:-1], widths[1:])
         )
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        feats = [self.stem(x)]  # (B, widths[0], R, R)
+        feats = [self.stem(x)]  # (B, widths[0], R/2, R/2)
         for block in self.down:
-            feats.append(block(feats[-1]))  # (B, widths[i], R / 2^i, R / 2^i)
+            feats.append(block(feats[-1]))  # (B, widths[i], R / 2^(i+1), ...)
         return feats
 
 
@@ -112,7 +117,7 @@ class Decoder(nn.Module):
         self.join = conv(2 * widths[-1], widths[-1], norm)
         self.up = nn.ModuleList(Upsample(a, b, upsample, norm) for a, b in zip(widths[:0:-1], widths[-2::-1]))
         self.merge = nn.ModuleList(conv(2 * b, b, norm) for b in widths[-2::-1])
-        self.out = conv(widths[0], 3, norm, act=False)
+        self.out = Upsample(widths[0], 3, upsample, norm, act=False)  # R/2 -> R, straight to RGB
 
     def forward(self, z: torch.Tensor, y: torch.Tensor, skips: list[torch.Tensor]) -> torch.Tensor:
         B = z.shape[0]

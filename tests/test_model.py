@@ -22,7 +22,7 @@ def _inputs(b: int = 4, r: int = 32):
     return torch.rand(b, 3, r, r, generator=g) * 2 - 1, torch.rand(b, 13, r, r, generator=g)
 
 
-@pytest.mark.parametrize("resolution, n", [(32, 4), (64, 5), (256, 7)])
+@pytest.mark.parametrize("resolution, n", [(32, 3), (64, 4), (256, 6)])
 def test_depth_follows_resolution(resolution, n):
     widths = stage_widths(ModelConfig(resolution=resolution, base_width=8, max_width=64))
     assert len(widths) == n and widths[0] == 8 and max(widths) <= 64

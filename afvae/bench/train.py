@@ -36,7 +36,7 @@ class PlainVAE(nn.Module):
         self.fc = nn.Linear(z_dim, self.top * 16)
         self.up = nn.Sequential(*[nn.Sequential(Upsample(a, b, "deconv", "none"), conv(b, b, "none"))
                                   for a, b in zip(widths[:0:-1], widths[-2::-1])])
-        self.out = nn.Conv2d(widths[0], 3, 3, 1, 1)
+        self.out = Upsample(widths[0], 3, "deconv", "none", act=False)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         mu, logvar = self.head(self.enc(x)[-1].flatten(1)).chunk(2, dim=1)
