@@ -131,19 +131,20 @@ def train_factor_net(data: DataConfig, *, steps: int | None = None, batch_size: 
     steps = steps or (150 if data.size <= 32 else 800)
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    all_t = factor_targets(collate(train_set, torch.arange(len(train_set))), data.size)
+    keys = ["x", "landmarks", "appearance", "structure"]  # no boundary maps: the factor net never sees them
+    all_t = factor_targets(collate(train_set, torch.arange(len(train_set)), keys[1:]), data.size)
     mean, std = all_t.mean(0), all_t.std(0).clamp_min(1e-6)
     net = FactorNet(all_t.shape[1])
     opt = torch.optim.AdamW(net.parameters(), lr=2e-3, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=steps)
     for _ in tqdm(range(steps), desc="factor net", disable=not progress):
-        b = collate(train_set, torch.randint(len(train_set), (batch_size,), generator=g))
+        b = collate(train_set, torch.randint(len(train_set), (batch_size,), generator=g), keys)
         loss = F.mse_loss(net.predict(b["x"]), (factor_targets(b, data.size) - mean) / std)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         sched.step()
-    tb = collate(test_set, torch.arange(min(len(test_set), 512)))
+    tb = collate(test_set, torch.arange(min(len(test_set), 512)), keys)
     with torch.no_grad():
         err = ((net.predict(tb["x"]) - (factor_targets(tb, data.size) - mean) / std) ** 2).mean(0)
     r2 = float((1 - err).mean())  # targets are standardised, so 1 - MSE is R^2 per target

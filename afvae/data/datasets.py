@@ -1,0 +1,238 @@
+"""Datasets that training reads, whatever the source: the embedded synthetic faces or a prepared folder.
+
+Every item is a dict: ``x`` (3, H, W) float32 in [-1, 1], ``c`` (C, H, W) boundary map in [0, 1] (C = 13
+curves, or 1 for the merged map), ``landmarks`` (68, 2) pixels, ``identity`` int64, and for synthetic
+data also the generative factors ``appearance`` (A,) and ``structure`` (S,). ``collate(dataset, idx)``
+gives the same keys batched. Images are kept in memory as uint8.
+
+The folder format (what ``export_synthetic`` writes and real-data preparation also produces):
+``images/000000.png ...``, ``landmarks.csv`` (file, identity, split, x0, y0, ..., x67, y67),
+``meta.json`` (size, schema "face68", source, counts ...) and, for synthetic data only, ``factors.csv``
+(file, then the appearance and structure columns of ``afvae.data.synthetic``).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from afvae.boundaries import boundary_map, merged_map
+from afvae.config import DataConfig
+from afvae.data import synthetic as syn
+
+log = logging.getLogger(__name__)
+SPLITS = ("train", "test", "all")
+SCHEMA = "face68"
+
+
+def _boundaries(landmarks: Tensor, size: int, channels: int) -> Tensor:
+    """(B, 68, 2) pixels -> (B, channels, size, size) boundary map."""
+    c = boundary_map(landmarks, size)
+    return merged_map(c) if channels == 1 else c
+
+
+def _to_x(images: Tensor) -> Tensor:
+    """uint8 (..., 3, H, W) -> float32 in [-1, 1]."""
+    return images.float() / 127.5 - 1
+
+
+class _FaceDataset(Dataset):
+    """Shared item access over in-memory uint8 images, landmarks, identities and optional factors."""
+
+    images: Tensor  # (N, 3, H, W) uint8
+    landmarks: Tensor  # (N, 68, 2)
+    identity: Tensor  # (N,) int64
+    factors: dict[str, Tensor]  # "appearance" (N, A), "structure" (N, S), or empty
+    size: int
+    boundary_channels: int
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def get_batch(self, idx: Tensor | Sequence[int], keys: Sequence[str] | None = None) -> dict[str, Tensor]:
+        """Items idx batched: x (B, 3, H, W), c (B, C, H, W), landmarks, identity and the factors."""
+        idx = torch.as_tensor(idx, dtype=torch.int64)
+        want = set(keys) if keys is not None else None
+        out: dict[str, Tensor] = {}
+        if want is None or "x" in want:
+            out["x"] = _to_x(self.images[idx])
+        if want is None or "c" in want:
+            out["c"] = _boundaries(self.landmarks[idx], self.size, self.boundary_channels)
+        out["landmarks"], out["identity"] = self.landmarks[idx], self.identity[idx]
+        out.update({k: v[idx] for k, v in self.factors.items()})
+        return out if want is None else {k: v for k, v in out.items() if k in want}
+
+    def __getitem__(self, i: int) -> dict[str, Tensor]:
+        return {k: v[0] for k, v in self.get_batch([int(i)]).items()}
+
+
+class SyntheticFaces(_FaceDataset):
+    """The embedded procedural faces: identities split 90 / 10 (disjoint), each under many structures."""
+
+    def __init__(self, size: int = 64, n_identities: int = 200, images_per_identity: int = 40, split: str = "train",
+                 seed: int = 0, boundary_channels: int = 13, progress: bool | None = None):
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        self.size, self.seed, self.boundary_channels = size, seed, boundary_channels
+        self.n_identities, self.images_per_identity, self.split = n_identities, images_per_identity, split
+        test = syn.held_out_identities(n_identities, seed)
+        keep = {"train": ~test, "test": test, "all": torch.ones_like(test)}[split]
+        self.identities = keep.nonzero()[:, 0]  # (n,) ids of this split's identities
+        n_images = len(self.identities) * images_per_identity
+        progress = n_images >= 2000 if progress is None else progress
+        faces = syn.make_faces(size, self.identities, images_per_identity, seed, progress=progress)
+        self.images, self.landmarks, self.identity = faces.images, faces.landmarks, faces.identity
+        self.structure = faces.structure
+        self.factors = {"appearance": faces.appearance.to_vector(), "structure": faces.structure.to_vector()}
+        self._appearance = faces.appearance.index(slice(None, None, images_per_identity))  # one per identity
+
+    def appearance_of(self, identity: int | Tensor) -> syn.Appearance:
+        """Appearance of identity id(s) of this split (B,) -> batch of B."""
+        ids = torch.as_tensor(identity, dtype=torch.int64).reshape(-1)
+        pos = torch.searchsorted(self.identities, ids).clamp(max=len(self.identities) - 1)
+        if (self.identities[pos] != ids).any():
+            raise KeyError(f"identities {ids.tolist()} are not all in the {self.split!r} split")
+        return self._appearance.index(pos)
+
+    def render_identity(self, identity: int | Tensor, structure: syn.Structure, quantize: bool = True
+                        ) -> dict[str, Tensor]:
+        """Identity id(s) under structure(s) (batches broadcast): x, c, landmarks like get_batch."""
+        x, lm = syn.render(self.appearance_of(identity), structure, self.size)
+        x = _to_x(syn.to_uint8(x)) if quantize else x  # quantized like the stored images
+        return {"x": x, "c": _boundaries(lm, self.size, self.boundary_channels), "landmarks": lm}
+
+    def true_target(self, index: int | Tensor, structure: syn.Structure, quantize: bool = True) -> dict[str, Tensor]:
+        """The ground truth of a manipulation: the identity of item(s) ``index`` under ``structure``."""
+        return self.render_identity(self.identity[torch.as_tensor(index).reshape(-1)], structure, quantize)
+
+    def render_pair(self, index: int | Tensor, target_index: int | Tensor) -> dict[str, Tensor]:
+        """Source items and their identities under the structures of target items.
+
+        Returns x (source images), c_target (the targets' boundary maps) and x_target (the truth).
+        """
+        index = torch.as_tensor(index).reshape(-1)
+        target_index = torch.as_tensor(target_index).reshape(-1)
+        truth = self.true_target(index, self.structure.index(target_index))
+        return {"x": _to_x(self.images[index]), "c_target": truth["c"], "x_target": truth["x"],
+                "landmarks_target": truth["landmarks"]}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The folder format
+# ---------------------------------------------------------------------------------------------------------
+
+def _landmark_columns() -> list[str]:
+    return [f"{a}{i}" for i in range(68) for a in ("x", "y")]
+
+
+def write_folder(out_dir: str | Path, images: Tensor, landmarks: Tensor, identity: Tensor, split: Sequence[str],
+                 meta: dict[str, Any], factors: pd.DataFrame | None = None) -> Path:
+    """Write a face folder atomically (a temporary sibling renamed into place); replaces out_dir.
+
+    images (N, 3, H, W) uint8, landmarks (N, 68, 2) pixels, identity (N,), split N strings.
+    """
+    out = Path(out_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp-{uuid.uuid4().hex[:8]}")
+    (tmp / "images").mkdir(parents=True)
+    files = [f"images/{i:06d}.png" for i in range(images.shape[0])]
+    for f, img in zip(files, images.permute(0, 2, 3, 1).numpy()):
+        Image.fromarray(img).save(tmp / f)
+    table = pd.DataFrame(landmarks.reshape(-1, 136).numpy().astype(np.float64), columns=_landmark_columns())
+    table.insert(0, "split", list(split))
+    table.insert(0, "identity", identity.numpy())
+    table.insert(0, "file", files)
+    table.to_csv(tmp / "landmarks.csv", index=False, float_format="%.4f")
+    if factors is not None:
+        factors.insert(0, "file", files)
+        factors.to_csv(tmp / "factors.csv", index=False, float_format="%.6g")
+    meta = {"size": int(images.shape[-1]), "schema": SCHEMA, "n_images": int(images.shape[0]), **meta}
+    (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+    old = out.with_name(f".{out.name}.old-{uuid.uuid4().hex[:8]}")
+    if out.exists():
+        out.rename(old)
+    tmp.rename(out)
+    shutil.rmtree(old, ignore_errors=True)
+    return out
+
+
+def export_synthetic(out_dir: str | Path, size: int = 64, n_identities: int = 200, images_per_identity: int = 40,
+                     seed: int = 0, progress: bool = False) -> Path:
+    """Render the whole synthetic dataset (all identities) and write it as a face folder."""
+    test = syn.held_out_identities(n_identities, seed)
+    faces = syn.make_faces(size, range(n_identities), images_per_identity, seed, progress=progress)
+    split = ["test" if test[i] else "train" for i in faces.identity.tolist()]
+    factors = pd.DataFrame(torch.cat([faces.appearance.to_vector(), faces.structure.to_vector()], 1).numpy(),
+                           columns=syn.appearance_columns() + syn.structure_columns())
+    meta = {"source": "synthetic", "seed": seed, "n_identities": n_identities,
+            "images_per_identity": images_per_identity, "n_train": split.count("train"),
+            "n_test": split.count("test"), "pixel_centres": "pixel (row i, col j) is centred at (x=j, y=i)"}
+    path = write_folder(out_dir, faces.images, faces.landmarks, faces.identity, split, meta, factors)
+    log.info("wrote %d faces to %s", len(split), path)
+    return path
+
+
+def _resize(images: np.ndarray, size: int) -> np.ndarray:
+    """(N, H, W, 3) uint8 -> (N, size, size, 3) with a bicubic (antialiased) resize."""
+    return np.stack([np.asarray(Image.fromarray(im).resize((size, size), Image.BICUBIC)) for im in images])
+
+
+class FolderFaces(_FaceDataset):
+    """A face folder (see the module docstring) split by its ``split`` column; resized to ``size`` if given."""
+
+    def __init__(self, root: str | Path, split: str = "train", size: int | None = None, boundary_channels: int = 13):
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        self.root = Path(root)
+        self.meta = json.loads((self.root / "meta.json").read_text())
+        if self.meta.get("schema") != SCHEMA:
+            raise ValueError(f"{self.root}: schema {self.meta.get('schema')!r}, expected {SCHEMA!r}")
+        table = pd.read_csv(self.root / "landmarks.csv")
+        rows = np.ones(len(table), bool) if split == "all" else (table["split"] == split).to_numpy()
+        table = table[rows]
+        native = int(self.meta["size"])
+        self.size, self.boundary_channels = size or native, boundary_channels
+        images = np.stack([np.asarray(Image.open(self.root / f).convert("RGB")) for f in table["file"]])
+        if self.size != native:
+            images = _resize(images, self.size)
+        self.images = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
+        scale = self.size / native  # pixel centres: x' = (x + 0.5) * scale - 0.5
+        marks = torch.tensor(table[_landmark_columns()].to_numpy(), dtype=torch.float32).view(-1, 68, 2)
+        self.landmarks = (marks + 0.5) * scale - 0.5
+        self.identity = torch.tensor(table["identity"].to_numpy(), dtype=torch.int64)
+        self.files = table["file"].tolist()
+        self.factors = self._read_factors(rows)
+
+    def _read_factors(self, rows: np.ndarray) -> dict[str, Tensor]:
+        path = self.root / "factors.csv"
+        if not path.exists():
+            return {}
+        table = pd.read_csv(path)[rows]
+        as_tensor = lambda cols: torch.tensor(table[cols].to_numpy(), dtype=torch.float32)  # noqa: E731
+        return {"appearance": as_tensor(syn.appearance_columns()), "structure": as_tensor(syn.structure_columns())}
+
+
+def build_dataset(data: DataConfig, split: str) -> _FaceDataset:
+    """The dataset a DataConfig names: the synthetic faces, or a prepared folder at ``data.source``."""
+    if data.source == "synthetic":
+        return SyntheticFaces(data.size, data.n_identities, data.images_per_identity, split, data.seed,
+                              data.boundary_channels)
+    return FolderFaces(data.source, split, data.size, data.boundary_channels)
+
+
+def collate(dataset: Dataset, idx: Tensor | Sequence[int], keys: Sequence[str] | None = None) -> dict[str, Tensor]:
+    """Items idx of dataset as one batch dict (keys: optionally only these, e.g. skip the boundary maps)."""
+    if isinstance(dataset, _FaceDataset):
+        return dataset.get_batch(idx, keys)
+    items = [dataset[int(i)] for i in idx]
+    return {k: torch.stack([it[k] for it in items]) for k in items[0] if keys is None or k in keys}
