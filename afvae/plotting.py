@@ -2,10 +2,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import matplotlib.pyplot as plt  # headless runs fall back to the Agg backend by themselves
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 FIGURES = Path("figures")
 
@@ -51,3 +55,277 @@ def boundary_rgb(c: torch.Tensor) -> np.ndarray:
 
 
 use_style()
+
+
+def image_grid(rows: list[list[torch.Tensor]], *, row_labels: list[str] | None = None,
+               col_labels: list[str] | None = None, cell: float = 1.1) -> plt.Figure:
+    """Grid of images: rows[i][j] is (3, H, W) in [-1, 1] or a (C, H, W) boundary map (C != 3)."""
+    n_r, n_c = len(rows), max(len(r) for r in rows)
+    fig, axes = plt.subplots(n_r, n_c, figsize=(cell * n_c, cell * n_r), squeeze=False)
+    for i, row in enumerate(rows):
+        for j in range(n_c):
+            ax = axes[i, j]
+            ax.set_xticks([]), ax.set_yticks([])
+            for side in ax.spines.values():
+                side.set_visible(False)
+            if j < len(row):
+                img = row[j]
+                ax.imshow(to_numpy_image(img) if img.shape[0] == 3 else boundary_rgb(img))
+            if i == 0 and col_labels and j < len(col_labels):
+                ax.set_title(col_labels[j], fontsize=8)
+        if row_labels:
+            axes[i, 0].set_ylabel(row_labels[i], fontsize=8, rotation=0, ha="right", va="center")
+    fig.subplots_adjust(wspace=0.04, hspace=0.06)
+    return fig
+
+
+def plot_losses(histories: dict[str, "pd.DataFrame"], keys: tuple[str, ...] = ("loss", "l1", "feature", "kl"),
+                title: str = "") -> plt.Figure:
+    """Training curves: one panel per loss term, one line per run (histories from experiment.history)."""
+    present = [k for k in keys if any(k in h for h in histories.values())]
+    fig, axes = plt.subplots(1, len(present), figsize=(3.0 * len(present), 2.6), squeeze=False)
+    for ax, key in zip(axes[0], present):
+        for name, h in histories.items():
+            if key in h:
+                ax.plot(h["step"], h[key], label=name, lw=1.2)
+        ax.set_xlabel("step")
+        ax.set_title(key)
+        ax.set_yscale("log" if key in ("loss", "kl") and all((h[key] > 0).all() for h in histories.values()
+                                                           if key in h) else "linear")
+    axes[0, 0].legend(fontsize=7)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_focal_clusters(pca2: np.ndarray, pca3: np.ndarray, tsne: np.ndarray, labels: np.ndarray,
+                        centres: torch.Tensor, side: int) -> plt.Figure:
+    """Fig. 2(b): structure representations in 2-D PCA, 3-D PCA and t-SNE, coloured by focal cluster,
+    above the K centre boundary maps. pca2/tsne (N, 2), pca3 (N, 3), labels (N,), centres (K, C*side*side)."""
+    K = centres.shape[0]
+    fig = plt.figure(figsize=(11, 5.4))
+    grid = fig.add_gridspec(2, max(K, 3), height_ratios=[3, 1.2])
+    third = max(K, 3) // 3
+    colours = plt.get_cmap("tab10")(labels % 10)
+    spans = [grid[0, :third], grid[0, third:2 * third], grid[0, 2 * third:]]
+    for span, data, name, proj in zip(spans, (pca2, pca3, tsne), ("PCA (2-D)", "PCA (3-D)", "t-SNE"),
+                                      (None, "3d", None)):
+        ax = fig.add_subplot(span, projection=proj)
+        ax.scatter(*data.T, c=colours, s=3, alpha=0.6, linewidths=0)
+        ax.set_title(name)
+        ax.set_xticks([]), ax.set_yticks([])
+        if proj == "3d":
+            ax.set_zticks([])
+    for k in range(K):
+        ax = fig.add_subplot(grid[1, k])
+        ax.imshow(boundary_rgb(centres[k].view(-1, side, side) / centres[k].max().clamp_min(1e-8)))
+        ax.set_title(f"focal point {k}", fontsize=8, color=plt.get_cmap("tab10")(k % 10))
+        ax.axis("off")
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Figure notebooks 04-08 (pixel shuffle, weight norm, interpolation, manipulation, identity)
+
+METHOD_COLOURS = {"source": "black", "AF-VAE": "tab:blue", "source unchanged": "tab:gray",
+                  "pixel shuffle (full)": "tab:blue", "deconv": "tab:orange"}
+
+
+def _show(ax: plt.Axes, img: torch.Tensor | None, title: str | None = None, below: str | None = None) -> None:
+    """Draw an image (3, H, W) in [-1, 1] or a boundary map (C != 3, H, W) without ticks; text above / below."""
+    ax.set_xticks([]), ax.set_yticks([])
+    for side in ax.spines.values():
+        side.set_visible(False)
+    if img is not None:
+        ax.imshow(to_numpy_image(img) if img.shape[0] == 3 else boundary_rgb(img))
+    if title:
+        ax.set_title(title, fontsize=7)
+    if below:
+        ax.set_xlabel(below, fontsize=7, labelpad=2)
+
+
+def plot_colour_histograms(hists: dict[str, torch.Tensor], entropy: dict[str, list[float]],
+                           examples: dict[str, torch.Tensor], display_bins: int = 64) -> plt.Figure:
+    """Fig. 3: pooled colour histograms per image set, with example images underneath.
+
+    hists: set name -> (4, 256) probabilities of R, G, B, luminance (``analysis.colour_histograms``);
+    entropy: set name -> the 4 entropies in bits (for the legends); examples: set name -> (n, 3, H, W).
+    """
+    names = list(hists)
+    colours = [METHOD_COLOURS.get(n, f"C{i}") for i, n in enumerate(names)]
+    fig = plt.figure(figsize=(11, 2.6 + 1.0 * len(examples)), layout="constrained")
+    top, bottom = fig.subfigures(2, 1, height_ratios=[2.6, 1.0 * len(examples)])
+    axes = top.subplots(1, 4)
+    centres = (np.arange(display_bins) + 0.5) * 256 / display_bins
+    for k, (ax, channel) in enumerate(zip(axes, ("red", "green", "blue", "luminance"))):
+        for name, colour in zip(names, colours):
+            p = hists[name][k].view(display_bins, -1).sum(1).numpy()  # merge 256 bins into display_bins
+            ax.step(centres, p, where="mid", color=colour, lw=1.2, label=f"{name}: H = {entropy[name][k]:.2f} bits")
+        ax.set(title=f"{channel}", xlabel="8-bit value", xlim=(0, 255))
+        ax.legend(fontsize=6.5, loc="upper center", bbox_to_anchor=(0.5, -0.28), frameon=False)
+    axes[0].set_ylabel(f"fraction of pixels ({display_bins} bins)")
+    top.suptitle("Colour histograms pooled over the test images (H: entropy of the 256-bin histogram)", fontsize=9)
+    bottom.suptitle("Test images (top row) and their reconstructions by each decoder", fontsize=9)
+    n = max(len(v) for v in examples.values())
+    cells = bottom.subplots(len(examples), n, squeeze=False)
+    for i, (name, imgs) in enumerate(examples.items()):
+        for j in range(n):
+            _show(cells[i, j], imgs[j] if j < len(imgs) else None)
+        cells[i, 0].set_ylabel(name, fontsize=7, rotation=0, ha="right", va="center")
+    return fig
+
+
+def plot_seed_bands(bands: "pd.DataFrame", final: "pd.DataFrame", *, ylabel: str = "training L1 (batch)",
+                    final_label: str = "test L1 after training") -> plt.Figure:
+    """Convergence over seeds: mean line, mean ± std band and min-max dotted lines per label (left);
+    the final value per seed with the mean (right).
+
+    bands: ``analysis.seed_bands`` output (label, step, mean, std, min, max); final: columns label, seed, value.
+    """
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(9, 3.2), width_ratios=[2.2, 1], layout="constrained")
+    labels = list(dict.fromkeys(bands["label"]))
+    for i, label in enumerate(labels):
+        b = bands[bands["label"] == label]
+        n = int(b["n"].max())
+        ax.plot(b["step"], b["mean"], color=f"C{i}", lw=1.5, ls=("-", "--", "-.", ":")[i % 4], marker="os^v"[i % 4],
+                ms=3, label=f"{label} (mean ± std of {n} seeds)")  # styles keep coinciding curves apart
+        ax.fill_between(b["step"], b["mean"] - b["std"], b["mean"] + b["std"], color=f"C{i}", alpha=0.25, lw=0)
+        ax.plot(b["step"], b["min"], color=f"C{i}", lw=0.6, ls=":")
+        ax.plot(b["step"], b["max"], color=f"C{i}", lw=0.6, ls=":")
+        f = final[final["label"] == label]["value"]
+        ax2.scatter(np.full(len(f), i), f, color=f"C{i}", s=14, alpha=0.7)
+        ax2.hlines(f.mean(), i - 0.25, i + 0.25, color=f"C{i}", lw=2)
+    ax.set(xlabel="training step", ylabel=ylabel, title="Reconstruction loss while training (dotted: min / max)")
+    fig.legend(*ax.get_legend_handles_labels(), fontsize=7, frameon=False, loc="outside lower center", ncol=len(labels))
+    ax2.set(xticks=range(len(labels)), ylabel=final_label, title="Final value (dots: seeds, bar: mean)",
+            xlim=(-0.6, len(labels) - 0.4))
+    ax2.set_xticklabels([label.replace(" ", "\n", 1) for label in labels], fontsize=7)
+    return fig
+
+
+def plot_interpolation(grid: torch.Tensor, c_columns: torch.Tensor, x_pair: torch.Tensor, t_columns: torch.Tensor,
+                       t_rows: torch.Tensor, cell: float = 1.0) -> plt.Figure:
+    """Fig. 9: header row of boundary maps (structure t), then one row per appearance t; the inputs on the left.
+
+    grid (R, S, 3, H, W), c_columns (S, C_b, H, W), x_pair (2, 3, H, W) faces A and B, t_columns (S,), t_rows (R,).
+    """
+    R, S = grid.shape[:2]
+    fig = plt.figure(figsize=(cell * (S + 2.2), cell * (R + 1.5)))
+    gs = fig.add_gridspec(R + 1, S + 2, width_ratios=[1, 0.6] + [1] * S, wspace=0.05, hspace=0.1)
+    corner = fig.add_subplot(gs[0, :2])
+    _show(corner, None)
+    corner.text(0.5, 0.5, "structure t →\n(boundary maps)\n\nappearance t ↓\n(z)", ha="center", va="center",
+                fontsize=7, transform=corner.transAxes)
+    for j in range(S):
+        _show(fig.add_subplot(gs[0, j + 2]), c_columns[j], title=f"t = {float(t_columns[j]):.2f}")
+    for i in range(R):
+        face = {0: (x_pair[0], "input A"), R - 1: (x_pair[1], "input B")}.get(i, (None, None))
+        ax = fig.add_subplot(gs[i + 1, 0])
+        _show(ax, face[0])
+        ax.set_ylabel(face[1] or "", fontsize=7)
+        label = fig.add_subplot(gs[i + 1, 1])
+        _show(label, None)
+        label.text(0.9, 0.5, f"t = {float(t_rows[i]):.2f}", ha="right", va="center", fontsize=7,
+                   transform=label.transAxes)
+        for j in range(S):
+            _show(fig.add_subplot(gs[i + 1, j + 2]), grid[i, j])
+    fig.suptitle("Appearance z interpolated A → B down the rows, landmarks (boundary maps) A → B across the columns",
+                 fontsize=9)
+    return fig
+
+
+def plot_edit_sweep(x: torch.Tensor, output: torch.Tensor, truth: torch.Tensor, col_labels: list[str],
+                    source_notes: list[str], title: str, cell: float = 0.95) -> plt.Figure:
+    """Figs. 1 / 5: per source two rows, the model's edits and the ground-truth renders, one column per target.
+
+    x (N, 3, H, W) sources; output, truth (N, S, 3, H, W); col_labels S names; source_notes N captions.
+    """
+    N, S = output.shape[:2]
+    fig = plt.figure(figsize=(cell * (S + 1.5), cell * 2 * N + 0.6))
+    gs = fig.add_gridspec(2 * N, S + 2, width_ratios=[1, 0.5] + [1] * S, wspace=0.05, hspace=0.08)
+    for n in range(N):
+        _show(fig.add_subplot(gs[2 * n, 0]), x[n], title="source" if n == 0 else None)
+        note = fig.add_subplot(gs[2 * n + 1, 0])
+        _show(note, None)
+        note.text(0.5, 0.5, source_notes[n], ha="center", va="center", fontsize=6, transform=note.transAxes)
+        for r, name in enumerate(("AF-VAE", "truth")):
+            label = fig.add_subplot(gs[2 * n + r, 1])
+            _show(label, None)
+            label.text(0.95, 0.5, name, ha="right", va="center", fontsize=7, transform=label.transAxes)
+        for s in range(S):
+            _show(fig.add_subplot(gs[2 * n, s + 2]), output[n, s], title=col_labels[s] if n == 0 else None)
+            _show(fig.add_subplot(gs[2 * n + 1, s + 2]), truth[n, s])
+    fig.suptitle(title, fontsize=9)
+    return fig
+
+
+def _error_lines(ax: plt.Axes, summary: "pd.DataFrame", metric: str, x_key: str = "target") -> None:
+    """Mean ± std of ``metric`` against ``x_key``, one line per method."""
+    for method, m in summary.groupby("method", sort=False):
+        colour, x = METHOD_COLOURS.get(method), m[x_key].astype(float)
+        ax.plot(x, m[metric], "o-", ms=3, color=colour, label=method)
+        ax.fill_between(x, m[metric] - m[f"{metric}_std"], m[metric] + m[f"{metric}_std"], color=colour,
+                        alpha=0.2, lw=0)
+
+
+def _error_bars(ax: plt.Axes, summary: "pd.DataFrame", metric: str) -> None:
+    """Grouped bars (mean, std as error bar) of ``metric`` per target, one bar per method."""
+    methods = list(dict.fromkeys(summary["method"]))
+    targets = list(dict.fromkeys(summary["target"]))
+    width = 0.8 / len(methods)
+    for k, method in enumerate(methods):
+        m = summary[summary["method"] == method].set_index("target").loc[targets]
+        ax.bar(np.arange(len(targets)) + (k - (len(methods) - 1) / 2) * width, m[metric], width,
+               yerr=m[f"{metric}_std"], color=METHOD_COLOURS.get(method), label=method, capsize=2)
+    ax.set_xticks(range(len(targets)))
+    ax.set_xticklabels(targets, rotation=30, ha="right", fontsize=7)
+
+
+def plot_manipulation_errors(expression: "pd.DataFrame", yaw: "pd.DataFrame",
+                             metrics: tuple[str, ...] = ("l1", "ssim")) -> plt.Figure:
+    """Ground-truth errors of the edits: per target expression (bars) and against target yaw (lines).
+
+    expression, yaw: ``analysis.summarise_errors`` output with columns target, method, METRIC, METRIC_std.
+    """
+    names = {"l1": "L1 to truth (lower is better)", "ssim": "SSIM to truth (higher is better)",
+             "psnr": "PSNR to truth, dB (higher is better)"}
+    fig, axes = plt.subplots(len(metrics), 2, figsize=(9, 2.8 * len(metrics)), squeeze=False, layout="constrained")
+    for r, metric in enumerate(metrics):
+        _error_bars(axes[r, 0], expression, metric)
+        _error_lines(axes[r, 1], yaw, metric)
+        axes[r, 0].set_ylabel(names.get(metric, metric))
+        axes[r, 1].set_ylabel(names.get(metric, metric))
+    axes[0, 0].set_title("Expression edits (source pose kept), mean ± std")
+    axes[0, 1].set_title("Rotation sweep (source expression kept), mean ± std")
+    axes[-1, 1].set_xlabel("target yaw (degrees)")
+    axes[0, 0].legend(fontsize=7, frameon=False)
+    axes[0, 1].legend(fontsize=7, frameon=False)
+    return fig
+
+
+def plot_identity_settings(results: list[dict[str, torch.Tensor]], scores: "pd.DataFrame",
+                           settings: tuple[str, ...], cell: float = 0.95) -> plt.Figure:
+    """Fig. 10: per source row, for each setting the donor face, the boundary given, the output and the truth,
+    with identity similarities (cosine of FactorNet appearance predictions to the source) under them.
+
+    results: ``analysis.identity_settings`` outputs; scores: ``analysis.identity_scores`` rows for them.
+    """
+    N, K = len(results), len(settings)
+    fig, axes = plt.subplots(N, 1 + 4 * K, figsize=(cell * (1 + 4 * K) + 0.4, cell * N + 1.0), squeeze=False)
+    for n, r in enumerate(results):
+        row = scores[scores["source"] == int(r["donor"][0])].set_index("setting")
+        _show(axes[n, 0], r["x"], title="source" if n == 0 else None)
+        for k, name in enumerate(settings):
+            s, a = row.loc[name], axes[n, 1 + 4 * k:5 + 4 * k]
+            donor = "source (edited)" if k == 0 else "donor face"
+            _show(a[0], r["donor_x"][k], title=f"{name}\n{donor}" if n == 0 else None,
+                  below=None if k == 0 else f"sim {s['sim_donor']:.2f}")
+            _show(a[1], r["c_target"][k], title="boundary given" if n == 0 else None,
+                  below=f"contour d {s['contour']:.2f}")
+            _show(a[2], r["output"][k], title="AF-VAE" if n == 0 else None, below=f"sim {s['sim_output']:.2f}")
+            _show(a[3], r["truth"][k], title="true render" if n == 0 else None, below=f"sim {s['sim_truth']:.2f}")
+    fig.suptitle("Identity under three kinds of target boundary (sim: cosine similarity of FactorNet appearance "
+                 "predictions to the source; contour d: jaw-contour distance)", fontsize=8)
+    fig.subplots_adjust(wspace=0.06, hspace=0.45)
+    return fig

@@ -125,7 +125,7 @@ def build(cfg: Config, dataset: Any, device: torch.device, centres: torch.Tensor
     if cfg.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
     feature_net = build_feature_net(cfg.loss.feature_net, cfg.data, device)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.train.lr, betas=(0.5, 0.999))
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.train.lr)
     return model, feature_net, opt
 
 

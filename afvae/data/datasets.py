@@ -12,6 +12,7 @@ The folder format (what ``export_synthetic`` writes and real-data preparation al
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import shutil
@@ -222,8 +223,13 @@ class FolderFaces(_FaceDataset):
         return {"appearance": as_tensor(syn.appearance_columns()), "structure": as_tensor(syn.structure_columns())}
 
 
+@functools.lru_cache(maxsize=4)
 def build_dataset(data: DataConfig, split: str) -> _FaceDataset:
-    """The dataset a DataConfig names: the synthetic faces, or a prepared folder at ``data.source``."""
+    """The dataset a DataConfig names: the synthetic faces, or a prepared folder at ``data.source``.
+
+    Cached per process (datasets are read-only after construction): training, the factor net and the
+    evaluation share one render of the same faces.
+    """
     if data.source == "synthetic":
         return SyntheticFaces(data.size, data.n_identities, data.images_per_identity, split, data.seed,
                               data.boundary_channels)

@@ -1,0 +1,398 @@
+"""Evaluation harness: one trained model on the unseen test identities -> one row of numbers.
+
+The paper's protocol (Sec. 4): generated images of *unseen* identities against real test images at the same
+resolution. Each of ``n`` (source, target) pairs of test items with different identities is manipulated
+(source appearance, target structure) and scored three ways, never mixed up in a table:
+
+* ground truth (synthetic data only: the true target is the source identity rendered under the target
+  structure): ``gt_l1``, ``gt_psnr``, ``gt_ssim``, ``gt_factor_perceptual``; reconstructions ``rec_l1``,
+  ``rec_psnr``; ``landmark_nme`` of the output (FactorNet landmarks vs the true ones, / inter-ocular
+  distance) beside ``landmark_nme_floor``, the same detector on the true targets; ``identity_sim`` (cosine of
+  FactorNet appearance predictions, source vs output) beside ``identity_sim_truth`` (source vs true target)
+  and ``identity_sim_other`` (source vs the target item, a different identity);
+* the standard FID / IS / KID (torch-fidelity, Inception-v3): ``available: False`` with the ``reason`` when
+  the Inception weights are absent, never a number from other weights;
+* the labelled offline proxies on FactorNet features: ``factor_fd``, ``factor_kid``, ``factor_is``.
+
+``python -m afvae.evaluate CHECKPOINT`` writes ``results/eval_<name>.csv / .md / .tex``.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from afvae.checkpoint import load_checkpoint
+from afvae.config import Config
+from afvae.data import synthetic as syn
+from afvae.data.datasets import build_dataset, collate
+from afvae.features import FeatureNet, load_factor_net
+from afvae.metrics import (
+    INCEPTION_ENV,
+    factor_class_probs,
+    factor_metrics,
+    fidelity_metrics,
+    ground_truth_errors,
+    identity_similarity,
+    l1_error,
+    landmark_error,
+    psnr,
+    summarise,
+)
+from afvae.model import AFVAE, manipulate
+from afvae.train import load_model
+
+log = logging.getLogger(__name__)
+N_LANDMARK_TARGETS = 68 * 2  # FactorNet targets start with the landmarks / size (afvae.features.factor_targets)
+PROXY_NET = "factor"
+
+# The columns of the .md / .tex tables, in order (the .csv keeps every recorded field).
+TABLE_COLUMNS = (
+    "name", "variant", "step", "n", "gt_l1", "gt_psnr", "gt_ssim", "gt_factor_perceptual", "landmark_nme",
+    "landmark_nme_floor", "rec_l1", "rec_psnr", "identity_sim", "identity_sim_truth", "identity_sim_other",
+    "fid", "is_mean", "kid_mean", "factor_fd", "factor_kid", "factor_is",
+)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Which FactorNet target columns hold what
+
+
+def factor_columns(n_targets: int) -> dict[str, list[int]]:
+    """Column indices of ``FactorNet.predict`` outputs: ``landmarks`` (136), and on synthetic-factor data also
+    ``appearance`` (63), ``structure`` (9) and ``expression`` (the 6 ``expr_*`` structure columns).
+
+    Layout of ``afvae.features.factor_targets``: landmarks / size, appearance vector, structure vector.
+    """
+    A, S = len(syn.appearance_columns()), len(syn.structure_columns())
+    cols = {"landmarks": list(range(N_LANDMARK_TARGETS))}
+    if n_targets == N_LANDMARK_TARGETS:
+        return cols  # landmarks only: a folder without factors.csv
+    if n_targets != N_LANDMARK_TARGETS + A + S:
+        raise ValueError(f"a FactorNet with {n_targets} targets matches neither the landmark-only layout "
+                         f"({N_LANDMARK_TARGETS}) nor the synthetic one ({N_LANDMARK_TARGETS + A + S})")
+    s0 = N_LANDMARK_TARGETS + A
+    expr = [s0 + i for i, c in enumerate(syn.structure_columns()) if c.startswith("expr_")]
+    return {**cols, "appearance": list(range(N_LANDMARK_TARGETS, s0)), "structure": list(range(s0, s0 + S)),
+            "expression": expr}
+
+
+def predict_factors(net: FeatureNet, x: Tensor, batch_size: int = 256) -> Tensor:
+    """Standardised FactorNet predictions: (N, 3, H, W) in [-1, 1] -> (N, T) float32 on the CPU."""
+    device = next(net.net.parameters()).device
+    with torch.no_grad():
+        return torch.cat([net.net.predict(x[i:i + batch_size].to(device)).float().cpu()
+                          for i in range(0, x.shape[0], batch_size)])
+
+
+def predicted_landmarks(net: FeatureNet, pred: Tensor, size: int) -> Tensor:
+    """De-standardise the landmark columns of ``predict_factors`` output (N, T) -> (N, 68, 2) in pixels."""
+    cols = slice(0, N_LANDMARK_TARGETS)
+    mean, std = net.meta["mean"].float()[cols], net.meta["std"].float()[cols]
+    return ((pred[:, cols] * std + mean) * size).view(-1, 68, 2)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Pairs and generation
+
+
+def sample_pairs(identity: Tensor, n: int, seed: int) -> tuple[Tensor, Tensor]:
+    """``n`` (source, target) item indices with different identities, a pure function of ``seed``.
+
+    identity: (N,) identity per item. Sources run through seeded permutations of all items (each item is a
+    source once before any is a source twice); each target is uniform over the items of other identities.
+    """
+    N = identity.numel()
+    if identity.unique().numel() < 2:
+        raise ValueError("pairs of different identities need at least two identities in the split")
+    g = torch.Generator().manual_seed(seed)
+    src = torch.cat([torch.randperm(N, generator=g) for _ in range(math.ceil(n / N))])[:n]  # (n,)
+    other = identity[src][:, None] != identity[None, :]  # (n, N) candidates for each source
+    k = (torch.rand(n, generator=g) * other.sum(1)).long()  # which candidate, uniform
+    tgt = (other.cumsum(1) > k[:, None]).int().argmax(1)  # the (k+1)-th True of each row
+    return src, tgt
+
+
+def has_ground_truth(dataset: Any) -> bool:
+    """Whether the dataset can render the true target of a manipulation (the synthetic faces can)."""
+    return hasattr(dataset, "render_pair")
+
+
+@torch.no_grad()
+def generate(model: AFVAE, dataset: Any, src: Tensor, tgt: Tensor, *, batch_size: int = 128,
+             progress: bool = True) -> dict[str, Tensor | None]:
+    """Manipulations and reconstructions of the pairs (src, tgt), with their references, on the CPU.
+
+    Returns ``x`` sources, ``x_out`` = manipulate(x, c_source, c_target), ``x_rec`` = manipulate(x, c_source,
+    c_source) (decoded from the posterior mean), ``x_truth`` (the true targets, or None without ground truth),
+    ``x_other`` (the target items' images), ``landmarks_target`` (N, 68, 2) pixels, the structure the outputs
+    should have. Images (N, 3, H, W) in [-1, 1]. The model runs in eval mode; its mode is restored after.
+    """
+    device, was_training = next(model.parameters()).device, model.training
+    model.eval()  # BatchNorm variants: running statistics, not the batch's
+    truth = has_ground_truth(dataset)
+    parts: dict[str, list[Tensor]] = {}
+    for s, t in tqdm(list(zip(src.split(batch_size), tgt.split(batch_size))), desc="evaluate",
+                     disable=not progress, dynamic_ncols=True):
+        b = collate(dataset, s, ["x", "c"])
+        other = collate(dataset, t, ["x", "landmarks"] if truth else ["x", "c", "landmarks"])
+        ref = dataset.render_pair(s, t) if truth else {"c_target": other["c"], "landmarks_target": other["landmarks"]}
+        x, c = b["x"].to(device), b["c"].to(device)
+        batch = {"x": b["x"], "x_out": manipulate(model, x, c, ref["c_target"].to(device)).float().cpu(),
+                 "x_rec": manipulate(model, x, c, c).float().cpu(), "x_other": other["x"],  # own z, own c
+                 "landmarks_target": ref["landmarks_target"]}
+        if truth:
+            batch["x_truth"] = ref["x_target"]
+        for k, v in batch.items():
+            parts.setdefault(k, []).append(v)
+    model.train(was_training)
+    out: dict[str, Tensor | None] = {k: torch.cat(v) for k, v in parts.items()}
+    out.setdefault("x_truth", None)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Metric groups (each returns a flat dict of floats / NaN)
+
+
+def ground_truth_metrics(g: dict[str, Tensor | None], factor_net: FeatureNet) -> dict[str, float]:
+    """``gt_*`` errors of the outputs against the true targets (NaN without ground truth) and ``rec_*``."""
+    rec = {"rec_l1": float(l1_error(g["x_rec"], g["x"]).double().mean()),
+           "rec_psnr": float(psnr(g["x_rec"], g["x"]).double().mean())}
+    if g["x_truth"] is None:
+        return {f"gt_{k}": math.nan for k in ("l1", "psnr", "ssim", "factor_perceptual")} | rec
+    errors = summarise(ground_truth_errors(g["x_out"], g["x_truth"], feature_net=factor_net))
+    return {f"gt_{k}": v for k, v in errors.items()} | rec
+
+
+def landmark_metrics(g: dict[str, Tensor | None], preds: dict[str, Tensor], factor_net: FeatureNet,
+                     size: int) -> dict[str, float]:
+    """``landmark_nme`` (FactorNet landmarks of the outputs vs the targets') and ``landmark_nme_floor``.
+
+    The floor runs the same detector on images that truly have the target structure: the true targets, or
+    without ground truth the target items themselves.
+    """
+    true = g["landmarks_target"].float()
+    floor_key = "x_truth" if "x_truth" in preds else "x_other"
+    return {"landmark_nme": float(landmark_error(predicted_landmarks(factor_net, preds["x_out"], size),
+                                                 true).double().mean()),
+            "landmark_nme_floor": float(landmark_error(predicted_landmarks(factor_net, preds[floor_key], size),
+                                                       true).double().mean())}
+
+
+def identity_metrics(preds: dict[str, Tensor], columns: dict[str, list[int]]) -> dict[str, float]:
+    """Cosine similarities of the standardised FactorNet appearance predictions (all 63 columns).
+
+    ``identity_sim``: source vs output; ``identity_sim_truth``: source vs true target (same identity, the
+    ceiling); ``identity_sim_other``: source vs target item (another identity, the chance level).
+    NaN where the FactorNet has no appearance targets or there is no ground truth.
+    """
+    keys = {"identity_sim": "x_out", "identity_sim_truth": "x_truth", "identity_sim_other": "x_other"}
+    if "appearance" not in columns:
+        return dict.fromkeys(keys, math.nan)
+    app = {k: v[:, columns["appearance"]] for k, v in preds.items()}
+    return {name: float(identity_similarity(app["x"], app[src]).double().mean()) if src in app else math.nan
+            for name, src in keys.items()}
+
+
+def distribution_metrics(real: Tensor, fake: Tensor, factor_net: FeatureNet, columns: dict[str, list[int]], *,
+                         inception_weights: str | Path | None, download: bool, device: str,
+                         seed: int) -> dict[str, Any]:
+    """FID / IS / KID (or None with ``fidelity_reason``) and the FactorNet proxies, fakes vs real test images."""
+    splits = min(10, fake.shape[0])
+    fid = fidelity_metrics(real, fake, weights_path=inception_weights, download=download, isc_splits=splits,
+                           device=device, seed=seed)
+    classifier: Callable[[Tensor], Tensor] | None = None
+    if "expression" in columns:  # factor_is: the FactorNet's expression as a 6-way classifier
+        classifier = lambda x: factor_class_probs(factor_net, x, columns["expression"])  # noqa: E731
+    proxies = factor_metrics(real, fake, factor_net, classifier=classifier, isc_splits=splits, seed=seed)
+    out = {k: fid.get(k) for k in ("fid", "is_mean", "is_std", "kid_mean", "kid_std")}
+    out |= {"fidelity_available": fid["available"], "fidelity_reason": fid["reason"],
+            "fidelity_weights": fid["weights_file"], "kid_subset_size": fid["kid_subset_size"]}
+    out |= {k: proxies.get(k, math.nan) for k in ("factor_fd", "factor_kid", "factor_kid_std", "factor_is",
+                                                   "factor_is_std")}
+    return out | {"proxy_net": proxies["feature_net"], "n_real": int(real.shape[0]), "n_fake": int(fake.shape[0])}
+
+
+# ----------------------------------------------------------------------------------------------------------
+# One model, several runs
+
+
+def real_test_images(dataset: Any, limit: int, seed: int) -> Tensor:
+    """Up to ``limit`` real test images (all of them when fewer), chosen by a seeded permutation."""
+    idx = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed + 1))[:limit]
+    return collate(dataset, idx.sort().values, ["x"])["x"]
+
+
+def evaluate(model: AFVAE, cfg: Config, *, n: int = 500, seed: int = 0, factor_net: FeatureNet | None = None,
+             inception_weights: str | Path | None = None, download: bool = True, real_limit: int = 5000,
+             batch_size: int = 128, cache_root: str | Path = "results/cache", progress: bool = True
+             ) -> dict[str, Any]:
+    """Score ``model`` on ``n`` pairs of unseen test identities of ``cfg.data``; a flat dict (one table row).
+
+    factor_net: the FactorNet of ``cfg.data`` (default: ``load_factor_net(cfg.data, cache_root)``, trained once
+    and cached). ``download`` lets torch-fidelity's Inception weights be fetched when not on disk.
+    Deterministic: the same (model, cfg, n, seed) give the same numbers.
+    """
+    t0 = time.perf_counter()
+    net = factor_net if factor_net is not None else load_factor_net(cfg.data, root=cache_root, progress=progress)
+    dataset = build_dataset(cfg.data, "test")
+    columns = factor_columns(int(net.meta["mean"].numel()))
+    src, tgt = sample_pairs(dataset.identity, n, seed)
+    g = generate(model, dataset, src, tgt, batch_size=batch_size, progress=progress)
+    preds = {k: predict_factors(net, g[k]) for k in ("x", "x_out", "x_truth", "x_other") if g[k] is not None}
+    row: dict[str, Any] = {"variant": cfg.name, "config_hash": cfg.hash(), "n": n, "seed": seed,
+                           "size": cfg.data.size, "data": cfg.data.source,
+                           "train_feature_net": cfg.loss.feature_net}
+    row |= ground_truth_metrics(g, net) | landmark_metrics(g, preds, net, cfg.data.size)
+    row |= identity_metrics(preds, columns)
+    row |= distribution_metrics(real_test_images(dataset, real_limit, seed), g["x_out"], net, columns,
+                                inception_weights=inception_weights, download=download,
+                                device=next(model.parameters()).device.type, seed=seed)
+    row["proxy_net_test_r2"] = float(net.meta.get("test_r2", math.nan))
+    row["note"] = ""
+    if g["x_truth"] is None:
+        row["note"] = (f"{type(dataset).__name__} cannot render true targets: gt_* and identity_sim_truth are NaN"
+                       + ("" if "appearance" in columns else "; no appearance factors: identity_sim* are NaN"))
+    log.info("evaluated %s on %d pairs in %.1f s", cfg.name, n, time.perf_counter() - t0)
+    return row
+
+
+def checkpoint_info(run: str | Path) -> dict[str, Any]:
+    """What a checkpoint records beyond the weights: its path, step and the feature-matching network used."""
+    path = Path(run)
+    path = path / "checkpoint.pt" if path.is_dir() else path
+    state = load_checkpoint(path)
+    return {"checkpoint": str(path), "step": int(state["step"]), "train_feature_net": state.get("feature_net")}
+
+
+def run_name(run: str | Path) -> str:
+    """A run's display name: its folder (``full-1a2b3c4d5e6f``), or the checkpoint file's folder."""
+    path = Path(run)
+    return (path if path.is_dir() else path.parent).resolve().name
+
+
+def evaluate_runs(runs: dict[str, str | Path], *, device: str = "cpu", cache_root: str | Path = "results/cache",
+                  progress: bool = True, **kwargs: Any) -> pd.DataFrame:
+    """``evaluate`` each run (folder or checkpoint) -> DataFrame, one row per entry, ``name`` = its key.
+
+    One FactorNet per data config is loaded and shared; ``kwargs`` go to ``evaluate`` (n, seed, ...).
+    """
+    rows, nets = [], {}
+    for name, run in runs.items():
+        model, cfg = load_model(run, device)
+        if cfg.data not in nets:
+            nets[cfg.data] = load_factor_net(cfg.data, root=cache_root, progress=progress)
+            nets[cfg.data].net.to(device)
+        row = evaluate(model, cfg, factor_net=nets[cfg.data], cache_root=cache_root, progress=progress, **kwargs)
+        info = checkpoint_info(run)
+        if info["train_feature_net"] is None:  # an older checkpoint: keep the configured value
+            info.pop("train_feature_net")
+        rows.append({"name": name, **row, **info})
+    df = pd.DataFrame(rows)
+    return df[[c for c in TABLE_COLUMNS if c in df] + [c for c in df if c not in TABLE_COLUMNS]]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Tables
+
+
+def _cell(v: Any) -> str:
+    """One table cell: 4 significant digits for floats, 'n/a' for missing values."""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "n/a"
+    if isinstance(v, (float, np.floating)):
+        return f"{v:.4g}"
+    return str(v).replace("|", "\\|")
+
+
+def to_markdown(df: pd.DataFrame) -> str:
+    """A GitHub pipe table of ``df`` (without pandas' optional ``tabulate`` dependency)."""
+    header = "| " + " | ".join(map(str, df.columns)) + " |"
+    rule = "|" + "|".join("---:" if pd.api.types.is_numeric_dtype(df[c]) else "---" for c in df.columns) + "|"
+    body = ["| " + " | ".join(_cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join([header, rule, *body]) + "\n"
+
+
+def fidelity_note(df: pd.DataFrame) -> str | None:
+    """One line saying why FID / IS / KID are missing, or None when every row has them."""
+    if "fidelity_available" not in df or bool(df["fidelity_available"].all()):
+        return None
+    reasons = df.loc[~df["fidelity_available"].astype(bool), "fidelity_reason"].dropna().unique()
+    return str(reasons[0]) if len(reasons) else "FID / IS / KID not computed"
+
+
+def _write_atomic(path: Path, text: str) -> Path:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+    return path
+
+
+def write_table(df: pd.DataFrame, out_dir: str | Path, name: str,
+                columns: Sequence[str] = TABLE_COLUMNS) -> dict[str, Path]:
+    """Write ``name.csv`` (every field), ``name.md`` and ``name.tex`` (the ``columns`` present) atomically.
+
+    The .md and .tex end with a note saying why FID / IS / KID are missing, when they are.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    table = df[[c for c in columns if c in df]]
+    note = fidelity_note(df)
+    md = to_markdown(table) + (f"\n{note}\n" if note else "")
+    tex = table.to_latex(index=False, escape=True, na_rep="n/a", float_format="%.4g")
+    tex += f"% {note}\n" if note else ""
+    return {"csv": _write_atomic(out / f"{name}.csv", df.to_csv(index=False)),
+            "md": _write_atomic(out / f"{name}.md", md),
+            "tex": _write_atomic(out / f"{name}.tex", tex)}
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Command line (argparse stays in this entry point, not in the functions above)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Path]:
+    """``python -m afvae.evaluate CHECKPOINT [CHECKPOINT ...] [--n 500] [--out results] [--name NAME] ...``."""
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m afvae.evaluate",
+                                description="Evaluate trained AF-VAE runs on the unseen test identities.")
+    p.add_argument("checkpoints", nargs="+", metavar="CHECKPOINT", help="run folder(s) or checkpoint.pt file(s)")
+    p.add_argument("--n", type=int, default=500, help="(source, target) pairs (default 500)")
+    p.add_argument("--out", default="results", help="output folder (default results)")
+    p.add_argument("--name", help="table name: writes eval_NAME.{csv,md,tex} (default: the run's folder name)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--inception-weights",
+                   help=f"torch-fidelity's Inception weights (default ${INCEPTION_ENV}, then the torch hub cache)")
+    p.add_argument("--no-download", action="store_true", help="never try to download the Inception weights")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--cache", default="results/cache", help="where the FactorNet is cached (default results/cache)")
+    p.add_argument("--threads", type=int, help="torch CPU threads (1 is fastest on a busy shared machine)")
+    a = p.parse_args(argv)
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    runs = {run_name(c): c for c in a.checkpoints}
+    t0 = time.perf_counter()
+    df = evaluate_runs(runs, n=a.n, seed=a.seed, inception_weights=a.inception_weights, download=not a.no_download,
+                       device=a.device, cache_root=a.cache)
+    name = a.name or (next(iter(runs)) if len(runs) == 1 else "runs")
+    paths = write_table(df, a.out, f"eval_{name}")
+    print(to_markdown(df[[c for c in TABLE_COLUMNS if c in df]]), end="")
+    note = fidelity_note(df)
+    if note:
+        print(" ".join(note.split()))
+    print(f"{len(df)} run(s), {a.n} pairs each, {time.perf_counter() - t0:.1f} s -> {paths['csv'].with_suffix('.*')}")
+    return paths
+
+
+if __name__ == "__main__":
+    main()
