@@ -170,7 +170,7 @@ def load_factor_net(data: DataConfig, root: str | Path = "results/cache", progre
 
 
 def build_feature_net(kind: str, data: DataConfig, device: torch.device | str = "cpu",
-                      progress: bool = True) -> FeatureNet | None:
+                      progress: bool = True, cache_root: str | Path = "results/cache") -> FeatureNet | None:
     """``"auto"`` takes VGG-19 when its weights are on disk, else the factor net; ``"none"`` -> None."""
     if kind == "none":
         return None
@@ -179,7 +179,7 @@ def build_feature_net(kind: str, data: DataConfig, device: torch.device | str = 
     if kind == "vgg19":
         fn = load_vgg19()
     elif kind == "factor":
-        fn = load_factor_net(data, progress=progress)
+        fn = load_factor_net(data, cache_root, progress=progress)
     else:
         raise ValueError(f"unknown feature net {kind!r}; expected 'auto', 'vgg19', 'factor' or 'none'")
     fn.net.to(device)

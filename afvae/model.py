@@ -45,13 +45,25 @@ def linear(fin: int, fout: int, norm: str) -> nn.Module:
     return weight_norm(nn.Linear(fin, fout)) if norm == "weight" else nn.Linear(fin, fout)
 
 
+@torch.no_grad()
+def icnr_(weight: torch.Tensor, scale: int = 2) -> torch.Tensor:
+    """ICNR init (Aitken et al., 2017): the scale^2 sub-pixel kernels of each output channel start equal, so
+    PixelShuffle starts as nearest-neighbour upsampling instead of a checkerboard. weight: (C*s^2, C_in, k, k)."""
+    base = torch.empty(weight.shape[0] // scale**2, *weight.shape[1:])
+    nn.init.kaiming_uniform_(base, a=5**0.5)  # PyTorch's default conv init
+    return weight.copy_(base.repeat_interleave(scale**2, dim=0))
+
+
 class Upsample(nn.Module):
     """x2 upsampling: sub-pixel conv + PixelShuffle (the paper) or a 4x4 stride-2 deconv (ablation)."""
 
     def __init__(self, cin: int, cout: int, mode: str, norm: str, act: bool = True):
         super().__init__()
         if mode == "pixel_shuffle":
-            self.body = nn.Sequential(conv(cin, 4 * cout, norm, act=False), nn.PixelShuffle(2))
+            sub = nn.Conv2d(cin, 4 * cout, 3, 1, 1)
+            icnr_(sub.weight)
+            nn.init.zeros_(sub.bias)
+            self.body = nn.Sequential(_wrap(sub, norm, 4 * cout, act=False), nn.PixelShuffle(2))
         elif mode == "deconv":
             deconv = nn.ConvTranspose2d(cin, cout, 4, 2, 1)
             self.body = weight_norm(deconv, dim=1) if norm == "weight" else deconv

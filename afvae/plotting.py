@@ -106,9 +106,9 @@ def plot_focal_clusters(pca2: np.ndarray, pca3: np.ndarray, tsne: np.ndarray, la
     K = centres.shape[0]
     fig = plt.figure(figsize=(11, 5.4))
     grid = fig.add_gridspec(2, max(K, 3), height_ratios=[3, 1.2])
-    third = max(K, 3) // 3
     colours = plt.get_cmap("tab10")(labels % 10)
-    spans = [grid[0, :third], grid[0, third:2 * third], grid[0, 2 * third:]]
+    top = grid[0, :].subgridspec(1, 3)
+    spans = [top[0, 0], top[0, 1], top[0, 2]]
     for span, data, name, proj in zip(spans, (pca2, pca3, tsne), ("PCA (2-D)", "PCA (3-D)", "t-SNE"),
                                       (None, "3d", None)):
         ax = fig.add_subplot(span, projection=proj)
@@ -139,6 +139,8 @@ def _show(ax: plt.Axes, img: torch.Tensor | None, title: str | None = None, belo
         side.set_visible(False)
     if img is not None:
         ax.imshow(to_numpy_image(img) if img.shape[0] == 3 else boundary_rgb(img))
+    else:
+        ax.set_aspect("equal")  # an empty cell takes the same square as its neighbouring images
     if title:
         ax.set_title(title, fontsize=7)
     if below:
@@ -230,8 +232,8 @@ def plot_interpolation(grid: torch.Tensor, c_columns: torch.Tensor, x_pair: torc
                    transform=label.transAxes)
         for j in range(S):
             _show(fig.add_subplot(gs[i + 1, j + 2]), grid[i, j])
-    fig.suptitle("Appearance z interpolated A → B down the rows, landmarks (boundary maps) A → B across the columns",
-                 fontsize=9)
+    fig.suptitle("Appearance z interpolated A → B down the rows, landmarks (boundary maps) A → B across the "
+                 "columns", fontsize=9)
     return fig
 
 
@@ -299,8 +301,8 @@ def plot_manipulation_errors(expression: "pd.DataFrame", yaw: "pd.DataFrame",
     axes[0, 0].set_title("Expression edits (source pose kept), mean ± std")
     axes[0, 1].set_title("Rotation sweep (source expression kept), mean ± std")
     axes[-1, 1].set_xlabel("target yaw (degrees)")
-    axes[0, 0].legend(fontsize=7, frameon=False)
-    axes[0, 1].legend(fontsize=7, frameon=False)
+    fig.legend(*axes[0, 1].get_legend_handles_labels(), fontsize=8, frameon=False, loc="outside lower center",
+               ncol=2)
     return fig
 
 
@@ -309,23 +311,32 @@ def plot_identity_settings(results: list[dict[str, torch.Tensor]], scores: "pd.D
     """Fig. 10: per source row, for each setting the donor face, the boundary given, the output and the truth,
     with identity similarities (cosine of FactorNet appearance predictions to the source) under them.
 
-    results: ``analysis.identity_settings`` outputs; scores: ``analysis.identity_scores`` rows for them.
+    results: ``analysis.identity_settings`` outputs; scores: ``analysis.identity_scores`` rows for them. The
+    first setting is the source's own (edited) boundary: it has no donor face.
     """
     N, K = len(results), len(settings)
-    fig, axes = plt.subplots(N, 1 + 4 * K, figsize=(cell * (1 + 4 * K) + 0.4, cell * N + 1.0), squeeze=False)
+    height = cell * 1.3 * N + 1.0
+    fig = plt.figure(figsize=(cell * (1 + 4.3 * K), height))
+    gs = fig.add_gridspec(N, 1 + 5 * K, width_ratios=[1] + [0.3, 1, 1, 1, 1] * K, wspace=0.06, hspace=0.35,
+                          top=1 - 0.85 / height, bottom=0.25 / height)
     for n, r in enumerate(results):
         row = scores[scores["source"] == int(r["donor"][0])].set_index("setting")
-        _show(axes[n, 0], r["x"], title="source" if n == 0 else None)
+        _show(fig.add_subplot(gs[n, 0]), r["x"], title="source" if n == 0 else None)
         for k, name in enumerate(settings):
-            s, a = row.loc[name], axes[n, 1 + 4 * k:5 + 4 * k]
-            donor = "source (edited)" if k == 0 else "donor face"
-            _show(a[0], r["donor_x"][k], title=f"{name}\n{donor}" if n == 0 else None,
+            s, a = row.loc[name], [fig.add_subplot(gs[n, 2 + 5 * k + j]) for j in range(4)]
+            _show(a[0], None if k == 0 else r["donor_x"][k], title="donor face" if n == 0 else None,
                   below=None if k == 0 else f"sim {s['sim_donor']:.2f}")
+            if k == 0:
+                a[0].text(0.5, 0.5, "none:\nown landmarks,\nexpression\nedited", ha="center", va="center", fontsize=6,
+                          transform=a[0].transAxes)
             _show(a[1], r["c_target"][k], title="boundary given" if n == 0 else None,
                   below=f"contour d {s['contour']:.2f}")
             _show(a[2], r["output"][k], title="AF-VAE" if n == 0 else None, below=f"sim {s['sim_output']:.2f}")
             _show(a[3], r["truth"][k], title="true render" if n == 0 else None, below=f"sim {s['sim_truth']:.2f}")
-    fig.suptitle("Identity under three kinds of target boundary (sim: cosine similarity of FactorNet appearance "
-                 "predictions to the source; contour d: jaw-contour distance)", fontsize=8)
-    fig.subplots_adjust(wspace=0.06, hspace=0.45)
+            if n == 0:  # the setting's name centred over its four columns
+                left, right = a[0].get_position(), a[3].get_position()
+                fig.text((left.x0 + right.x1) / 2, left.y1 + 0.35 / fig.get_figheight(), name, ha="center",
+                         va="bottom", fontsize=8, weight="bold")
+    fig.suptitle("Identity under three kinds of target boundary — sim: cosine similarity of FactorNet appearance "
+                 "predictions to the source; contour d: jaw-contour distance to the source", fontsize=8, y=0.995)
     return fig

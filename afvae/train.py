@@ -116,38 +116,39 @@ def save_samples(model: AFVAE, batch: dict, path: Path) -> None:
     tmp.replace(path)
 
 
-def build(cfg: Config, dataset: Any, device: torch.device, centres: torch.Tensor | None = None):
-    """Model (with its focal points), feature net and optimiser for ``cfg``."""
+def build(cfg: Config, dataset: Any, device: torch.device, centres: torch.Tensor | None = None,
+          cache_root: str | Path = "results/cache"):
+    """Model (with its focal points), feature net (cached under ``cache_root``) and optimiser for ``cfg``."""
     if centres is None:
         centres = fit_centres(dataset, cfg.model.n_focal, cfg.data.seed)
     torch.manual_seed(cfg.train.seed)  # parameter initialisation
     model = AFVAE(cfg.model, centres, focal_downsample=FOCAL_DOWNSAMPLE).to(device)
     if cfg.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    feature_net = build_feature_net(cfg.loss.feature_net, cfg.data, device)
+    feature_net = build_feature_net(cfg.loss.feature_net, cfg.data, device, cache_root=cache_root)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.train.lr)
     return model, feature_net, opt
 
 
 def train(cfg: Config, out_dir: str | Path, *, resume: bool = False, stop_at: int | None = None,
-          progress: bool = True) -> list[dict[str, float]]:
+          progress: bool = True, cache_root: str | Path = "results/cache") -> list[dict[str, float]]:
     """Train ``cfg`` into ``out_dir`` (checkpoint.pt, metrics.jsonl, samples/); return the logged history.
 
     ``resume`` continues from ``out_dir/checkpoint.pt`` when it exists. ``stop_at`` ends the run early
     at that step (with a checkpoint), as an interruption would.
     """
-    return fit(cfg, out_dir, resume=resume, stop_at=stop_at, progress=progress)[1]
+    return fit(cfg, out_dir, resume=resume, stop_at=stop_at, progress=progress, cache_root=cache_root)[1]
 
 
 def fit(cfg: Config, out_dir: str | Path, *, resume: bool = False, stop_at: int | None = None,
-        progress: bool = True) -> tuple[AFVAE, list[dict[str, float]]]:
+        progress: bool = True, cache_root: str | Path = "results/cache") -> tuple[AFVAE, list[dict[str, float]]]:
     """``train``, also returning this process's trained model (each DDP rank has its replica)."""
     out, d = Path(out_dir), setup_distributed(cfg.train.device)
     out.mkdir(parents=True, exist_ok=True)
     dataset = build_dataset(cfg.data, "train")
     ckpt_path = out / "checkpoint.pt"
     state = load_checkpoint(ckpt_path) if resume and ckpt_path.exists() else None
-    model, feature_net, opt = build(cfg, dataset, d.device, state["centres"] if state else None)
+    model, feature_net, opt = build(cfg, dataset, d.device, state["centres"] if state else None, cache_root)
     start = 0
     if state is not None:
         model.load_state_dict(state["model"])
@@ -219,12 +220,15 @@ def run_dir(cfg: Config, root: str | Path = "results/runs") -> Path:
 
 
 def train_cached(cfg: Config, root: str | Path = "results/runs", progress: bool = True) -> Path:
-    """Train ``cfg`` unless a finished run with the same hash exists; resumes an unfinished one."""
+    """Train ``cfg`` unless a finished run with the same hash exists; resumes an unfinished one.
+
+    Feature networks are cached beside the runs, in ``root/../cache``.
+    """
     out = run_dir(cfg, root)
     ckpt = out / "checkpoint.pt"
     if ckpt.exists() and load_checkpoint(ckpt)["step"] >= cfg.train.steps:
         return out
-    train(cfg, out, resume=True, progress=progress)
+    train(cfg, out, resume=True, progress=progress, cache_root=Path(root).parent / "cache")
     return out
 
 

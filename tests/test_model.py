@@ -101,3 +101,12 @@ def test_sample_is_seeded():
     a = model.sample(c, generator=torch.Generator().manual_seed(5))
     b = model.sample(c, generator=torch.Generator().manual_seed(5))
     assert torch.equal(a, b) and a.shape == (4, 3, 32, 32)
+
+
+def test_pixel_shuffle_starts_checkerboard_free():
+    from afvae.model import Upsample
+
+    torch.manual_seed(0)
+    up = Upsample(4, 3, "pixel_shuffle", "weight", act=False)
+    h = up(torch.randn(1, 4, 8, 8))  # (1, 3, 16, 16)
+    assert torch.allclose(h[..., 0::2, 0::2], h[..., 1::2, 1::2], atol=1e-6)  # each 2x2 block is constant

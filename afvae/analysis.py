@@ -1,0 +1,369 @@
+"""The computations behind the figure notebooks 04-08 (no plotting: that is ``afvae.plotting``).
+
+Grouped by notebook:
+
+* shared: ``reconstruct``, ``items_per_identity``, ``appearance_embedding``, ``boundary_maps``
+* 04 pixel shuffle (Fig. 3): colour histograms, their entropy and Jensen-Shannon divergence, ``colour_table``
+* 05 weight norm: ``short_run_config``, ``seed_bands``
+* 06 interpolation (Fig. 9): ``pick_contrasting_pair``, ``lerp_landmarks``
+* 07 manipulation (Figs. 1, 5, 6): ``expression_structures``, ``yaw_structures``, ``edit_sweep``, ``sweep_errors``
+* 08 identity (Fig. 10): ``contour_distance``, ``contour_donors``, ``edited_expression``
+
+Images are ``(N, 3, H, W)`` in [-1, 1], landmarks ``(N, 68, 2)`` in pixels, as everywhere in afvae.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import pandas as pd
+import torch
+from torch import Tensor
+
+from afvae.boundaries import boundary_map, merged_map
+from afvae.config import Config
+from afvae.data.synthetic import EXPRESSIONS, Structure
+from afvae.metrics import ground_truth_errors, identity_similarity, l1_error, to_uint8
+from afvae.model import AFVAE, manipulate
+
+N_LANDMARK_TARGETS = 136  # FactorNet targets start with the 68 (x, y) landmarks / size
+N_APPEARANCE_TARGETS = 63  # ... then the synthetic appearance vector (Appearance.to_vector)
+PSNR_CAP_DB = 60.0  # identical 8-bit images have PSNR = inf; capped so that means stay finite
+LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601 luminance weights
+CHANNELS = ("R", "G", "B", "luminance")
+JAW = slice(0, 17)  # iBUG 68: points 0-16 are the face contour
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Shared
+
+@torch.no_grad()
+def reconstruct(model: AFVAE, x: Tensor, c: Tensor, batch_size: int = 128) -> Tensor:
+    """Posterior-mean reconstructions D(E[z | x, y], y): x (N, 3, H, W), c (N, C_b, H, W) -> (N, 3, H, W)."""
+    return torch.cat([manipulate(model, x[i:i + batch_size], c[i:i + batch_size], c[i:i + batch_size])
+                      for i in range(0, x.shape[0], batch_size)])
+
+
+def items_per_identity(identity: Tensor, n: int, seed: int) -> Tensor:
+    """Up to ``n`` item indices, one per identity, identities and items chosen by ``seed``: (N,) -> (min(n, I),)."""
+    g = torch.Generator().manual_seed(seed)
+    ids = identity.unique()
+    ids = ids[torch.randperm(len(ids), generator=g)][:n]
+    picks = []
+    for i in ids:
+        members = (identity == i).nonzero()[:, 0]
+        picks.append(members[torch.randint(len(members), (1,), generator=g)])
+    return torch.cat(picks)
+
+
+def subset(n_items: int, n: int, seed: int) -> Tensor:
+    """``min(n, n_items)`` sorted item indices drawn without replacement by ``seed``."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.randperm(n_items, generator=g)[:n].sort().values
+
+
+@torch.no_grad()
+def appearance_embedding(factor_net: Any, x: Tensor, batch_size: int = 256) -> Tensor:
+    """FactorNet's standardised appearance predictions: (N, 3, H, W) in [-1, 1] -> (N, 63).
+
+    ``factor_net`` is the FeatureNet of ``afvae.features.load_factor_net`` trained on synthetic factors
+    (targets: 136 landmark coordinates, then the 63 appearance factors, then 9 structure factors).
+    """
+    net = getattr(factor_net, "net", factor_net)
+    if net.head.out_features < N_LANDMARK_TARGETS + N_APPEARANCE_TARGETS:
+        raise ValueError("this FactorNet predicts landmarks only (no appearance factors: not synthetic data)")
+    pred = torch.cat([net.predict(x[i:i + batch_size]) for i in range(0, x.shape[0], batch_size)])
+    return pred[:, N_LANDMARK_TARGETS:N_LANDMARK_TARGETS + N_APPEARANCE_TARGETS].float()
+
+
+def boundary_maps(landmarks: Tensor, size: int, channels: int = 13) -> Tensor:
+    """(B, 68, 2) pixels -> (B, channels, size, size) boundary maps: 13 curves, or 1 merged (as the datasets)."""
+    c = boundary_map(landmarks, size)
+    return merged_map(c) if channels == 1 else c
+
+
+# ---------------------------------------------------------------------------------------------------------
+# 04 pixel shuffle vs deconvolution: colour distributions (Fig. 3)
+
+def channel_values(x: Tensor) -> Tensor:
+    """8-bit values per channel: (N, 3, H, W) in [-1, 1] -> (4, N*H*W) int64 rows R, G, B, luminance."""
+    u = to_uint8(x).long()  # (N, 3, H, W)
+    luma = (u.double() * torch.tensor(LUMA, dtype=torch.float64)[:, None, None]).sum(1).round().long()  # (N, H, W)
+    return torch.cat([u.transpose(0, 1).reshape(3, -1), luma.reshape(1, -1)])
+
+
+def colour_histograms(x: Tensor, bins: int = 256) -> Tensor:
+    """Pooled probability histograms of R, G, B and luminance over all images: (N, 3, H, W) -> (4, bins).
+
+    ``bins`` divides 256: bin k holds the 8-bit values [k * 256 / bins, (k + 1) * 256 / bins).
+    """
+    if 256 % bins:
+        raise ValueError(f"bins must divide 256, got {bins}")
+    v = channel_values(x) // (256 // bins)  # (4, P)
+    counts = torch.zeros(4, bins, dtype=torch.float64).scatter_add_(1, v, torch.ones_like(v, dtype=torch.float64))
+    return counts / counts.sum(1, keepdim=True)
+
+
+def entropy_bits(p: Tensor) -> Tensor:
+    """Shannon entropy in bits of probability vectors along the last dimension: (..., K) -> (...), 0 log 0 = 0."""
+    p = p.double()
+    return -torch.special.xlogy(p, p).sum(-1) / torch.log(torch.tensor(2.0, dtype=torch.float64))
+
+
+def js_divergence_bits(p: Tensor, q: Tensor) -> Tensor:
+    """Jensen-Shannon divergence in bits (0 = same distribution, 1 = disjoint): (..., K) twice -> (...)."""
+    m = (p.double() + q.double()) / 2
+    return entropy_bits(m) - (entropy_bits(p) + entropy_bits(q)) / 2
+
+
+def joint_colour_entropy(x: Tensor, bits: int = 5) -> float:
+    """Entropy in bits of the joint RGB distribution with each channel quantised to ``bits`` bits (all images).
+
+    (N, 3, H, W) in [-1, 1] -> float in [0, 3 * bits]. A plug-in estimate: it is biased low when the pixel
+    count is small next to 2^(3 bits) cells, so compare only sets of the same size.
+    """
+    q = to_uint8(x).long() >> (8 - bits)  # (N, 3, H, W)
+    code = ((q[:, 0] << (2 * bits)) | (q[:, 1] << bits) | q[:, 2]).reshape(-1)  # (N*H*W,)
+    p = torch.bincount(code, minlength=1 << (3 * bits)).double()
+    return float(entropy_bits(p / p.sum()))
+
+
+def per_image_luma_entropy(x: Tensor) -> Tensor:
+    """Entropy in bits of each image's own 256-bin luminance histogram: (N, 3, H, W) -> (N,)."""
+    return torch.stack([entropy_bits(colour_histograms(x[i:i + 1])[3]) for i in range(x.shape[0])])
+
+
+def colour_table(images: dict[str, Tensor], reference: str) -> pd.DataFrame:
+    """One row per image set: pooled entropies (bits) of R, G, B, luminance and joint RGB (5 bits per channel),
+    the mean per-image luminance entropy, and the JS divergence of each channel's histogram to ``reference``'s.
+
+    images: name -> (N, 3, H, W) in [-1, 1], all the same N (entropy estimates depend on the sample size).
+    """
+    ref = colour_histograms(images[reference])  # (4, 256)
+    rows = []
+    for name, x in images.items():
+        h = colour_histograms(x)
+        row: dict[str, Any] = {"images": name, "n": x.shape[0]}
+        row.update({f"H_{ch}": float(v) for ch, v in zip(CHANNELS, entropy_bits(h))})
+        row["H_rgb_joint"] = joint_colour_entropy(x)
+        row["H_luminance_per_image"] = float(per_image_luma_entropy(x).mean())
+        row.update({f"JS_{ch}": float(v) for ch, v in zip(CHANNELS, js_divergence_bits(h, ref))})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# 05 weight norm vs batch norm vs none: convergence over seeds
+
+def short_run_config(cfg: Config, seed: int, fraction: int = 5, min_steps: int = 20) -> Config:
+    """``cfg`` trained for ``max(min_steps, steps // fraction)`` steps with training seed ``seed``."""
+    return cfg.replace(train={"steps": max(min_steps, cfg.train.steps // fraction), "seed": seed})
+
+
+def seed_bands(histories: dict[str, list[pd.DataFrame]], column: str = "l1") -> pd.DataFrame:
+    """Across-seed statistics of a logged column at every logged step.
+
+    histories: label -> one ``experiment.history`` frame per seed. Returns a long frame with columns
+    label, step, mean, std (ddof 0), min, max, n (seeds logged at that step).
+    """
+    parts = []
+    for label, runs in histories.items():
+        long = pd.concat([h[["step", column]].assign(seed=i) for i, h in enumerate(runs)])
+        stats = long.groupby("step")[column].agg(["mean", "min", "max", "count"])
+        stats["std"] = long.groupby("step")[column].std(ddof=0)
+        parts.append(stats.rename(columns={"count": "n"}).reset_index().assign(label=label))
+    return pd.concat(parts, ignore_index=True)[["label", "step", "mean", "std", "min", "max", "n"]]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# 06 interpolation (Fig. 9)
+
+def _normalised(points: Tensor) -> Tensor:
+    """(..., P, 2) -> the same points centred on their mean and divided by their RMS radius (no scale, no shift)."""
+    centred = points - points.mean(-2, keepdim=True)
+    return centred / centred.square().sum(-1).mean(-1).sqrt()[..., None, None].clamp_min(1e-8)
+
+
+def landmark_distance(a: Tensor, b: Tensor) -> Tensor:
+    """RMS distance between normalised 68-point shapes: (68, 2) or (N, 68, 2) vs (N, 68, 2) -> (N,)."""
+    return (_normalised(a) - _normalised(b)).square().sum(-1).mean(-1).sqrt()
+
+
+def pick_contrasting_pair(identity: Tensor, landmarks: Tensor, seed: int) -> tuple[int, int]:
+    """Two items of different identities whose structures differ most, deterministic in ``seed``.
+
+    The first item is drawn by ``seed``; the second is the item of another identity with the largest
+    normalised landmark distance to it (so pose and expression differ). identity (N,), landmarks (N, 68, 2).
+    """
+    g = torch.Generator().manual_seed(seed)
+    i = int(torch.randint(len(identity), (1,), generator=g))
+    d = landmark_distance(landmarks[i], landmarks).masked_fill(identity == identity[i], -1.0)
+    if d.max() < 0:
+        raise ValueError("the split holds a single identity: no pair of different identities")
+    return i, int(d.argmax())
+
+
+def lerp_landmarks(a: Tensor, b: Tensor, t: Tensor) -> Tensor:
+    """Landmarks linearly interpolated: a, b (68, 2), t (S,) in [0, 1] -> (S, 68, 2); t = 0 gives a."""
+    return torch.lerp(a[None], b[None], t.to(a.dtype)[:, None, None])
+
+
+# ---------------------------------------------------------------------------------------------------------
+# 07 manipulation with ground truth (Figs. 1, 5, 6)
+
+def expression_structures(source: Structure, expressions: Sequence[str] = EXPRESSIONS,
+                          intensity: float = 1.0) -> Structure:
+    """The source's pose (batch of 1) with each named expression at ``intensity``: a batch of len(expressions)."""
+    return Structure.create(yaw=source.yaw, pitch=source.pitch, roll=source.roll, expression=list(expressions),
+                            intensity=intensity)
+
+
+def yaw_structures(source: Structure, yaws: Sequence[float] | Tensor) -> Structure:
+    """The source's pitch, roll and expression (batch of 1) at each yaw in degrees: a batch of len(yaws)."""
+    yaws = torch.as_tensor(yaws, dtype=torch.float32).reshape(-1)
+    return source.repeat_interleave(len(yaws)).replace(yaw=yaws.clone())
+
+
+@torch.no_grad()
+def edit_sweep(model: AFVAE, dataset: Any, items: Tensor, make: Callable[[Structure], Structure]) -> dict[str, Tensor]:
+    """Each source item re-rendered by the model under the structures ``make(its structure)``, with the truth.
+
+    dataset: a SyntheticFaces split; items (N,); make maps a Structure of 1 to a Structure of S.
+    Returns x (N, 3, H, W) the sources, output and truth (N, S, 3, H, W), c_target (N, S, C_b, H, W).
+    """
+    batch = dataset.get_batch(items)
+    out: dict[str, list[Tensor]] = {"output": [], "truth": [], "c_target": []}
+    for n, i in enumerate(items.tolist()):
+        truth = dataset.true_target(i, make(dataset.structure.index(i)))  # identity i under S structures
+        S = truth["x"].shape[0]
+        x, c = batch["x"][n:n + 1].expand(S, -1, -1, -1), batch["c"][n:n + 1].expand(S, -1, -1, -1)
+        out["output"].append(manipulate(model, x, c, truth["c"]))
+        out["truth"].append(truth["x"])
+        out["c_target"].append(truth["c"])
+    return {"x": batch["x"], **{k: torch.stack(v) for k, v in out.items()}}
+
+
+def sweep_errors(sweep: dict[str, Tensor], labels: Sequence[Any], items: Tensor) -> pd.DataFrame:
+    """Per-image ground-truth errors of an ``edit_sweep``: the model's output, and the unchanged source as a
+    do-nothing baseline. Columns item, target (from ``labels``, one per structure), method, l1, psnr (dB,
+    capped at PSNR_CAP_DB), ssim; N * S * 2 rows.
+    """
+    N, S = sweep["output"].shape[:2]
+    truth = sweep["truth"].flatten(0, 1)  # (N*S, 3, H, W)
+    source = sweep["x"][:, None].expand(-1, S, -1, -1, -1).flatten(0, 1)
+    frames = []
+    for method, pred in (("AF-VAE", sweep["output"].flatten(0, 1)), ("source unchanged", source)):
+        err = ground_truth_errors(pred, truth)
+        frames.append(pd.DataFrame({
+            "item": items.repeat_interleave(S).numpy(), "target": list(labels) * N, "method": method,
+            "l1": err["l1"].numpy(), "psnr": err["psnr"].clamp(max=PSNR_CAP_DB).numpy(), "ssim": err["ssim"].numpy(),
+        }))
+    return pd.concat(frames, ignore_index=True)
+
+
+def evaluate_sweep(model: AFVAE, dataset: Any, items: Tensor, make: Callable[[Structure], Structure],
+                   labels: Sequence[Any], chunk: int = 32) -> pd.DataFrame:
+    """``sweep_errors`` of ``edit_sweep`` over ``items`` (N,), ``chunk`` sources at a time (bounded memory)."""
+    return pd.concat([sweep_errors(edit_sweep(model, dataset, part, make), labels, part)
+                      for part in items.split(chunk)], ignore_index=True)
+
+
+def describe_structure(structure: Structure) -> str:
+    """One structure (batch of 1) in words: pose in degrees, then the expressions weighing at least 0.1."""
+    pose = f"yaw {float(structure.yaw[0]):+.0f}°, pitch {float(structure.pitch[0]):+.0f}°"
+    weights = structure.expression[0].tolist()
+    expr = ", ".join(f"{e} {w:.2f}" for e, w in zip(EXPRESSIONS, weights) if w >= 0.1)
+    return f"{pose}\n{expr}"
+
+
+def summarise_errors(errors: pd.DataFrame, keys: Sequence[str] = ("edit", "target", "method")) -> pd.DataFrame:
+    """Mean and std of l1, psnr, ssim per group of ``keys`` (group order kept), with the count n."""
+    g = errors.groupby(list(keys), sort=False)[["l1", "psnr", "ssim"]]
+    out = g.mean().join(g.std(ddof=0).add_suffix("_std")).join(g.size().rename("n"))
+    return out.reset_index()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# 08 identity under three kinds of boundary (Fig. 10)
+
+def contour_distance(a: Tensor, b: Tensor) -> Tensor:
+    """Distance between jaw contours (points 0-16), each centred and scaled to unit RMS radius.
+
+    a: (68, 2) or (N, 68, 2), b: (N, 68, 2) in pixels -> (N,), in units of the contour's RMS radius
+    (0 = the same contour shape up to position and size).
+    """
+    return (_normalised(a[..., JAW, :]) - _normalised(b[..., JAW, :])).square().sum(-1).mean(-1).sqrt()
+
+
+def contour_donors(identity: Tensor, landmarks: Tensor, source: int) -> tuple[int, int, Tensor]:
+    """Items of other identities with the most similar and the most different jaw contour to ``source``.
+
+    identity (N,), landmarks (N, 68, 2) -> (similar item, different item, contour distances (N,)).
+    """
+    d = contour_distance(landmarks[source], landmarks)
+    other = identity != identity[source]
+    if not other.any():
+        raise ValueError("the split holds a single identity: no donor of another identity")
+    similar = int(d.masked_fill(~other, float("inf")).argmin())
+    different = int(d.masked_fill(~other, -1.0).argmax())
+    return similar, different, d
+
+
+def edited_expression(source: Structure, edit: str = "surprise", fallback: str = "smile") -> Structure:
+    """The source's pose (batch of 1) with expression ``edit`` (mouth opened), or ``fallback`` when ``edit``
+    is already its strongest expression: the "own boundary, edited" setting."""
+    strongest = EXPRESSIONS[int(source.expression[0].argmax())]
+    return expression_structures(source, [fallback if strongest == edit else edit])
+
+
+SETTINGS = ("a: own boundary, edited", "b: similar contour", "c: different contour")
+
+
+@torch.no_grad()
+def identity_settings(model: AFVAE, dataset: Any, source: int) -> dict[str, Tensor]:
+    """The three identity settings of Fig. 10 for one source item of a SyntheticFaces split.
+
+    (a) its own structure with the expression edited (``edited_expression``), (b) the boundary of another
+    identity's item with the most similar jaw contour, (c) the one with the most different contour. The truth
+    is always the source identity rendered under the target's pose and expression (with its own face shape).
+    Returns x (3, H, W) the source, and per setting (first dim 3, in SETTINGS order): donor (item index;
+    the source itself for (a)), donor_x, c_target, output, truth (images), contour (jaw-contour distance
+    between the source and the boundary the model gets).
+    """
+    similar, different, dist = contour_donors(dataset.identity, dataset.landmarks, source)
+    donors = torch.tensor([source, similar, different])
+    own = dataset.true_target(source, edited_expression(dataset.structure.index(source)))
+    moved = dataset.true_target(source, dataset.structure.index(donors[1:]))  # (2, ...) source id, donors' poses
+    b = dataset.get_batch(donors)
+    c_target = torch.cat([own["c"], b["c"][1:]])  # (3, C_b, H, W): (b), (c) use the donors' own boundaries
+    x = b["x"][:1].expand(3, -1, -1, -1)
+    contour = torch.cat([contour_distance(dataset.landmarks[source], own["landmarks"]), dist[donors[1:]]])
+    return {"x": b["x"][0], "donor": donors, "donor_x": b["x"], "c_target": c_target,
+            "output": manipulate(model, x, b["c"][:1].expand(3, -1, -1, -1), c_target),
+            "truth": torch.cat([own["x"], moved["x"]]), "contour": contour}
+
+
+def identity_scores(results: Sequence[dict[str, Tensor]], factor_net: Any, model: AFVAE,
+                    dataset: Any) -> pd.DataFrame:
+    """Identity similarity (cosine of FactorNet appearance predictions) of each ``identity_settings`` result.
+
+    Columns: source, setting, donor, contour (jaw-contour distance), sim_output (source vs the model's
+    output), sim_truth (source vs the true render: the reference), sim_donor (source vs the donor's image:
+    another person; NaN for (a), whose donor is the source), sim_reconstruction (source vs its own
+    reconstruction: the model's ceiling), l1_output_truth. One row per source and setting.
+    """
+    x = torch.stack([r["x"] for r in results])  # (N, 3, H, W)
+    batch = dataset.get_batch(torch.stack([r["donor"][0] for r in results]))
+    e_src = appearance_embedding(factor_net, x).repeat_interleave(3, 0)  # (3N, 63)
+    e_rec = appearance_embedding(factor_net, reconstruct(model, x, batch["c"])).repeat_interleave(3, 0)
+    cat = {k: torch.cat([r[k] for r in results]) for k in ("output", "truth", "donor_x", "donor", "contour")}
+    sim = {k: identity_similarity(e_src, appearance_embedding(factor_net, cat[k]))
+           for k in ("output", "truth", "donor_x")}
+    own = torch.arange(3 * len(results)) % 3 == 0  # setting (a): the donor is the source itself
+    return pd.DataFrame({
+        "source": torch.stack([r["donor"][0] for r in results]).repeat_interleave(3).numpy(),
+        "setting": list(SETTINGS) * len(results), "donor": cat["donor"].numpy(), "contour": cat["contour"].numpy(),
+        "sim_output": sim["output"].numpy(), "sim_truth": sim["truth"].numpy(),
+        "sim_donor": sim["donor_x"].masked_fill(own, float("nan")).numpy(),
+        "sim_reconstruction": identity_similarity(e_src, e_rec).numpy(),
+        "l1_output_truth": l1_error(cat["output"], cat["truth"]).numpy(),
+    })

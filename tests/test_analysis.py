@@ -1,0 +1,196 @@
+"""afvae.analysis: the figure notebooks' computations, against closed forms and references."""
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from scipy.spatial.distance import jensenshannon
+
+from afvae import analysis
+from afvae.config import ModelConfig, get_config
+from afvae.data.datasets import build_dataset
+from afvae.data.synthetic import EXPRESSIONS, Structure
+from afvae.features import FactorNet
+from afvae.metrics import identity_similarity
+from afvae.model import AFVAE, manipulate
+
+
+@pytest.fixture(scope="module")
+def test_set():
+    return build_dataset(get_config("smoke").data, "test")
+
+
+@pytest.fixture(scope="module")
+def model():
+    cfg = ModelConfig(resolution=32, base_width=8, max_width=32, z_dim=16)
+    torch.manual_seed(0)
+    return AFVAE(cfg, torch.rand(8, cfg.boundary_channels * 16 * 16)).eval()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Colour statistics (04)
+
+def test_entropy_closed_forms():
+    assert float(analysis.entropy_bits(torch.full((256,), 1 / 256))) == pytest.approx(8.0)
+    assert float(analysis.entropy_bits(torch.eye(4)[1])) == 0.0  # 0 log 0 = 0
+    p = torch.tensor([0.5, 0.25, 0.25])
+    assert float(analysis.entropy_bits(p)) == pytest.approx(1.5)
+
+
+def test_js_divergence_matches_scipy():
+    g = torch.Generator().manual_seed(0)
+    p, q = torch.rand(2, 32, generator=g).double().softmax(-1)
+    expected = jensenshannon(p.numpy(), q.numpy(), base=2) ** 2  # scipy returns the distance, its square root
+    assert float(analysis.js_divergence_bits(p, q)) == pytest.approx(expected, rel=1e-6)
+    assert float(analysis.js_divergence_bits(p, p)) == pytest.approx(0.0, abs=1e-12)
+    assert float(analysis.js_divergence_bits(torch.eye(2)[0], torch.eye(2)[1])) == pytest.approx(1.0)
+
+
+def test_colour_histograms_of_known_images():
+    white_red = torch.stack([torch.ones(3, 4, 4), torch.tensor([1.0, -1.0, -1.0])[:, None, None].expand(3, 4, 4)])
+    h = analysis.colour_histograms(white_red)  # (4, 256): half the pixels white, half pure red
+    assert h.shape == (4, 256) and torch.allclose(h.sum(1), torch.ones(4, dtype=h.dtype))
+    assert h[0, 255] == 1.0  # red is 255 everywhere
+    assert h[1, 0] == 0.5 and h[1, 255] == 0.5
+    assert h[3, 255] == 0.5 and h[3, round(0.299 * 255)] == 0.5  # luminance of white and of red
+    assert torch.allclose(analysis.colour_histograms(white_red, bins=4)[1], torch.tensor([0.5, 0, 0, 0.5]).double())
+    assert analysis.joint_colour_entropy(white_red) == pytest.approx(1.0)  # two colours, equally often
+
+
+def test_colour_table_reference_row_is_zero():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(3, 3, 8, 8, generator=g) * 2 - 1
+    table = analysis.colour_table({"source": x, "flat": x * 0.1}, reference="source")
+    src, flat = table.set_index("images").loc["source"], table.set_index("images").loc["flat"]
+    assert src["JS_R"] == pytest.approx(0.0, abs=1e-12)
+    assert flat["H_luminance"] < src["H_luminance"] and flat["JS_luminance"] > 0.1
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Seeds (05)
+
+def test_seed_bands_against_numpy():
+    steps = [5, 10, 15]
+    runs = [pd.DataFrame({"step": steps, "l1": v}) for v in ([0.3, 0.2, 0.1], [0.5, 0.3, 0.2], [0.4, 0.4, 0.3])]
+    bands = analysis.seed_bands({"a": runs}, "l1").set_index("step")
+    values = np.array([r["l1"].to_numpy() for r in runs])  # (seeds, steps)
+    assert np.allclose(bands["mean"], values.mean(0)) and np.allclose(bands["std"], values.std(0))
+    assert np.allclose(bands["min"], values.min(0)) and (bands["n"] == 3).all()
+
+
+def test_short_run_config():
+    cfg = get_config("smoke")
+    short = analysis.short_run_config(cfg, seed=2)
+    assert short.train.steps == max(20, cfg.train.steps // 5) and short.train.seed == 2
+    assert short.model == cfg.model and short.hash() != cfg.hash()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Pairs, contours and structures (06, 08)
+
+def test_landmark_and_contour_distances_ignore_position_and_size(test_set):
+    lm = test_set.landmarks[:4]
+    moved = lm * 1.7 + torch.tensor([3.0, -2.0])
+    assert torch.allclose(analysis.landmark_distance(lm, moved), torch.zeros(4), atol=1e-5)
+    assert torch.allclose(analysis.contour_distance(lm, moved), torch.zeros(4), atol=1e-5)
+    assert float(analysis.contour_distance(lm[0], lm[1:]).min()) > 0
+
+
+def test_pick_contrasting_pair(test_set):
+    a, b = analysis.pick_contrasting_pair(test_set.identity, test_set.landmarks, seed=3)
+    assert (a, b) == analysis.pick_contrasting_pair(test_set.identity, test_set.landmarks, seed=3)
+    assert test_set.identity[a] != test_set.identity[b]
+    d = analysis.landmark_distance(test_set.landmarks[a], test_set.landmarks)
+    other = test_set.identity != test_set.identity[a]
+    assert float(d[b]) == pytest.approx(float(d[other].max()))
+
+
+def test_contour_donors(test_set):
+    similar, different, d = analysis.contour_donors(test_set.identity, test_set.landmarks, 0)
+    other = test_set.identity != test_set.identity[0]
+    assert other[similar] and other[different]
+    assert float(d[similar]) == float(d[other].min()) and float(d[different]) == float(d[other].max())
+
+
+def test_lerp_landmarks_and_boundary_maps(test_set):
+    a, b = test_set.landmarks[0], test_set.landmarks[1]
+    lm = analysis.lerp_landmarks(a, b, torch.linspace(0, 1, 5))
+    assert torch.equal(lm[0], a) and torch.allclose(lm[-1], b) and torch.allclose(lm[2], (a + b) / 2)
+    c = analysis.boundary_maps(lm[[0, -1]], test_set.size)
+    assert torch.allclose(c, test_set.get_batch([0, 1])["c"], atol=1e-5)
+    assert analysis.boundary_maps(lm, test_set.size, channels=1).shape == (5, 1, test_set.size, test_set.size)
+
+
+def test_items_per_identity(test_set):
+    items = analysis.items_per_identity(test_set.identity, 10, seed=0)
+    assert len(items) == test_set.identity.unique().numel()  # capped at the identities there are
+    assert test_set.identity[items].unique().numel() == len(items)
+    assert torch.equal(items, analysis.items_per_identity(test_set.identity, 10, seed=0))
+
+
+def test_structures():
+    src = Structure.create(yaw=20.0, pitch=-5.0, roll=3.0, expression="smile", intensity=0.6)
+    expr = analysis.expression_structures(src)
+    assert len(expr) == len(EXPRESSIONS) and torch.equal(expr.yaw, torch.full((6,), 20.0))
+    assert torch.equal(expr.expression, torch.eye(6))
+    rot = analysis.yaw_structures(src, [-60, 0, 60])
+    assert rot.yaw.tolist() == [-60, 0, 60] and torch.equal(rot.expression, src.expression.expand(3, -1))
+    assert torch.equal(rot.pitch, torch.full((3,), -5.0))
+    surprised = Structure.create(expression="surprise")
+    assert analysis.edited_expression(surprised).expression[0].argmax() == EXPRESSIONS.index("smile")
+    assert analysis.edited_expression(src).expression[0].argmax() == EXPRESSIONS.index("surprise")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Sweeps and identity settings (07, 08)
+
+def test_edit_sweep_truth_and_outputs(model, test_set):
+    items = torch.tensor([0, 9])
+    sweep = analysis.edit_sweep(model, test_set, items, analysis.expression_structures)
+    assert sweep["output"].shape == (2, 6, 3, 32, 32) and sweep["truth"].shape == (2, 6, 3, 32, 32)
+    truth = test_set.true_target(9, analysis.expression_structures(test_set.structure.index(9)))
+    assert torch.equal(sweep["truth"][1], truth["x"])
+    x = test_set.get_batch([9])
+    expected = manipulate(model, x["x"].expand(6, -1, -1, -1), x["c"].expand(6, -1, -1, -1), truth["c"])
+    assert torch.allclose(sweep["output"][1], expected, atol=1e-5)
+
+
+def test_sweep_errors_perfect_model(test_set):
+    items = torch.tensor([0, 1])
+    truth = test_set.get_batch(torch.arange(6))["x"].view(2, 3, 3, 32, 32)
+    sweep = {"x": truth[:, 0], "output": truth, "truth": truth}
+    err = analysis.sweep_errors(sweep, ["a", "b", "c"], items)
+    model_rows = err[err["method"] == "AF-VAE"]
+    assert len(err) == 12 and (model_rows["l1"] == 0).all() and (model_rows["psnr"] == analysis.PSNR_CAP_DB).all()
+    baseline = err[err["method"] == "source unchanged"].set_index(["item", "target"])
+    assert baseline.loc[(0, "a"), "l1"] == 0 and baseline.loc[(0, "b"), "l1"] > 0
+    summary = analysis.summarise_errors(err.assign(edit="e"))
+    assert len(summary) == 6 and (summary["n"] == 2).all()
+
+
+def test_identity_settings(model, test_set):
+    r = analysis.identity_settings(model, test_set, 3)
+    assert r["output"].shape == (3, 3, 32, 32) and int(r["donor"][0]) == 3
+    assert (test_set.identity[r["donor"][1:]] != test_set.identity[3]).all()
+    assert r["contour"][1] <= r["contour"][2]  # (b) the most similar contour, (c) the most different
+    truth = test_set.true_target(3, test_set.structure.index(r["donor"][1:]))
+    assert torch.equal(r["truth"][1:], truth["x"])  # the source's identity in the donors' structures
+    assert torch.allclose(r["c_target"][1:], test_set.get_batch(r["donor"][1:])["c"])  # the donors' boundaries
+
+
+def test_describe_structure():
+    text = analysis.describe_structure(Structure.create(yaw=-12.4, expression="anger", intensity=0.7))
+    assert "yaw -12°" in text and "anger 0.70" in text and "neutral 0.30" in text
+
+
+def test_identity_scores(model, test_set):
+    torch.manual_seed(0)
+    net = FactorNet(analysis.N_LANDMARK_TARGETS + analysis.N_APPEARANCE_TARGETS + 9).eval()
+    results = [analysis.identity_settings(model, test_set, i) for i in (0, 9)]
+    scores = analysis.identity_scores(results, net, model, test_set)
+    assert len(scores) == 6 and list(scores["setting"][:3]) == list(analysis.SETTINGS)
+    assert scores["sim_donor"][::3].isna().all() and not scores["sim_donor"][1::3].isna().any()
+    e_src = analysis.appearance_embedding(net, results[1]["x"][None])
+    expected = identity_similarity(e_src.expand(3, -1), analysis.appearance_embedding(net, results[1]["truth"]))
+    assert np.allclose(scores["sim_truth"][3:], expected.numpy(), atol=1e-5)
+    with pytest.raises(ValueError, match="landmarks only"):
+        analysis.appearance_embedding(FactorNet(analysis.N_LANDMARK_TARGETS), results[0]["x"][None])
