@@ -19,3 +19,13 @@ def batch() -> dict[str, torch.Tensor]:
 
     ds = build_dataset(get_config("smoke").data, "train")
     return collate(ds, torch.arange(8))
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``gpu`` are skipped where no CUDA device exists (CI, laptops)."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)

@@ -1,5 +1,6 @@
 """Training loop: determinism, exact resume, NaN handling, checkpoints as data, DDP replicas."""
 import json
+import math
 import os
 import socket
 
@@ -93,3 +94,12 @@ def test_ddp_replicas_agree(tiny_cfg, tmp_path):
     rep = torch.load(tmp_path / "replicas.pt", weights_only=True)
     assert torch.equal(rep["r0"], rep["r1"])
     assert load_checkpoint(tmp_path / "checkpoint.pt")["step"] == 3
+
+
+@pytest.mark.gpu
+def test_cuda_bf16_channels_last(tiny_cfg, tmp_path):
+    cfg = tiny_cfg.replace(train={"device": "cuda", "amp": True, "channels_last": True})
+    history = train(cfg, tmp_path, progress=False)
+    assert all(math.isfinite(r["loss"]) for r in history) and history[-1]["loss"] < history[0]["loss"] * 1.5
+    model, _ = load_model(tmp_path, device="cuda")
+    assert next(model.parameters()).is_cuda

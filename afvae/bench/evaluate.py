@@ -20,6 +20,7 @@ from afvae.bench import throughput
 from afvae.config import DataConfig, get_config
 from afvae.data import synthetic as syn
 from afvae.data.datasets import build_dataset, collate
+from afvae.evaluate import factor_columns
 from afvae.features import FeatureNet, load_factor_net
 from afvae.metrics import factor_class_probs, factor_metrics, ground_truth_errors
 
@@ -27,12 +28,9 @@ N_IMAGES = 2000
 
 
 def expression_columns() -> list[int]:
-    """FactorNet target columns of the 6 expression weights: after 68 x 2 landmarks, A appearance, 3 pose angles.
-
-    The layout is ``afvae.features.factor_targets``: landmarks / size, appearance vector, structure vector.
-    """
-    offset = 68 * 2 + len(syn.appearance_columns())
-    return [offset + i for i, name in enumerate(syn.structure_columns()) if name.startswith("expr_")]
+    """FactorNet target columns of the 6 expression weights (layout of ``afvae.features.factor_targets``)."""
+    n_targets = 68 * 2 + len(syn.appearance_columns()) + len(syn.structure_columns())
+    return factor_columns(n_targets)["expression"]
 
 
 def stand_in_fakes(x: torch.Tensor, seed: int = 0) -> torch.Tensor:
