@@ -271,7 +271,8 @@ def checkpoint_info(run: str | Path) -> dict[str, Any]:
     path = Path(run)
     path = path / "checkpoint.pt" if path.is_dir() else path
     state = load_checkpoint(path)
-    return {"checkpoint": str(path), "step": int(state["step"]), "train_feature_net": state.get("feature_net")}
+    return {"checkpoint": f"{path.parent.name}/{path.name}",  # run folder + file: no machine paths in tables
+            "step": int(state["step"]), "train_feature_net": state.get("feature_net")}
 
 
 def run_name(run: str | Path) -> str:

@@ -340,3 +340,19 @@ def plot_identity_settings(results: list[dict[str, torch.Tensor]], scores: "pd.D
     fig.suptitle("Identity under three kinds of target boundary — sim: cosine similarity of FactorNet appearance "
                  "predictions to the source; contour d: jaw-contour distance to the source", fontsize=8, y=0.995)
     return fig
+
+
+def plot_metric_bars(table: "pd.DataFrame", highlight: str | None = None) -> plt.Figure:
+    """One small bar chart per metric column of ``table`` (index = variant), ``highlight`` row in colour."""
+    cols = list(table.columns)
+    fig, axes = plt.subplots(1, len(cols), figsize=(2.3 * len(cols), 2.8), squeeze=False)
+    for ax, col in zip(axes[0], cols):
+        colours = ["tab:red" if name == highlight else "tab:gray" for name in table.index]
+        ax.barh(list(table.index), table[col].astype(float), color=colours)
+        ax.set_title(col, fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.invert_yaxis()
+        if ax is not axes[0, 0]:
+            ax.set_yticklabels([])
+    fig.tight_layout()
+    return fig

@@ -24,6 +24,12 @@ def hub_checkpoints() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints"
 
 
+def _shown(path: Path) -> str:
+    """A path as it goes into messages and results: the home folder as ``~`` (no machine paths in tables)."""
+    home = str(Path.home())
+    return "~" + str(path)[len(home):] if str(path).startswith(home) else str(path)
+
+
 def resolve_weights(filename: str, *, env: str, path: str | Path | None = None, url: str | None = None,
                     download: bool = True) -> Path:
     """Find ``filename``: ``path`` if given, else ``$env``, else the hub cache, else download ``url`` there.
@@ -47,9 +53,9 @@ def resolve_weights(filename: str, *, env: str, path: str | Path | None = None, 
         except Exception as e:  # offline: URLError, socket errors, HTTP errors — all mean "not available"
             log.info("download of %s failed: %s", url, e)
     raise WeightsUnavailable(
-        f"{filename} is not available: not in ${env}, not in {cached.parent}, and the download "
+        f"{filename} is not available: not in ${env}, not in {_shown(cached.parent)}, and the download "
         f"{'failed (offline?)' if download and url else 'was not attempted'}. Fetch it on a machine "
-        f"with internet{f' from {url}' if url else ''} and put it at {cached} or set {env}=/path/to/{filename}."
+        f"with internet{f' from {url}' if url else ''} and put it at {_shown(cached)} or set {env}=/path/to/{filename}."
     )
 
 
