@@ -180,7 +180,7 @@ def _loop(cfg, ddp, model, feature_net, opt, dataset, d: Dist, out: Path, start:
             terms, _ = loss_terms(ddp, feature_net, batch, cfg, step_generator(tc.seed, step, d.rank, d.device))
         if not torch.isfinite(terms["loss"]):
             raise FloatingPointError(
-                f"non-finite loss at step {step} ({ {k: float(v) for k, v in terms.items()} }); the last good "
+                f"non-finite loss at step {step} ({ {k: float(v.detach()) for k, v in terms.items()} }); the last good "
                 f"checkpoint {out / 'checkpoint.pt'} is kept. Lower train.lr or loss.beta and resume.")
         opt.zero_grad(set_to_none=True)
         terms["loss"].backward()
