@@ -4,7 +4,7 @@ The boundary map ``c`` of a face has one channel per curve of a keypoint schema.
 parametric cubic spline through its points (degree ``min(3, n - 1)``, no smoothing, uniform
 parameter: point ``i`` sits at ``t = i``); a pixel's value is ``exp(-D^2 / 2 sigma^2)`` where
 ``D < 3 sigma`` and 0 elsewhere, with ``D`` the Euclidean distance from the pixel centre to the
-curve. See /work/shared/LAB_BOUNDARIES.md. Consecutive duplicate points need no special case: the
+curve. See the LAB recipe (Wu et al., CVPR 2018) described in this docstring. Consecutive duplicate points need no special case: the
 uniform parameter has no chord lengths to divide by, the curve just rests on the repeated point.
 
 Pixel convention: pixel ``(row i, column j)`` has its centre at ``(x, y) = (j, i)``, so a landmark

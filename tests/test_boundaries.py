@@ -20,7 +20,7 @@ from afvae.boundaries import (
     merged_map,
 )
 
-# /work/shared/LAB_BOUNDARIES.md, "68-point grouping", typed in by hand.
+# The LAB paper's 68-point grouping (iBUG order), typed in by hand.
 LAB_TABLE = [
     ("contour", list(range(0, 17))),
     ("left_eyebrow", list(range(17, 22))),
