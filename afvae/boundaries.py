@@ -4,8 +4,8 @@ The boundary map ``c`` of a face has one channel per curve of a keypoint schema.
 parametric cubic spline through its points (degree ``min(3, n - 1)``, no smoothing, uniform
 parameter: point ``i`` sits at ``t = i``); a pixel's value is ``exp(-D^2 / 2 sigma^2)`` where
 ``D < 3 sigma`` and 0 elsewhere, with ``D`` the Euclidean distance from the pixel centre to the
-curve. See the LAB recipe (Wu et al., CVPR 2018) described in this docstring. Consecutive duplicate points need no special case: the
-uniform parameter has no chord lengths to divide by, the curve just rests on the repeated point.
+curve (the LAB recipe, Wu et al., CVPR 2018). Consecutive duplicate points need no special case:
+the uniform parameter has no chord lengths to divide by, the curve just rests on the repeated point.
 
 Pixel convention: pixel ``(row i, column j)`` has its centre at ``(x, y) = (j, i)``, so a landmark
 at ``x = 10.0, y = 20.0`` lies exactly on the centre of ``c[..., 20, 10]``. Landmarks given for an

@@ -35,6 +35,8 @@ import torch
 import torch.nn.functional as nnf
 from torch import Tensor
 
+from afvae.boundaries import FACE68_MIRROR
+
 EXPRESSIONS = ("neutral", "smile", "surprise", "anger", "disgust", "eyes_closed")
 HAIR_STYLES = ("bald", "short", "bangs", "bob", "long")
 SHAPE_FACTORS = ("face_width", "face_length", "jaw_width", "eye_spacing", "eye_size",
@@ -287,19 +289,7 @@ def sample_structure(n: int, generator: torch.Generator, *, max_yaw: float = 60.
 # Landmarks: template, identity shape, expression blendshapes (head X, Y), depth from the surface
 # =========================================================================================================
 
-def _mirror_index() -> list[int]:
-    """iBUG 68 index of each point's left-right mirror partner."""
-    pairs = [(i, 16 - i) for i in range(8)] + [(17, 26), (18, 25), (19, 24), (20, 23), (21, 22), (31, 35),
-                                               (32, 34), (36, 45), (37, 44), (38, 43), (39, 42), (40, 47),
-                                               (41, 46), (48, 54), (49, 53), (50, 52), (55, 59), (56, 58),
-                                               (60, 64), (61, 63), (65, 67)]
-    m = list(range(68))
-    for a, b in pairs:
-        m[a], m[b] = b, a
-    return m
-
-
-MIRROR = tuple(_mirror_index())  # landmarks of the mirrored image: flip x, then take landmarks[:, MIRROR]
+MIRROR = FACE68_MIRROR  # landmarks of the mirrored image: flip x, then take landmarks[:, MIRROR]
 
 # Neutral mean face, image-left half and midline (head units). Jaw 0-16 comes from the outline and the
 # nose tip 30 from the nose ellipsoid; 31-35 are offsets from the tip.
