@@ -6,6 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 SCALE ?= default
 DATA ?= synthetic
+OUT ?= .
 PYTEST_ARGS ?=
 
 .PHONY: paper test test-fast bench setup clean-results
@@ -19,7 +20,7 @@ $(VENV)/.installed: pyproject.toml
 	@touch $@
 
 paper: setup
-	$(PY) -m afvae.pipeline --scale $(SCALE) --data $(DATA)
+	$(PY) -m afvae.pipeline --scale $(SCALE) --data $(DATA) --out $(OUT)
 
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)

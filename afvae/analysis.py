@@ -2,14 +2,15 @@
 
 Grouped by notebook:
 
-* shared: ``reconstruct``, ``items_per_identity``, ``appearance_embedding``, ``boundary_maps``
+* shared: ``reconstruct``, ``manipulation_examples``, ``items_per_identity``, ``appearance_embedding``
 * 04 pixel shuffle (Fig. 3): colour histograms, their entropy and Jensen-Shannon divergence, ``colour_table``
 * 05 weight norm: ``short_run_config``, ``seed_bands``
 * 06 interpolation (Fig. 9): ``pick_contrasting_pair``, ``lerp_landmarks``
 * 07 manipulation (Figs. 1, 5, 6): ``expression_structures``, ``yaw_structures``, ``edit_sweep``, ``sweep_errors``
 * 08 identity (Fig. 10): ``contour_distance``, ``contour_donors``, ``edited_expression``
 
-Images are ``(N, 3, H, W)`` in [-1, 1], landmarks ``(N, 68, 2)`` in pixels, as everywhere in afvae.
+Images are ``(N, 3, H, W)`` in [-1, 1], landmarks ``(N, P, 2)`` in pixels (P = 68 for faces),
+as everywhere in afvae.
 """
 from __future__ import annotations
 
@@ -19,7 +20,6 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from afvae.boundaries import boundary_map, merged_map
 from afvae.config import Config
 from afvae.data.synthetic import EXPRESSIONS, Structure
 from afvae.metrics import ground_truth_errors, identity_similarity, l1_error, to_uint8
@@ -41,6 +41,22 @@ def reconstruct(model: AFVAE, x: Tensor, c: Tensor, batch_size: int = 128) -> Te
     """Posterior-mean reconstructions D(E[z | x, y], y): x (N, 3, H, W), c (N, C_b, H, W) -> (N, 3, H, W)."""
     return torch.cat([manipulate(model, x[i:i + batch_size], c[i:i + batch_size], c[i:i + batch_size])
                       for i in range(0, x.shape[0], batch_size)])
+
+
+def manipulation_examples(dataset: Any, src: Tensor, tgt: Tensor) -> dict[str, Tensor | bool]:
+    """Sources, their own and their targets' boundary maps, and what the output should look like.
+
+    ``x_target`` is the true target render on synthetic data (``truth`` True), else the target item's own
+    image (another identity: only its structure is the goal). src, tgt (N,) item indices; images (N, 3, H, W).
+    """
+    source = dataset.get_batch(src, ["x", "c"])
+    if hasattr(dataset, "render_pair"):
+        pair = dataset.render_pair(src, tgt)
+        return {"x": source["x"], "c_source": source["c"], "c_target": pair["c_target"],
+                "x_target": pair["x_target"], "truth": True}
+    target = dataset.get_batch(tgt, ["x", "c"])
+    return {"x": source["x"], "c_source": source["c"], "c_target": target["c"], "x_target": target["x"],
+            "truth": False}
 
 
 def items_per_identity(identity: Tensor, n: int, seed: int) -> Tensor:
@@ -73,12 +89,6 @@ def appearance_embedding(factor_net: Any, x: Tensor, batch_size: int = 256) -> T
         raise ValueError("this FactorNet predicts landmarks only (no appearance factors: not synthetic data)")
     pred = torch.cat([net.predict(x[i:i + batch_size]) for i in range(0, x.shape[0], batch_size)])
     return pred[:, N_LANDMARK_TARGETS:N_LANDMARK_TARGETS + N_APPEARANCE_TARGETS].float()
-
-
-def boundary_maps(landmarks: Tensor, size: int, channels: int = 13) -> Tensor:
-    """(B, 68, 2) pixels -> (B, channels, size, size) boundary maps: 13 curves, or 1 merged (as the datasets)."""
-    c = boundary_map(landmarks, size)
-    return merged_map(c) if channels == 1 else c
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -184,7 +194,7 @@ def _normalised(points: Tensor) -> Tensor:
 
 
 def landmark_distance(a: Tensor, b: Tensor) -> Tensor:
-    """RMS distance between normalised 68-point shapes: (68, 2) or (N, 68, 2) vs (N, 68, 2) -> (N,)."""
+    """RMS distance between normalised shapes: (P, 2) or (N, P, 2) vs (N, P, 2) -> (N,)."""
     return (_normalised(a) - _normalised(b)).square().sum(-1).mean(-1).sqrt()
 
 
@@ -192,7 +202,7 @@ def pick_contrasting_pair(identity: Tensor, landmarks: Tensor, seed: int) -> tup
     """Two items of different identities whose structures differ most, deterministic in ``seed``.
 
     The first item is drawn by ``seed``; the second is the item of another identity with the largest
-    normalised landmark distance to it (so pose and expression differ). identity (N,), landmarks (N, 68, 2).
+    normalised landmark distance to it (so pose and expression differ). identity (N,), landmarks (N, P, 2).
     """
     g = torch.Generator().manual_seed(seed)
     i = int(torch.randint(len(identity), (1,), generator=g))
@@ -203,7 +213,7 @@ def pick_contrasting_pair(identity: Tensor, landmarks: Tensor, seed: int) -> tup
 
 
 def lerp_landmarks(a: Tensor, b: Tensor, t: Tensor) -> Tensor:
-    """Landmarks linearly interpolated: a, b (68, 2), t (S,) in [0, 1] -> (S, 68, 2); t = 0 gives a."""
+    """Landmarks linearly interpolated: a, b (P, 2), t (S,) in [0, 1] -> (S, P, 2); t = 0 gives a."""
     return torch.lerp(a[None], b[None], t.to(a.dtype)[:, None, None])
 
 

@@ -63,6 +63,7 @@ class Schema:
     name: str
     n_points: int
     curves: tuple[Curve, ...]
+    reference: tuple[int, int] = (0, 1)  # two points whose distance normalises landmark errors (NME)
 
     def __post_init__(self) -> None:
         for curve, idx in self.curves:
@@ -70,6 +71,8 @@ class Schema:
                 raise ValueError(f"schema {self.name}: curve {curve!r} needs at least 2 points, got {len(idx)}")
             if not all(0 <= i < self.n_points for i in idx):
                 raise ValueError(f"schema {self.name}: curve {curve!r} has indices outside [0, {self.n_points})")
+        if not all(0 <= i < self.n_points for i in self.reference) or len(set(self.reference)) != 2:
+            raise ValueError(f"schema {self.name}: reference {self.reference} must be two distinct point indices")
 
     @property
     def curve_names(self) -> tuple[str, ...]:
@@ -96,11 +99,12 @@ FACE68 = Schema("face68", 68, (
     ("upper_inner_lip", tuple(range(60, 65))),
     ("lower_inner_lip", (60, 67, 66, 65, 64)),
     ("lower_outer_lip", (48, 59, 58, 57, 56, 55, 54)),
-))
+), reference=(36, 45))  # outer eye corners: the inter-ocular distance
 
 # Hand: wrist 0, then 4 joints per finger from base to tip; one curve wrist -> tip per finger.
 _FINGERS = ("thumb", "index", "middle", "ring", "pinky")
-HAND21 = Schema("hand21", 21, tuple((finger, (0, *range(1 + 4 * f, 5 + 4 * f))) for f, finger in enumerate(_FINGERS)))
+HAND21 = Schema("hand21", 21, tuple((finger, (0, *range(1 + 4 * f, 5 + 4 * f))) for f, finger in enumerate(_FINGERS)),
+                reference=(0, 9))  # wrist to the middle finger's base: the palm length
 
 # CAT dataset: 0 left eye, 1 right eye, 2 mouth, 3-5 left ear, 6-8 right ear.
 CAT9 = Schema("cat9", 9, (
@@ -108,7 +112,7 @@ CAT9 = Schema("cat9", 9, (
     ("right_ear", (6, 7, 8)),
     ("eyes_mouth", (0, 2, 1)),
     ("eye_line", (0, 1)),
-))
+), reference=(0, 1))  # the two eyes
 
 SCHEMAS: dict[str, Schema] = {s.name: s for s in (FACE68, HAND21, CAT9)}
 

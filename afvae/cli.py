@@ -25,6 +25,7 @@ def load_config(spec: str, variant: str = "full") -> Config:
 
 def train_main(argv: list[str] | None = None) -> None:
     """``python -m afvae.train CONFIG [--variant V] [--out DIR] [--resume] [--device D] [--steps N]``."""
+    from afvae.data.datasets import for_data
     from afvae.train import run_dir, train
 
     p = argparse.ArgumentParser(prog="python -m afvae.train", description="Train one AF-VAE variant.")
@@ -40,7 +41,9 @@ def train_main(argv: list[str] | None = None) -> None:
     train_changes = {k: v for k, v in {"device": a.device, "steps": a.steps}.items() if v is not None}
     if a.device and a.device.startswith("cuda"):
         train_changes["amp"] = True
-    cfg = cfg.replace(train=train_changes, data={"source": a.data} if a.data else {})
+    cfg = cfg.replace(train=train_changes)
+    if a.data:
+        cfg = for_data(cfg, a.data)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     out = Path(a.out) if a.out else run_dir(cfg)
     history = train(cfg, out, resume=a.resume)

@@ -30,6 +30,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from afvae.boundaries import FACE68, Schema
 from afvae.checkpoint import load_checkpoint
 from afvae.config import Config
 from afvae.data import synthetic as syn
@@ -51,7 +52,6 @@ from afvae.model import AFVAE, manipulate
 from afvae.train import load_model
 
 log = logging.getLogger(__name__)
-N_LANDMARK_TARGETS = 68 * 2  # FactorNet targets start with the landmarks / size (afvae.features.factor_targets)
 PROXY_NET = "factor"
 
 # The columns of the .md / .tex tables, in order (the .csv keeps every recorded field).
@@ -66,22 +66,21 @@ TABLE_COLUMNS = (
 # Which FactorNet target columns hold what
 
 
-def factor_columns(n_targets: int) -> dict[str, list[int]]:
-    """Column indices of ``FactorNet.predict`` outputs: ``landmarks`` (136), and on synthetic-factor data also
-    ``appearance`` (63), ``structure`` (9) and ``expression`` (the 6 ``expr_*`` structure columns).
+def factor_columns(n_targets: int, n_points: int = 68) -> dict[str, list[int]]:
+    """Column indices of ``FactorNet.predict`` outputs: ``landmarks`` (2 * n_points), and on synthetic-factor
+    data also ``appearance`` (63), ``structure`` (9) and ``expression`` (the 6 ``expr_*`` structure columns).
 
     Layout of ``afvae.features.factor_targets``: landmarks / size, appearance vector, structure vector.
     """
-    A, S = len(syn.appearance_columns()), len(syn.structure_columns())
-    cols = {"landmarks": list(range(N_LANDMARK_TARGETS))}
-    if n_targets == N_LANDMARK_TARGETS:
+    A, S, L = len(syn.appearance_columns()), len(syn.structure_columns()), 2 * n_points
+    cols = {"landmarks": list(range(L))}
+    if n_targets == L:
         return cols  # landmarks only: a folder without factors.csv
-    if n_targets != N_LANDMARK_TARGETS + A + S:
+    if n_targets != L + A + S:
         raise ValueError(f"a FactorNet with {n_targets} targets matches neither the landmark-only layout "
-                         f"({N_LANDMARK_TARGETS}) nor the synthetic one ({N_LANDMARK_TARGETS + A + S})")
-    s0 = N_LANDMARK_TARGETS + A
-    expr = [s0 + i for i, c in enumerate(syn.structure_columns()) if c.startswith("expr_")]
-    return {**cols, "appearance": list(range(N_LANDMARK_TARGETS, s0)), "structure": list(range(s0, s0 + S)),
+                         f"({L}) nor the synthetic one ({L + A + S}) of {n_points} points")
+    expr = [L + A + i for i, c in enumerate(syn.structure_columns()) if c.startswith("expr_")]
+    return {**cols, "appearance": list(range(L, L + A)), "structure": list(range(L + A, L + A + S)),
             "expression": expr}
 
 
@@ -93,11 +92,11 @@ def predict_factors(net: FeatureNet, x: Tensor, batch_size: int = 256) -> Tensor
                           for i in range(0, x.shape[0], batch_size)])
 
 
-def predicted_landmarks(net: FeatureNet, pred: Tensor, size: int) -> Tensor:
-    """De-standardise the landmark columns of ``predict_factors`` output (N, T) -> (N, 68, 2) in pixels."""
-    cols = slice(0, N_LANDMARK_TARGETS)
+def predicted_landmarks(net: FeatureNet, pred: Tensor, size: int, n_points: int = 68) -> Tensor:
+    """De-standardise the landmark columns of ``predict_factors`` output (N, T) -> (N, P, 2) in pixels."""
+    cols = slice(0, 2 * n_points)
     mean, std = net.meta["mean"].float()[cols], net.meta["std"].float()[cols]
-    return ((pred[:, cols] * std + mean) * size).view(-1, 68, 2)
+    return ((pred[:, cols] * std + mean) * size).view(-1, n_points, 2)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -174,7 +173,7 @@ def ground_truth_metrics(g: dict[str, Tensor | None], factor_net: FeatureNet) ->
 
 
 def landmark_metrics(g: dict[str, Tensor | None], preds: dict[str, Tensor], factor_net: FeatureNet,
-                     size: int) -> dict[str, float]:
+                     size: int, schema: Schema = FACE68) -> dict[str, float]:
     """``landmark_nme`` (FactorNet landmarks of the outputs vs the targets') and ``landmark_nme_floor``.
 
     The floor runs the same detector on images that truly have the target structure: the true targets, or
@@ -182,10 +181,9 @@ def landmark_metrics(g: dict[str, Tensor | None], preds: dict[str, Tensor], fact
     """
     true = g["landmarks_target"].float()
     floor_key = "x_truth" if "x_truth" in preds else "x_other"
-    return {"landmark_nme": float(landmark_error(predicted_landmarks(factor_net, preds["x_out"], size),
-                                                 true).double().mean()),
-            "landmark_nme_floor": float(landmark_error(predicted_landmarks(factor_net, preds[floor_key], size),
-                                                       true).double().mean())}
+    nme = lambda key: float(landmark_error(predicted_landmarks(factor_net, preds[key], size, schema.n_points),  # noqa: E731
+                                           true, schema.reference).double().mean())
+    return {"landmark_nme": nme("x_out"), "landmark_nme_floor": nme(floor_key)}
 
 
 def identity_metrics(preds: dict[str, Tensor], columns: dict[str, list[int]]) -> dict[str, float]:
@@ -245,14 +243,14 @@ def evaluate(model: AFVAE, cfg: Config, *, n: int = 500, seed: int = 0, factor_n
     t0 = time.perf_counter()
     net = factor_net if factor_net is not None else load_factor_net(cfg.data, root=cache_root, progress=progress)
     dataset = build_dataset(cfg.data, "test")
-    columns = factor_columns(int(net.meta["mean"].numel()))
+    columns = factor_columns(int(net.meta["mean"].numel()), dataset.schema.n_points)
     src, tgt = sample_pairs(dataset.identity, n, seed)
     g = generate(model, dataset, src, tgt, batch_size=batch_size, progress=progress)
     preds = {k: predict_factors(net, g[k]) for k in ("x", "x_out", "x_truth", "x_other") if g[k] is not None}
     row: dict[str, Any] = {"variant": cfg.name, "config_hash": cfg.hash(), "n": n, "seed": seed,
                            "size": cfg.data.size, "data": cfg.data.source,
                            "train_feature_net": cfg.loss.feature_net}
-    row |= ground_truth_metrics(g, net) | landmark_metrics(g, preds, net, cfg.data.size)
+    row |= ground_truth_metrics(g, net) | landmark_metrics(g, preds, net, cfg.data.size, dataset.schema)
     row |= identity_metrics(preds, columns)
     row |= distribution_metrics(real_test_images(dataset, real_limit, seed), g["x_out"], net, columns,
                                 inception_weights=inception_weights, download=download,

@@ -11,14 +11,17 @@ from typing import Any
 import pandas as pd
 
 from afvae.config import Config, get_config
+from afvae.data.datasets import for_data
 from afvae.model import AFVAE
 from afvae.train import load_model, train_cached
 
 
 def config(scale: str, variant: str = "full", data: str = "synthetic", seed: int = 0) -> Config:
-    """The preset ``scale`` with ablation ``variant``, data source ``data`` and training seed ``seed``."""
-    cfg = get_config(scale, variant)
-    return cfg.replace(data={"source": data}, train={"seed": seed})
+    """The preset ``scale`` with ablation ``variant``, data source ``data`` and training seed ``seed``.
+
+    ``data`` is "synthetic" or a prepared folder, whose keypoint schema sets the boundary channels.
+    """
+    return for_data(get_config(scale, variant), data).replace(train={"seed": seed})
 
 
 def runs_root(results: str | Path) -> Path:

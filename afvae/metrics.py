@@ -549,16 +549,18 @@ def ground_truth_errors(pred: Tensor, target: Tensor, *, feature_net: Any | None
     return out
 
 
-def landmark_error(pred_landmarks: Tensor, true_landmarks: Tensor) -> Tensor:
-    """Mean point-to-point distance / inter-ocular distance (outer eye corners, iBUG 36 and 45).
+def landmark_error(pred_landmarks: Tensor, true_landmarks: Tensor,
+                   reference: tuple[int, int] = OUTER_EYE_CORNERS) -> Tensor:
+    """Mean point-to-point distance / the distance between two reference points of the truth (NME).
 
-    pred_landmarks, true_landmarks: (N, 68, 2) in pixels -> (N,).
+    pred_landmarks, true_landmarks: (N, P, 2) in pixels -> (N,). ``reference`` defaults to the iBUG 68 outer
+    eye corners (inter-ocular normalisation); other schemas pass their own ``Schema.reference``.
     """
-    if pred_landmarks.shape != true_landmarks.shape or pred_landmarks.shape[1:] != (68, 2):
-        raise ValueError(f"expected two (N, 68, 2), got {tuple(pred_landmarks.shape)}, {tuple(true_landmarks.shape)}")
-    left, right = OUTER_EYE_CORNERS
-    iod = (true_landmarks[:, left] - true_landmarks[:, right]).norm(dim=-1)  # (N,)
-    return (pred_landmarks - true_landmarks).norm(dim=-1).mean(dim=1) / iod
+    if pred_landmarks.shape != true_landmarks.shape or pred_landmarks.ndim != 3 or pred_landmarks.shape[2] != 2:
+        raise ValueError(f"expected two (N, P, 2), got {tuple(pred_landmarks.shape)}, {tuple(true_landmarks.shape)}")
+    a, b = reference
+    scale = (true_landmarks[:, a] - true_landmarks[:, b]).norm(dim=-1)  # (N,)
+    return (pred_landmarks - true_landmarks).norm(dim=-1).mean(dim=1) / scale
 
 
 def identity_similarity(emb_a: Tensor, emb_b: Tensor) -> Tensor:

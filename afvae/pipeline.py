@@ -99,6 +99,20 @@ def _git_commit() -> str:
         return "unknown"
 
 
+def _merged(result: dict[str, Any], path: Path) -> dict[str, Any]:
+    """A partial run (``--only``) keeps the wall times the manifest at ``path`` holds for the other notebooks
+    when scale, data and seed match; ``total`` becomes their sum and ``partial_runs`` counts the merges."""
+    if not path.exists():
+        return result
+    old = json.loads(path.read_text())
+    if any(old.get(k) != result[k] for k in ("scale", "data", "seed")):
+        return result
+    times = {k: v for k, v in old["wall_seconds"].items() if k != "total"} | result["wall_seconds"]
+    times.pop("total")
+    times["total"] = round(sum(times.values()), 1)
+    return {**result, "wall_seconds": times, "partial_runs": old.get("partial_runs", 1) + 1}
+
+
 def run(scale: str, data: str = "synthetic", seed: int = 0, only: list[str] | None = None,
         out: str | Path = ".") -> dict[str, Any]:
     """Execute every notebook in order at ``scale``, writing under ``out`` (figures/, results/)."""
@@ -118,11 +132,13 @@ def run(scale: str, data: str = "synthetic", seed: int = 0, only: list[str] | No
             print(f"[{time.perf_counter() - t0:7.1f} s] {key} done in {times[key]:.1f} s", flush=True)
     result = manifest(scale, data, seed, times, time.perf_counter() - t0, results)
     path = results / "manifest.json"
+    if only:
+        result = _merged(result, path)
     results.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(result, indent=2) + "\n")
     tmp.replace(path)
-    print(f"all notebooks done in {result['wall_seconds']['total']:.0f} s; manifest: {path}")
+    print(f"{len(times)} notebook runs done in {time.perf_counter() - t0:.0f} s; manifest: {path}")
     return result
 
 
@@ -135,8 +151,15 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--only", nargs="*", help="notebook stems to run (default: all)")
     p.add_argument("--out", default=".", help="root for figures/ and results/ (default: the repository)")
     a = p.parse_args(argv)
-    if a.data != "synthetic" and not Path(a.data).is_dir():
-        raise SystemExit(f"--data {a.data!r}: no such folder; use 'synthetic' or a folder made by afvae.prepare")
+    if a.data != "synthetic":
+        if not Path(a.data).is_dir():
+            raise SystemExit(f"--data {a.data!r}: no such folder; use 'synthetic' or a folder made by afvae.prepare")
+        from afvae.data.datasets import folder_schema
+
+        try:
+            folder_schema(a.data)  # a folder without (valid) meta.json fails here, before any notebook runs
+        except (OSError, ValueError) as e:
+            raise SystemExit(f"--data {a.data!r}: {e}") from None
     run(a.scale, a.data, a.seed, a.only, a.out)
 
 

@@ -115,9 +115,8 @@ def test_lerp_landmarks_and_boundary_maps(test_set):
     a, b = test_set.landmarks[0], test_set.landmarks[1]
     lm = analysis.lerp_landmarks(a, b, torch.linspace(0, 1, 5))
     assert torch.equal(lm[0], a) and torch.allclose(lm[-1], b) and torch.allclose(lm[2], (a + b) / 2)
-    c = analysis.boundary_maps(lm[[0, -1]], test_set.size)
+    c = test_set.boundaries(lm[[0, -1]])
     assert torch.allclose(c, test_set.get_batch([0, 1])["c"], atol=1e-5)
-    assert analysis.boundary_maps(lm, test_set.size, channels=1).shape == (5, 1, test_set.size, test_set.size)
 
 
 def test_items_per_identity(test_set):

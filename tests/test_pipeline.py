@@ -55,3 +55,13 @@ def test_headline_json_has_no_nan(smoke_run):
     assert len(manifest["headline"]) >= len(pipeline.notebooks())
     text = json.dumps(manifest["headline"])
     assert "NaN" not in text and "Infinity" not in text
+
+
+def test_partial_runs_merge_into_the_manifest(tmp_path):
+    path = tmp_path / "manifest.json"
+    path.write_text(json.dumps({"scale": "smoke", "data": "synthetic", "seed": 0,
+                                "wall_seconds": {"00_data": 5.0, "03_ablation": 7.0, "total": 12.0}}))
+    new = {"scale": "smoke", "data": "synthetic", "seed": 0, "wall_seconds": {"03_ablation": 2.0, "total": 2.5}}
+    merged = pipeline._merged(new, path)
+    assert merged["wall_seconds"] == {"00_data": 5.0, "03_ablation": 2.0, "total": 7.0} and merged["partial_runs"] == 2
+    assert pipeline._merged({**new, "scale": "default"}, path)["wall_seconds"] == new["wall_seconds"]

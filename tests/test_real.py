@@ -376,3 +376,22 @@ def test_cli_prepares_cats(tmp_path, capsys):
     main(["cats", "--root", str(tmp_path / "cats"), "--out", str(tmp_path / "out"), "--size", "32"])
     assert "3 images" in capsys.readouterr().out
     assert json.loads((tmp_path / "out" / "meta.json").read_text())["size"] == 32
+
+
+def test_for_data_follows_the_folder_schema_and_rejects_unprepared_folders(tmp_path):
+    from afvae import pipeline
+    from afvae.data.datasets import FolderFaces, for_data
+    from afvae.config import get_config
+
+    _cat_folder(tmp_path / "cats")
+    prepare("cats", tmp_path / "cats", tmp_path / "out", size=64)
+    cfg = for_data(get_config("smoke"), str(tmp_path / "out"))
+    assert cfg.data.boundary_channels == cfg.model.boundary_channels == CAT9.n_curves
+    assert for_data(get_config("smoke"), "synthetic") == get_config("smoke")  # cached synthetic runs keep their hash
+    merged = for_data(get_config("smoke").replace(data={"boundary_channels": 1}), str(tmp_path / "out"))
+    assert merged.data.boundary_channels == 1
+    ds = FolderFaces(tmp_path / "out", "all", size=32, boundary_channels=CAT9.n_curves)
+    assert ds.get_batch([0, 1])["c"].shape == (2, CAT9.n_curves, 32, 32)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SystemExit, match="meta.json is missing"):
+        pipeline.main(["--scale", "smoke", "--data", str(tmp_path / "empty")])

@@ -1,14 +1,14 @@
 """Datasets that training reads, whatever the source: the embedded synthetic faces or a prepared folder.
 
-Every item is a dict: ``x`` (3, H, W) float32 in [-1, 1], ``c`` (C, H, W) boundary map in [0, 1] (C = 13
-curves, or 1 for the merged map), ``landmarks`` (68, 2) pixels, ``identity`` int64, and for synthetic
-data also the generative factors ``appearance`` (A,) and ``structure`` (S,). ``collate(dataset, idx)``
-gives the same keys batched. Images are kept in memory as uint8.
+Every item is a dict: ``x`` (3, H, W) float32 in [-1, 1], ``c`` (C, H, W) boundary map in [0, 1] (C = the
+schema's curves, 13 for faces, or 1 for the merged map), ``landmarks`` (P, 2) pixels (P = 68 for faces),
+``identity`` int64, and for synthetic data also the generative factors ``appearance`` (A,) and ``structure``
+(S,). ``collate(dataset, idx)`` gives the same keys batched. Images are kept in memory as uint8.
 
 The folder format (what ``export_synthetic`` writes and real-data preparation also produces):
-``images/000000.png ...``, ``landmarks.csv`` (file, identity, split, x0, y0, ..., x67, y67),
-``meta.json`` (size, schema "face68", source, counts ...) and, for synthetic data only, ``factors.csv``
-(file, then the appearance and structure columns of ``afvae.data.synthetic``).
+``images/000000.png ...``, ``landmarks.csv`` (file, identity, split, x0, y0, ..., x{P-1}, y{P-1}),
+``meta.json`` (size, schema "face68" | "hand21" | "cat9", source, counts ...) and, for synthetic data only,
+``factors.csv`` (file, then the appearance and structure columns of ``afvae.data.synthetic``).
 """
 from __future__ import annotations
 
@@ -27,18 +27,17 @@ from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from afvae.boundaries import boundary_map, merged_map
-from afvae.config import DataConfig
+from afvae.boundaries import FACE68, SCHEMAS, Schema, boundary_map, merged_map
+from afvae.config import Config, DataConfig
 from afvae.data import synthetic as syn
 
 log = logging.getLogger(__name__)
 SPLITS = ("train", "test", "all")
-SCHEMA = "face68"
 
 
-def _boundaries(landmarks: Tensor, size: int, channels: int) -> Tensor:
-    """(B, 68, 2) pixels -> (B, channels, size, size) boundary map."""
-    c = boundary_map(landmarks, size)
+def _boundaries(landmarks: Tensor, size: int, channels: int, schema: Schema = FACE68) -> Tensor:
+    """(B, P, 2) pixels -> (B, channels, size, size): the schema's curves, or 1 merged channel."""
+    c = boundary_map(landmarks, size, schema=schema)
     return merged_map(c) if channels == 1 else c
 
 
@@ -51,11 +50,12 @@ class _FaceDataset(Dataset):
     """Shared item access over in-memory uint8 images, landmarks, identities and optional factors."""
 
     images: Tensor  # (N, 3, H, W) uint8
-    landmarks: Tensor  # (N, 68, 2)
+    landmarks: Tensor  # (N, P, 2) pixels, P = schema.n_points
     identity: Tensor  # (N,) int64
     factors: dict[str, Tensor]  # "appearance" (N, A), "structure" (N, S), or empty
     size: int
     boundary_channels: int
+    schema: Schema = FACE68
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -68,13 +68,17 @@ class _FaceDataset(Dataset):
         if want is None or "x" in want:
             out["x"] = _to_x(self.images[idx])
         if want is None or "c" in want:
-            out["c"] = _boundaries(self.landmarks[idx], self.size, self.boundary_channels)
+            out["c"] = self.boundaries(self.landmarks[idx])
         out["landmarks"], out["identity"] = self.landmarks[idx], self.identity[idx]
         out.update({k: v[idx] for k, v in self.factors.items()})
         return out if want is None else {k: v for k, v in out.items() if k in want}
 
     def __getitem__(self, i: int) -> dict[str, Tensor]:
         return {k: v[0] for k, v in self.get_batch([int(i)]).items()}
+
+    def boundaries(self, landmarks: Tensor) -> Tensor:
+        """Boundary maps as this dataset draws them: (B, P, 2) pixels -> (B, C, size, size)."""
+        return _boundaries(landmarks, self.size, self.boundary_channels, self.schema)
 
 
 class SyntheticFaces(_FaceDataset):
@@ -132,16 +136,20 @@ class SyntheticFaces(_FaceDataset):
 # The folder format
 # ---------------------------------------------------------------------------------------------------------
 
-def _landmark_columns() -> list[str]:
-    return [f"{a}{i}" for i in range(68) for a in ("x", "y")]
+def _landmark_columns(n_points: int = 68) -> list[str]:
+    return [f"{a}{i}" for i in range(n_points) for a in ("x", "y")]
 
 
 def write_folder(out_dir: str | Path, images: Tensor, landmarks: Tensor, identity: Tensor, split: Sequence[str],
                  meta: dict[str, Any], factors: pd.DataFrame | None = None) -> Path:
     """Write a face folder atomically (a temporary sibling renamed into place); replaces out_dir.
 
-    images (N, 3, H, W) uint8, landmarks (N, 68, 2) pixels, identity (N,), split N strings.
+    images (N, 3, H, W) uint8, landmarks (N, P, 2) pixels, identity (N,), split N strings; ``meta["schema"]``
+    names the keypoint schema (default "face68") and must have P points.
     """
+    schema = SCHEMAS[meta.get("schema", FACE68.name)]
+    if landmarks.shape[1] != schema.n_points:
+        raise ValueError(f"schema {schema.name} has {schema.n_points} points, landmarks have {landmarks.shape[1]}")
     out = Path(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp-{uuid.uuid4().hex[:8]}")
@@ -149,7 +157,8 @@ def write_folder(out_dir: str | Path, images: Tensor, landmarks: Tensor, identit
     files = [f"images/{i:06d}.png" for i in range(images.shape[0])]
     for f, img in zip(files, images.permute(0, 2, 3, 1).numpy()):
         Image.fromarray(img).save(tmp / f)
-    table = pd.DataFrame(landmarks.reshape(-1, 136).numpy().astype(np.float64), columns=_landmark_columns())
+    table = pd.DataFrame(landmarks.reshape(len(files), -1).numpy().astype(np.float64),
+                         columns=_landmark_columns(schema.n_points))
     table.insert(0, "split", list(split))
     table.insert(0, "identity", identity.numpy())
     table.insert(0, "file", files)
@@ -157,7 +166,7 @@ def write_folder(out_dir: str | Path, images: Tensor, landmarks: Tensor, identit
     if factors is not None:
         factors.insert(0, "file", files)
         factors.to_csv(tmp / "factors.csv", index=False, float_format="%.6g")
-    meta = {"size": int(images.shape[-1]), "schema": SCHEMA, "n_images": int(images.shape[0]), **meta}
+    meta = {"size": int(images.shape[-1]), "schema": schema.name, "n_images": int(images.shape[0]), **meta}
     (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
     old = out.with_name(f".{out.name}.old-{uuid.uuid4().hex[:8]}")
     if out.exists():
@@ -188,19 +197,56 @@ def _resize(images: np.ndarray, size: int) -> np.ndarray:
     return np.stack([np.asarray(Image.fromarray(im).resize((size, size), Image.BICUBIC)) for im in images])
 
 
+def read_meta(root: str | Path) -> dict[str, Any]:
+    """A prepared folder's meta.json, with a clear error when ``root`` is not such a folder."""
+    path = Path(root) / "meta.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: {root} is not a prepared data folder; make one with "
+                                f"'python -m afvae.prepare SOURCE --root DIR --out {root}' (see README, Real data)")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path} is not valid JSON ({e}); prepare the folder again") from None
+
+
+def folder_schema(root: str | Path) -> Schema:
+    """The keypoint schema a prepared folder declares in meta.json (face68 when it names none)."""
+    name = read_meta(root).get("schema", FACE68.name)
+    if name not in SCHEMAS:
+        raise ValueError(f"{Path(root) / 'meta.json'}: unknown schema {name!r}; known: {sorted(SCHEMAS)}")
+    return SCHEMAS[name]
+
+
+def for_data(cfg: Config, source: str) -> Config:
+    """``cfg`` reading ``source`` ("synthetic" or a prepared folder), its boundary channels set to the source's
+    schema (13 for faces, 5 for hands, 4 for cats; a merged single-channel map stays merged)."""
+    cfg = cfg.replace(data={"source": source})
+    if source == "synthetic" or cfg.data.boundary_channels == 1:
+        return cfg
+    n = folder_schema(source).n_curves
+    return cfg.replace(data={"boundary_channels": n}, model={"boundary_channels": n})
+
+
 class FolderFaces(_FaceDataset):
-    """A face folder (see the module docstring) split by its ``split`` column; resized to ``size`` if given."""
+    """A prepared folder (see the module docstring) split by its ``split`` column; resized to ``size`` if given.
+
+    Any keypoint schema: ``meta.json`` names it, and ``boundary_channels`` must be its curve count or 1.
+    """
 
     def __init__(self, root: str | Path, split: str = "train", size: int | None = None, boundary_channels: int = 13):
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
         self.root = Path(root)
-        self.meta = json.loads((self.root / "meta.json").read_text())
-        if self.meta.get("schema") != SCHEMA:
-            raise ValueError(f"{self.root}: schema {self.meta.get('schema')!r}, expected {SCHEMA!r}")
+        self.meta, self.schema = read_meta(self.root), folder_schema(self.root)
+        if boundary_channels not in (1, self.schema.n_curves):
+            raise ValueError(f"{self.root}: schema {self.schema.name} draws {self.schema.n_curves} curves, but "
+                             f"{boundary_channels} boundary channels were asked for; build the config with "
+                             f"afvae.data.datasets.for_data(cfg, source), which sets them")
         table = pd.read_csv(self.root / "landmarks.csv")
         rows = np.ones(len(table), bool) if split == "all" else (table["split"] == split).to_numpy()
         table = table[rows]
+        if table.empty:
+            raise ValueError(f"{self.root / 'landmarks.csv'} has no {split!r} rows; prepare more images")
         native = int(self.meta["size"])
         self.size, self.boundary_channels = size or native, boundary_channels
         images = np.stack([np.asarray(Image.open(self.root / f).convert("RGB")) for f in table["file"]])
@@ -208,7 +254,8 @@ class FolderFaces(_FaceDataset):
             images = _resize(images, self.size)
         self.images = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
         scale = self.size / native  # pixel centres: x' = (x + 0.5) * scale - 0.5
-        marks = torch.tensor(table[_landmark_columns()].to_numpy(), dtype=torch.float32).view(-1, 68, 2)
+        P = self.schema.n_points
+        marks = torch.tensor(table[_landmark_columns(P)].to_numpy(), dtype=torch.float32).view(-1, P, 2)
         self.landmarks = (marks + 0.5) * scale - 0.5
         self.identity = torch.tensor(table["identity"].to_numpy(), dtype=torch.int64)
         self.files = table["file"].tolist()
