@@ -356,3 +356,26 @@ def plot_metric_bars(table: "pd.DataFrame", highlight: str | None = None) -> plt
             ax.set_yticklabels([])
     fig.tight_layout()
     return fig
+
+
+def plot_study_table(table: "pd.DataFrame") -> plt.Figure:
+    """Table 2 as bars: fool rate with its interval (``real`` = real images judged real, in grey) and
+    TrueSkill mu ± sigma per method. ``table``: rows of ``afvae.study.stats.table2``."""
+    fig, (ax_f, ax_t) = plt.subplots(1, 2, figsize=(8.4, 0.45 * len(table) + 1.4))
+    names = list(table["method"])
+    colours = ["tab:gray" if m == "real" else "tab:blue" for m in names]
+    rate = table["fool_rate"].astype(float)
+    err = np.vstack([rate - table["fool_low"].astype(float), table["fool_high"].astype(float) - rate])
+    ax_f.barh(names, rate, xerr=np.nan_to_num(err), color=colours, capsize=3)
+    ax_f.axvline(0.5, color="k", lw=0.8, ls=":")
+    ax_f.set_xlim(0, 1)
+    ax_f.set_xlabel("judged real (fool rate; grey: real images), 95 % interval")
+    ts = table[table["method"] != "real"]
+    ax_t.barh(list(ts["method"]), ts["ts_mu"].astype(float), xerr=ts["ts_sigma"].astype(float), color="tab:orange",
+              capsize=3)
+    ax_t.set_xlabel("TrueSkill mu ± sigma (pairwise preferences)")
+    for ax in (ax_f, ax_t):
+        ax.invert_yaxis()
+        ax.tick_params(labelsize=8)
+    fig.tight_layout()
+    return fig
