@@ -79,7 +79,7 @@ def trueskill_ratings(games: Iterable[tuple[str, str]], methods: Iterable[str] =
             ratings.setdefault(m, env.create_rating())
             played[m] = played.get(m, 0) + 1
         won[winner] = won.get(winner, 0) + 1
-        ratings[winner], ratings[loser] = env.rate_1vs1(ratings[winner], ratings[loser])
+        ratings[winner], ratings[loser] = trueskill.rate_1vs1(ratings[winner], ratings[loser], env=env)
     rows = [{"method": m, "games": played.get(m, 0), "wins": won.get(m, 0), "ts_mu": r.mu, "ts_sigma": r.sigma,
              "ts_conservative": r.mu - 3 * r.sigma} for m, r in sorted(ratings.items())]
     return pd.DataFrame(rows, columns=["method", "games", "wins", "ts_mu", "ts_sigma", "ts_conservative"])
