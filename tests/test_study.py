@@ -42,6 +42,17 @@ def study_dir(tmp_path) -> Path:
     return root
 
 
+def test_saved_images_keep_their_pixels(tmp_path):
+    from PIL import Image
+
+    x = torch.linspace(-1, 1, 2 * 3 * 8 * 8).view(2, 3, 8, 8)
+    paths = save_images(x, tmp_path)
+    back = torch.tensor(np.stack([np.asarray(Image.open(p)) for p in paths])).permute(0, 3, 1, 2)
+    assert [p.name for p in paths] == ["0000.png", "0001.png"]
+    assert torch.allclose(back.float() / 127.5 - 1, x, atol=1 / 127.5)
+    assert back.min() == 0 and back.max() == 255
+
+
 def _row(**kw):
     base = dict.fromkeys(ans.COLUMNS, "")
     return base | {"time": "2024-01-01T00:00:00", "participant": "p1", "kind": "fool"} | kw

@@ -33,7 +33,7 @@ def save_images(x: Tensor, folder: str | Path) -> list[Path]:
     """Write images (N, 3, H, W) in [-1, 1] as ``folder/0000.png ...`` (each written atomically)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    pixels = syn.to_uint8(x.detach().float().cpu().clamp(-1, 1) * 0.5 + 0.5)  # (N, 3, H, W) uint8
+    pixels = syn.to_uint8(x.detach().float().cpu())  # (N, 3, H, W) uint8
     paths = []
     for i, img in enumerate(pixels.permute(0, 2, 3, 1).numpy()):
         path = folder / f"{pair_name(i)}.png"
