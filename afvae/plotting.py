@@ -359,23 +359,23 @@ def plot_metric_bars(table: "pd.DataFrame", highlight: str | None = None) -> plt
 
 
 def plot_study_table(table: "pd.DataFrame") -> plt.Figure:
-    """Table 2 as bars: fool rate with its interval (``real`` = real images judged real, in grey) and
-    TrueSkill mu ± sigma per method. ``table``: rows of ``afvae.study.stats.table2``."""
-    fig, (ax_f, ax_t) = plt.subplots(1, 2, figsize=(8.4, 0.45 * len(table) + 1.4))
-    names = list(table["method"])
-    colours = ["tab:gray" if m == "real" else "tab:blue" for m in names]
+    """Table 2 as two panels sharing the method rows: fool rate with its interval (``real`` = real images
+    judged real, in grey) and TrueSkill mu ± sigma (points; the prior mu = 25 dotted).
+    ``table``: rows of ``afvae.study.stats.table2``."""
+    fig, (ax_f, ax_t) = plt.subplots(1, 2, sharey=True, figsize=(8.4, 0.45 * len(table) + 1.4))
+    names, y = list(table["method"]), np.arange(len(table))
     rate = table["fool_rate"].astype(float)
     err = np.vstack([rate - table["fool_low"].astype(float), table["fool_high"].astype(float) - rate])
-    ax_f.barh(names, rate, xerr=np.nan_to_num(err), color=colours, capsize=3)
+    ax_f.barh(y, rate, xerr=np.nan_to_num(err), capsize=3,
+              color=["tab:gray" if m == "real" else "tab:blue" for m in names])
     ax_f.axvline(0.5, color="k", lw=0.8, ls=":")
-    ax_f.set_xlim(0, 1)
-    ax_f.set_xlabel("judged real (fool rate; grey: real images), 95 % interval")
-    ts = table[table["method"] != "real"]
-    ax_t.barh(list(ts["method"]), ts["ts_mu"].astype(float), xerr=ts["ts_sigma"].astype(float), color="tab:orange",
-              capsize=3)
+    ax_f.set(xlim=(0, 1), yticks=y, yticklabels=names, xlabel="judged real: fool rate (grey: real images), 95 % CI")
+    ax_t.errorbar(table["ts_mu"].astype(float), y, xerr=table["ts_sigma"].astype(float), fmt="o",
+                  color="tab:orange", capsize=3)
+    ax_t.axvline(25, color="k", lw=0.8, ls=":")
     ax_t.set_xlabel("TrueSkill mu ± sigma (pairwise preferences)")
+    ax_f.invert_yaxis()
     for ax in (ax_f, ax_t):
-        ax.invert_yaxis()
         ax.tick_params(labelsize=8)
     fig.tight_layout()
     return fig

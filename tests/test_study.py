@@ -281,8 +281,18 @@ def test_browser_answers_reload_resume_and_table(study_dir, tmp_path):
             shown = {k: page.get_attribute(f"#{k}", "src") for k in ("fool-image", "pair-left", "pair-right")}
             urls = {"kind": study.trials[trial]["kind"], "image": shown["fool-image"], "left": shown["pair-left"],
                     "right": shown["pair-right"]}
+            if i == 8:  # a second tab on the same trial: its late answer is refused and it moves on
+                stale = page.context.new_page()
+                stale.goto(page.url)
+                assert wait_ready(stale) == trial
             page.click(buttons[_planted_answer(study, server.url, urls)])
             clicked.append(trial)
+            if i == 8:
+                after = wait_ready(page)
+                stale.click("#btn-left" if study.trials[trial]["kind"] == "pair" else "#btn-generated")
+                stale.wait_for_function(f"document.body.dataset.ready === '{after}'", timeout=10_000)
+                assert stale.inner_text("#error") == "" and stale.inner_text("#progress") == "9 / 14"
+                stale.close()
         wait_ready(page)
         assert page.is_visible("#done") and page.inner_text("#progress") == "14 / 14"
     rows = ans.read_answers(study_dir / "answers.csv")
@@ -306,3 +316,18 @@ def test_screenshot_shows_a_comparison(study_dir, tmp_path):
     assert img.shape[0] > 500 and img.shape[1] > 600 and img.std() > 10
     assert not (study_dir / "answers.csv").exists()  # the screenshot never touches the study's answers
     assert os.path.getsize(out) > 20_000
+
+
+def test_cli_help_and_clear_errors(study_dir, tmp_path, capsys):
+    from afvae.study.__main__ import main
+
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "workflow" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="afvae.study prepare"):
+        main(["serve", str(tmp_path / "missing")])
+    with pytest.raises(SystemExit, match="no answers yet"):
+        main(["table", str(study_dir), "--results", str(tmp_path / "r")])
+    (study_dir / "answers.csv").write_text(ans.HEADER + "a,b\n")
+    with pytest.raises(SystemExit, match="line 2"):
+        main(["table", str(study_dir), "--results", str(tmp_path / "r")])

@@ -40,8 +40,8 @@ def headless_page(width: int = 820, height: int = 760) -> Iterator[Any]:
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page(viewport={"width": width, "height": height})
-            yield page
+            context = browser.new_context(viewport={"width": width, "height": height})
+            yield context.new_page()  # more tabs of the same browser: page.context.new_page()
         finally:
             browser.close()
 
