@@ -23,8 +23,8 @@ def _interval(row: Any) -> str:
 
 
 def _rating(row: Any) -> str:
-    if row.method == "real" or (isinstance(row.ts_mu, float) and math.isnan(row.ts_mu)):
-        return "—"
+    if row.method == "real" or row.games == 0 or (isinstance(row.ts_mu, float) and math.isnan(row.ts_mu)):
+        return "—"  # no comparisons: the prior, not a rating
     return f"{row.ts_mu:.2f} ± {row.ts_sigma:.2f}"
 
 
@@ -39,7 +39,8 @@ def markdown(table: pd.DataFrame, answers: pd.DataFrame, interval: str) -> str:
         "wins": table["wins"],
     })
     n_fool, n_pair = int((answers["kind"] == "fool").sum()), int((answers["kind"] == "pair").sum())
-    note = (f"\n{answers['participant'].nunique()} participants, {n_fool} real-or-generated answers, {n_pair} "
+    people = answers["participant"].nunique()
+    note = (f"\n{people} participant{'s' * (people != 1)}, {n_fool} real-or-generated answers, {n_pair} "
             f"pairwise answers. Fool rate: generated images judged real ({interval} interval); the `real` row is "
             f"real images judged real. TrueSkill: one game per pairwise answer, in recorded order.\n")
     return to_markdown(view) + note
