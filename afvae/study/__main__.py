@@ -63,9 +63,9 @@ def _serve(study: str, host: str, port: int) -> None:
     from afvae.study.server import make_server
 
     server = make_server(study, host=host, port=port)
-    s = server.session.study
+    s = server.recorder.study
     print(f"study {s.name!r}: {len(s.trials)} trials, methods {', '.join(s.methods)}; answers -> "
-          f"{server.session.log.path}\nopen {server.url} (Ctrl-C to stop)")
+          f"{server.recorder.log.path}\nopen {server.url} (Ctrl-C to stop)")
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -61,9 +61,9 @@ def screenshot(study_dir: str | Path, out: str | Path, *, kind: str = "pair", pa
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp, running(study_dir, answers=Path(tmp) / "answers.csv") as server:
-        session = server.session
-        while kind == "pair" and (trial := session.state(participant)["trial"]) and trial["kind"] == "fool":
-            session.answer(participant, trial["id"], "real")  # skip to the comparisons
+        recorder = server.recorder
+        while kind == "pair" and (trial := recorder.state(participant)["trial"]) and trial["kind"] == "fool":
+            recorder.answer(participant, trial["id"], "real")  # skip to the comparisons
         with headless_page() as page:
             page.goto(f"{server.url}?p={participant}")
             wait_ready(page)

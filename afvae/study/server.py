@@ -40,7 +40,7 @@ class BadRequest(ValueError):
         self.status = status
 
 
-class StudySession:
+class StudyRecorder:
     """The state behind the API: the study, its answers log, and who has answered what."""
 
     def __init__(self, study: Study, answers_path: str | Path | None = None):
@@ -130,7 +130,7 @@ def page_html() -> bytes:
 
 
 class Handler(BaseHTTPRequestHandler):
-    """Routes requests to the server's ``session`` (a StudySession)."""
+    """Routes requests to the server's ``recorder`` (a StudyRecorder)."""
 
     server: "StudyHTTPServer"
 
@@ -169,9 +169,9 @@ class Handler(BaseHTTPRequestHandler):
         if url.path in ("/", "/index.html"):
             self._send(HTTPStatus.OK, page_html(), "text/html; charset=utf-8")
         elif url.path == "/api/state":
-            self._json(self.server.session.state(check_participant(query.get("p", ""))))
+            self._json(self.server.recorder.state(check_participant(query.get("p", ""))))
         elif len(parts) == 3 and parts[0] == "img":
-            path = self.server.session.image(parts[1], parts[2], query.get("p", ""))
+            path = self.server.recorder.image(parts[1], parts[2], query.get("p", ""))
             self._send(HTTPStatus.OK, path.read_bytes(), "image/png", cache="private, max-age=3600")
         else:
             raise BadRequest(f"no route {url.path}", HTTPStatus.NOT_FOUND)
@@ -185,18 +185,18 @@ class Handler(BaseHTTPRequestHandler):
         body = json.loads(self.rfile.read(length))
         if not isinstance(body, dict):
             raise BadRequest("body must be a JSON object")
-        self._json(self.server.session.answer(str(body.get("participant", "")), str(body.get("trial", "")),
+        self._json(self.server.recorder.answer(str(body.get("participant", "")), str(body.get("trial", "")),
                                               str(body.get("answer", "")), body.get("rt_ms")))
 
 
 class StudyHTTPServer(ThreadingHTTPServer):
-    """A ThreadingHTTPServer that carries the StudySession its handlers use."""
+    """A ThreadingHTTPServer that carries the StudyRecorder its handlers use."""
 
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], session: StudySession):
+    def __init__(self, address: tuple[str, int], recorder: StudyRecorder):
         super().__init__(address, Handler)
-        self.session = session
+        self.recorder = recorder
 
     @property
     def url(self) -> str:
@@ -207,7 +207,7 @@ class StudyHTTPServer(ThreadingHTTPServer):
 def make_server(study_dir: str | Path, *, host: str = "127.0.0.1", port: int = 8000,
                 answers: str | Path | None = None) -> StudyHTTPServer:
     """A server for the study at ``study_dir`` (port 0: any free port); answers default to STUDY/answers.csv."""
-    return StudyHTTPServer((host, port), StudySession(load_study(study_dir), answers))
+    return StudyHTTPServer((host, port), StudyRecorder(load_study(study_dir), answers))
 
 
 @contextlib.contextmanager
