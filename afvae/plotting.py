@@ -356,3 +356,26 @@ def plot_metric_bars(table: "pd.DataFrame", highlight: str | None = None) -> plt
             ax.set_yticklabels([])
     fig.tight_layout()
     return fig
+
+
+def plot_study_table(table: "pd.DataFrame") -> plt.Figure:
+    """Table 2 as two panels sharing the method rows: fool rate with its interval (``real`` = real images
+    judged real, in grey) and TrueSkill mu ± sigma (points; the prior mu = 25 dotted).
+    ``table``: rows of ``afvae.study.stats.table2``."""
+    fig, (ax_f, ax_t) = plt.subplots(1, 2, sharey=True, figsize=(8.4, 0.45 * len(table) + 1.4))
+    names, y = list(table["method"]), np.arange(len(table))
+    rate = table["fool_rate"].astype(float)
+    err = np.vstack([rate - table["fool_low"].astype(float), table["fool_high"].astype(float) - rate])
+    ax_f.barh(y, rate, xerr=np.nan_to_num(err), capsize=3,
+              color=["tab:gray" if m == "real" else "tab:blue" for m in names])
+    ax_f.axvline(0.5, color="k", lw=0.8, ls=":")
+    ax_f.set(xlim=(0, 1), yticks=y, yticklabels=names, xlabel="judged real: fool rate (grey: real images), 95 % CI")
+    ax_t.errorbar(table["ts_mu"].astype(float), y, xerr=table["ts_sigma"].astype(float), fmt="o",
+                  color="tab:orange", capsize=3)
+    ax_t.axvline(25, color="k", lw=0.8, ls=":")
+    ax_t.set_xlabel("TrueSkill mu ± sigma (pairwise preferences)")
+    ax_f.invert_yaxis()
+    for ax in (ax_f, ax_t):
+        ax.tick_params(labelsize=8)
+    fig.tight_layout()
+    return fig
