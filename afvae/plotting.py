@@ -405,7 +405,7 @@ def plot_prior_samples(c: torch.Tensor, rows: dict[str, torch.Tensor], notes: di
     fig = plt.figure(figsize=(cell * (B * (n + 0.3) + 3.2), cell * (len(rows) + 1.4)))
     ratios = [3.0] + ([0.3] + [1] * n) * B
     gs = fig.add_gridspec(len(rows) + 1, len(ratios), width_ratios=ratios, wspace=0.04, hspace=0.08)
-    _show(fig.add_subplot(gs[0, 0].subgridspec(1, 3)[0, 2]), mean_face, below="dataset mean face")
+    _show(fig.add_subplot(gs[0, 0].subgridspec(1, 3)[0, 2]), mean_face, title="dataset\nmean face")
     for b in range(B):
         _show(fig.add_subplot(gs[0, 2 + b * (n + 1)]), c[b], title=f"target map {b + 1}")
     for i, (label, x) in enumerate(rows.items()):
@@ -447,7 +447,7 @@ def plot_prior_path(path: dict[str, torch.Tensor], t: torch.Tensor, mu_k: torch.
     ax.plot(tt, path["kl_additive"].numpy(), "o-", color="C0", ms=3, label="additive: closed form")
     kl_g = path["kl_gmm"].numpy()
     for j in range(T):
-        ax.scatter(np.full(kl_g.shape[1], tt[j]), kl_g[j], s=6, color="C1", alpha=0.3, linewidths=0,
+        ax.scatter(np.full(kl_g.shape[1], tt[j]), kl_g[j], s=14, color="C1", alpha=0.5, linewidths=0,
                    label="GMM-sampled: one draw" if j == 0 else None)
     ax.plot(tt, kl_g.mean(1), "s--", color="C1", ms=3, lw=1, label="GMM-sampled: mean over draws")
     ax.set(xlabel="t  (w = (1 - t, t))", ylabel="KL(q || p), nats", title="KL of one fixed q to the prior")

@@ -61,7 +61,7 @@ def tiny_config(scale: str, prior: str, beta: float, data: str = "synthetic", se
 # Gradient estimators of g(mu, log_sigma) = E_{z ~ N(mu, sigma^2)}[f(z)], per dimension
 
 
-def _mean_se(samples: Tensor) -> tuple[Tensor, Tensor]:
+def mean_se(samples: Tensor) -> tuple[Tensor, Tensor]:
     """Mean and standard error over the first axis: (n, ...) -> (...), (...)."""
     n = samples.shape[0]
     return samples.mean(0), samples.std(0) / n**0.5
@@ -79,7 +79,7 @@ def reparam_grad(f: Callable[[Tensor], Tensor], mu: Tensor, log_sigma: Tensor, n
     m = mu.detach().expand(n, -1).clone().requires_grad_()  # one copy per draw: per-draw gradients
     s = log_sigma.detach().expand(n, -1).clone().requires_grad_()
     f(m + torch.exp(s) * eps).sum().backward()
-    (g_mu, se_mu), (g_s, se_s) = _mean_se(m.grad), _mean_se(s.grad)
+    (g_mu, se_mu), (g_s, se_s) = mean_se(m.grad), mean_se(s.grad)
     return {"mu": g_mu, "log_sigma": g_s, "mu_se": se_mu, "log_sigma_se": se_s}
 
 
@@ -92,7 +92,7 @@ def score_function_grad(f: Callable[[Tensor], Tensor], mu: Tensor, log_sigma: Te
     eps = torch.randn(n, *mu.shape, generator=generator, dtype=mu.dtype)  # (n, D)
     fz = f(mu + torch.exp(log_sigma) * eps).detach()  # (n, D)
     # d log N / d mu = (z - mu) / sigma^2 = eps / sigma;  d log N / d log sigma = eps^2 - 1
-    (g_mu, se_mu), (g_s, se_s) = _mean_se(fz * eps / torch.exp(log_sigma)), _mean_se(fz * (eps**2 - 1))
+    (g_mu, se_mu), (g_s, se_s) = mean_se(fz * eps / torch.exp(log_sigma)), mean_se(fz * (eps**2 - 1))
     return {"mu": g_mu, "log_sigma": g_s, "mu_se": se_mu, "log_sigma_se": se_s}
 
 
@@ -116,7 +116,7 @@ def mc_kl(mu_q: Tensor, logvar_q: Tensor, mu_p: Tensor, logvar_p: Tensor, n: int
     eps = torch.randn(n, *mu_q.shape, generator=generator, dtype=mu_q.dtype)  # (n, B, D)
     z = mu_q + torch.exp(0.5 * logvar_q) * eps
     log_ratio = diag_normal(mu_q, logvar_q).log_prob(z) - diag_normal(mu_p, logvar_p).log_prob(z)  # (n, B)
-    return _mean_se(log_ratio)
+    return mean_se(log_ratio)
 
 
 def additive_samples(w: Tensor, mu_k: Tensor, log_sigma_k: Tensor, n: int,
@@ -194,13 +194,16 @@ def latent_fit(model: AFVAE, x: Tensor, c: Tensor) -> dict[str, float]:
     """Where the encoder puts faces vs where the prior samples: spreads averaged over the D dimensions.
 
     :return: "posterior_spread" std of the posterior means over the faces; "posterior_sigma" median sigma_q;
-        "prior_sigma" mean prior sd; "kl" mean KL(q || p) per face (nats, Eq. 5).
+        "prior_sigma" mean prior sd; "prior_mean_spread" std of the prior mean mu_p(c) over the faces (how much the
+        prior depends on structure); "kl" mean KL(q || p) per face (nats, Eq. 5); "rec_l1" L1 of the
+        posterior-mean reconstructions D(mu, y), what the codes still carry about x.
     """
     mu, logvar = model.encode(x, c)  # (N, D)
+    rec_l1 = float((model.decode(mu, c) - x).abs().mean())
     mu_p, logvar_p = model.prior(model.focal_weights(c), generator=torch.Generator().manual_seed(0))
     return {"posterior_spread": float(mu.std(0).mean()), "posterior_sigma": float(torch.exp(0.5 * logvar).median()),
-            "prior_sigma": float(torch.exp(0.5 * logvar_p).mean()),
-            "kl": float(gaussian_kl(mu, logvar, mu_p, logvar_p).mean())}
+            "prior_sigma": float(torch.exp(0.5 * logvar_p).mean()), "prior_mean_spread": float(mu_p.std(0).mean()),
+            "kl": float(gaussian_kl(mu, logvar, mu_p, logvar_p).mean()), "rec_l1": rec_l1}
 
 
 def refit_prior(model: AFVAE, x: Tensor, c: Tensor, steps: int = 300, lr: float = 0.05,
