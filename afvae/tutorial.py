@@ -137,7 +137,8 @@ def prior_path(mu_k: Tensor, log_sigma_k: Tensor, t: Tensor, n: int, mu_q: Tenso
     :param mu_k, log_sigma_k: (2, D) two focal Gaussians; t: (T,) positions, w = (1 - t, t).
     :param n: prior draws per position; mu_q, logvar_q: (D,) a fixed posterior q whose KL to each prior is shown.
     :return: "additive", "gmm" samples (T, n, D); "additive_mean" (T, D); "kl_additive" (T,) the closed-form KL;
-        "kl_gmm" (T, n) the KL each GMM-sampled draw of a component gives (what one training step sees).
+        "components" (T, n) the focal point each GMM-sampled draw used; "kl_gmm" (T, n) the KL that draw's
+        component gives (what one training step sees).
     """
     w = torch.stack([1 - t, t], dim=1)  # (T, 2)
     mu_p, logvar_p = additive_prior(w, mu_k, log_sigma_k)  # (T, D) each, Eq. 4

@@ -19,7 +19,8 @@ def _sin_grads(mu: torch.Tensor, log_sigma: torch.Tensor) -> tuple[torch.Tensor,
 
 @pytest.mark.parametrize("estimator", [tutorial.reparam_grad, tutorial.score_function_grad])
 def test_gradient_estimators_are_unbiased(estimator):
-    mu, log_sigma = torch.tensor([0.3, -1.0, 2.0], dtype=torch.float64), torch.tensor([-0.5, 0.0, 0.3], dtype=torch.float64)
+    mu = torch.tensor([0.3, -1.0, 2.0], dtype=torch.float64)
+    log_sigma = torch.tensor([-0.5, 0.0, 0.3], dtype=torch.float64)
     g = estimator(torch.sin, mu, log_sigma, 20_000, torch.Generator().manual_seed(0))
     d_mu, d_ls = _sin_grads(mu, log_sigma)
     assert ((g["mu"] - d_mu).abs() < 5 * g["mu_se"]).all()
