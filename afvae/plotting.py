@@ -378,4 +378,101 @@ def plot_study_table(table: "pd.DataFrame") -> plt.Figure:
     for ax in (ax_f, ax_t):
         ax.tick_params(labelsize=8)
     fig.tight_layout()
+
+# ---------------------------------------------------------------------------------------------------------
+# Notebook 11: the C-VAE tutorial
+
+
+def plot_kl_checks(checks: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
+                   grads: dict[str, dict[str, np.ndarray]]) -> plt.Figure:
+    """Left: Monte Carlo KL (± 2 SE) against the closed form, one marker set per check. Right: gradient
+    estimates (± 2 SE) of E[f(z)] per parameter, one bar group per estimator, against the analytic value.
+
+    checks: name -> (closed (N,), mc (N,), se (N,)); grads: estimator name -> {"value": (P,), "se": (P,),
+    "labels": (P,) str}, with an estimator "analytic" (se 0).
+    """
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 3.6), width_ratios=[1, 1.4], layout="constrained")
+    lo, hi = np.inf, -np.inf
+    for i, (name, (closed, mc, se)) in enumerate(checks.items()):
+        ax.errorbar(closed, mc, yerr=2 * se, fmt="os^"[i % 3], ms=4, color=f"C{i}", capsize=2, lw=0.8, label=name)
+        lo, hi = min(lo, closed.min(), mc.min()), max(hi, closed.max(), mc.max())
+    ax.plot([lo, hi], [lo, hi], color="gray", lw=0.8, ls="--", label="y = x")
+    ax.set(xlabel="closed form (Eq. 5), nats", ylabel="Monte Carlo, nats (bars: ± 2 SE)",
+           title="KL(q || p): closed form vs Monte Carlo")
+    ax.legend(fontsize=7, frameon=False)
+    names = list(grads)
+    labels = list(grads[names[0]]["labels"])
+    width = 0.8 / len(names)
+    for k, name in enumerate(names):
+        g = grads[name]
+        ax2.bar(np.arange(len(labels)) + (k - (len(names) - 1) / 2) * width, g["value"], width,
+                yerr=2 * g["se"], capsize=2, color="k" if name == "analytic" else f"C{k}", label=name)
+    ax2.axhline(0, color="gray", lw=0.6)
+    ax2.set_xticks(range(len(labels)))
+    ax2.set_xticklabels(labels, fontsize=7)
+    ax2.set(ylabel="gradient (bars: ± 2 SE)", title="d/dθ E[sin z], same number of draws per estimator")
+    ax2.legend(fontsize=7, frameon=False)
+    return fig
+
+
+def plot_prior_samples(c: torch.Tensor, rows: dict[str, torch.Tensor], notes: dict[str, str],
+                       mean_face: torch.Tensor, cell: float = 0.62) -> plt.Figure:
+    """Decoded samples per model (rows) for B target boundary maps (column groups of n samples each).
+
+    c (B, C_b, H, W) target maps; rows: label -> (B, n, 3, H, W); notes: label -> text under the label;
+    mean_face (3, H, W), drawn in the top-left corner.
+    """
+    B, n = next(iter(rows.values())).shape[:2]
+    fig = plt.figure(figsize=(cell * (B * (n + 0.3) + 3.2), cell * (len(rows) + 1.4)))
+    ratios = [3.0] + ([0.3] + [1] * n) * B
+    gs = fig.add_gridspec(len(rows) + 1, len(ratios), width_ratios=ratios, wspace=0.04, hspace=0.08)
+    _show(fig.add_subplot(gs[0, 0].subgridspec(1, 3)[0, 2]), mean_face, title="dataset\nmean face")
+    for b in range(B):
+        _show(fig.add_subplot(gs[0, 2 + b * (n + 1)]), c[b], title=f"target map {b + 1}")
+    for i, (label, x) in enumerate(rows.items()):
+        text = fig.add_subplot(gs[i + 1, 0])
+        _show(text, None)
+        text.text(1.0, 0.5, f"{label}\n{notes.get(label, '')}", ha="right", va="center", fontsize=6.5,
+                  transform=text.transAxes)
+        for b in range(B):
+            for j in range(n):
+                _show(fig.add_subplot(gs[i + 1, 2 + b * (n + 1) + j]), x[b, j])
+    fig.suptitle("Decoded samples: each row one model, each group of columns one target boundary map", fontsize=9)
+    return fig
+
+
+def plot_prior_path(path: dict[str, torch.Tensor], t: torch.Tensor, mu_k: torch.Tensor, cell: float = 1.7
+                    ) -> plt.Figure:
+    """Additive (top) vs GMM-sampled (bottom) prior samples, dims 0-1, as w = (1 - t, t) moves from focal point
+    0 to 1; right: the KL of one fixed q to each (``afvae.tutorial.prior_path`` output)."""
+    T = len(t)
+    fig = plt.figure(figsize=(cell * (T + 2.2), cell * 2.1), layout="constrained")
+    gs = fig.add_gridspec(2, T + 2, width_ratios=[1] * T + [0.15, 2.2])
+    m = mu_k.detach().numpy()
+    lim = np.abs(torch.cat([path["additive"][..., :2], path["gmm"][..., :2]]).numpy()).max() * 1.05
+    for r, (key, name) in enumerate((("additive", "additive (Eq. 4)"), ("gmm", "GMM-sampled"))):
+        for j in range(T):
+            ax = fig.add_subplot(gs[r, j])
+            z = path[key][j].numpy()
+            ax.scatter(z[:, 0], z[:, 1], s=2, alpha=0.35, color="C0" if r == 0 else "C1", linewidths=0)
+            ax.scatter(m[:, 0], m[:, 1], marker="x", color="k", s=25, zorder=3)
+            if r == 0:
+                mean = path["additive_mean"][j].numpy()
+                ax.scatter(mean[0], mean[1], marker="*", color="C3", s=40, zorder=4)
+                ax.set_title(f"t = {float(t[j]):.2f}", fontsize=8)
+            ax.set(xlim=(-lim, lim), ylim=(-lim, lim), xticks=[], yticks=[], aspect="equal")
+            if j == 0:
+                ax.set_ylabel(name, fontsize=8)
+    ax = fig.add_subplot(gs[:, T + 1])
+    tt = t.numpy()
+    ax.plot(tt, path["kl_additive"].numpy(), "o-", color="C0", ms=3, label="additive: closed form")
+    kl_g = path["kl_gmm"].numpy()
+    for j in range(T):
+        ax.scatter(np.full(kl_g.shape[1], tt[j]), kl_g[j], s=14, color="C1", alpha=0.5, linewidths=0,
+                   label="GMM-sampled: one draw" if j == 0 else None)
+    ax.plot(tt, kl_g.mean(1), "s--", color="C1", ms=3, lw=1, label="GMM-sampled: mean over draws")
+    ax.set(xlabel="t  (w = (1 - t, t))", ylabel="KL(q || p), nats", title="KL of one fixed q to the prior")
+    ax.legend(fontsize=7, frameon=False)
+    fig.suptitle("Focal weights move from focal point 0 (t = 0) to 1 (t = 1): × focal means, ★ additive mean",
+                 fontsize=9)
     return fig
