@@ -378,6 +378,8 @@ def plot_study_table(table: "pd.DataFrame") -> plt.Figure:
     for ax in (ax_f, ax_t):
         ax.tick_params(labelsize=8)
     fig.tight_layout()
+    return fig
+
 
 # ---------------------------------------------------------------------------------------------------------
 # Notebook 11: the C-VAE tutorial
