@@ -288,6 +288,21 @@ class Explorer:
         self._structure = None
 
 
+def pick_faces(dataset: Any, seed: int = 0, max_yaw: float = 15.0) -> tuple[int, int]:
+    """A source and a second face of another identity, both near-frontal (|yaw| <= max_yaw) where the
+    dataset knows the pose, drawn by ``seed``: (source item, other item)."""
+    n = len(dataset)
+    ok = dataset.structure.yaw.abs() <= max_yaw if hasattr(dataset, "structure") else torch.ones(n, dtype=torch.bool)
+    g = torch.Generator().manual_seed(seed)
+    order = torch.randperm(n, generator=g)
+    order = torch.cat([order[ok[order]], order[~ok[order]]])  # frontal ones first, in seeded order
+    source = int(order[0])
+    others = order[dataset.identity[order] != dataset.identity[source]]
+    if len(others) == 0:
+        raise ValueError("the split holds a single identity: no second face of another identity")
+    return source, int(others[0])
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Sweeps: the static fallback (a strip of frames per control) and the latency benchmark
 
