@@ -352,8 +352,9 @@ def sweeps(explorer: Explorer, base: ExplorerState, steps: int = 6) -> list[Swee
                      [base.replace(mix=s) for s in t], False))
     z_states = [("posterior mean", 0), ("posterior sample", 1), ("posterior sample", 2), ("prior mean", 0),
                 ("prior sample", 1), ("prior sample", 2)]
-    out.append(Sweep("z_source", "z: posterior q(z|x) vs prior p(z|y)", [f"{z}\nseed {s}" if "sample" in z else z
-                                                              for z, s in z_states],
+    short = {"posterior": "q(z|x)", "prior": "p(z|y)"}
+    out.append(Sweep("z_source", "z: posterior q(z|x) vs prior p(z|y)",
+                     [f"{short[z.split()[0]]} " + (f"seed {s}" if "sample" in z else "mean") for z, s in z_states],
                      [base.replace(z_source=z, seed=s) for z, s in z_states], False))
     return out
 

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.notebooks
 
 FIGURES = ["data_samples", "fig2b_focal_clusters", "train_samples", "fig8_ablation", "table3_ablation",
            "fig3_pixel_shuffle_histograms", "wn_convergence", "fig9_interpolation", "fig1_expressions",
-           "fig5_rotation", "fig10_identity"]
+           "fig5_rotation", "fig10_identity", "explorer_strip"]
 
 
 @pytest.fixture(scope="module")
