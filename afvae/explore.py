@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import logging
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, NamedTuple, Sequence
 
 import numpy as np
@@ -147,7 +149,7 @@ def pca_png(points: dict[str, Tensor], size: int = 160) -> bytes:
     everything = torch.cat([p.reshape(-1, 2) for p in points.values()])
     lo, hi = everything.min(0).values, everything.max(0).values
     span = (hi - lo).clamp_min(1e-6)
-    to_px = lambda p: ((p - lo) / span * (size - 30) + 15).tolist()  # noqa: E731
+    to_px = lambda p: ((p - lo) / span * (size - 36) + torch.tensor([15.0, 21.0])).tolist()  # noqa: E731
     img = Image.new("RGB", (size, size), "white")
     draw = ImageDraw.Draw(img)
     for k, p in enumerate(points["mu_k"]):
@@ -158,8 +160,8 @@ def pca_png(points: dict[str, Tensor], size: int = 160) -> bytes:
         x, y = to_px(points[name])
         draw.line([x - 6, y, x + 6, y], fill=colour, width=2)
         draw.line([x, y - 6, x, y + 6], fill=colour, width=2)
-    draw.text((4, size - 12), "+ prior mean", fill=(214, 39, 40))
-    draw.text((size // 2 + 8, size - 12), "+ z", fill=(31, 119, 180))
+    draw.text((4, 2), "+ prior mean", fill=(214, 39, 40))
+    draw.text((size // 2 + 8, 2), "+ z", fill=(31, 119, 180))
     buf = io.BytesIO()
     img.save(buf, format="PNG")
     return buf.getvalue()
@@ -395,21 +397,28 @@ def latency_summary(table: "pd.DataFrame") -> dict[str, float]:
 # The ipywidgets UI: widgets -> ExplorerState -> Explorer.update -> images
 
 
+def _sized() -> dict[str, Any]:
+    """Widget size: four columns of controls fit a JupyterLab notebook, readouts included."""
+    import ipywidgets as W
+
+    return {"style": {"description_width": "80px"}, "layout": W.Layout(width="290px")}
+
+
 def _controls(W: Any, explorer: Explorer, state: ExplorerState) -> dict[str, Any]:
     """Every input widget, keyed by name; values from ``state`` (pose / expression from the source)."""
-    n, slider = len(explorer) - 1, dict(continuous_update=True, readout_format=".2f")
+    n, slider = len(explorer) - 1, dict(continuous_update=True, readout_format=".2f", **_sized())
     ctl: dict[str, Any] = {
-        "source": W.IntSlider(state.source, 0, n, description="source face"),
-        "other": W.IntSlider(state.other, 0, n, description="second face"),
-        "mix": W.FloatSlider(state.mix, min=0, max=1, step=0.05, description="appearance t", **slider),
-        "z_source": W.Dropdown(options=Z_SOURCES, value=state.z_source, description="z from"),
-        "seed": W.IntSlider(state.seed, 0, 99, description="seed"),
-        "focal_auto": W.Checkbox(state.focal is None, description="w = w(c), the model's own"),
+        "source": W.IntSlider(state.source, 0, n, description="source face", **_sized()),
+        "other": W.IntSlider(state.other, 0, n, description="second face", **_sized()),
+        "mix": W.FloatSlider(state.mix, min=0, max=1, step=0.05, description="mix t", **slider),
+        "z_source": W.Dropdown(options=Z_SOURCES, value=state.z_source, description="z from", **_sized()),
+        "seed": W.IntSlider(state.seed, 0, 99, description="seed", **_sized()),
+        "focal_auto": W.Checkbox(state.focal is None, description="w = w(c), the model's own", indent=False),
     }
     if explorer.synthetic:
         for name in POSE:
             ctl[name] = W.FloatSlider(0.0, min=-POSE_RANGE[name], max=POSE_RANGE[name], step=1, description=name,
-                                      continuous_update=True, readout_format=".0f")
+                                      continuous_update=True, readout_format=".0f", **_sized())
         for name in syn.EXPRESSIONS[1:]:
             ctl[name] = W.FloatSlider(0.0, min=0, max=1, step=0.05, description=name, **slider)
     for name in NUDGES:
@@ -510,17 +519,155 @@ class ExplorerUI:
     def _draw(self, state: ExplorerState, frame: Frame) -> None:
         x = self.explorer.dataset.get_batch([state.source, state.other], keys=["x"])["x"]
         truth = self.explorer.truth(state)
-        pictures = [x[0], x[1], frame.c, frame.x_hat, truth if truth is not None else torch.zeros_like(x[0]) - 1]
+        pictures = [x[0], x[1], frame.c, frame.x_hat, truth if truth is not None else torch.zeros_like(x[0]) + 0.7]
         for img, name in zip(pictures, self.IMAGES):
             self.images[name].value = to_png(img, self.scale)
         self.images["PCA of mu_k"].value = pca_png(frame.extras["pca"], size=self.explorer.size * self.scale)
         if self.controls["focal_auto"].value:  # show w(c) on the sliders: the prior's means move live
             self._set({f"w{k}": round(float(w), 2) for k, w in enumerate(frame.extras["w"])})
         w = ", ".join(f"{float(v):.2f}" for v in frame.extras["w"])
+        note = "" if truth is not None else " · no true render (the renderer cannot nudge landmarks)"
         self.status.value = (f"update {frame.extras['ms']:.0f} ms · z from {state.z_source} · "
-                             f"focal weights w = ({w})")
+                             f"focal weights w = ({w}){note}")
 
 
 def build_ui(explorer: Explorer, state: ExplorerState = ExplorerState(), scale: int = 3) -> ExplorerUI:
     """The live explorer for a notebook: ``display(build_ui(...).widget)``."""
     return ExplorerUI(explorer, state, scale)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The README screenshot: the live UI in JupyterLab, driven by headless Chromium
+
+SCREENSHOT_STATE = {"yaw": 25.0, "smile": 0.7}  # slider moves before the shot
+
+
+def screenshot_notebook(notebook: str | Path, out: str | Path, parameters: dict[str, Any],
+                        moves: dict[str, Any]) -> Path:
+    """A copy of ``notebook`` cut after the cell that displays the UI (``build_ui``), with ``parameters``
+    injected (papermill) and a last cell that moves the sliders ``moves`` (name -> value)."""
+    import nbformat
+    from papermill.iorw import load_notebook_node
+    from papermill.parameterize import parameterize_notebook
+
+    nb = parameterize_notebook(load_notebook_node(str(notebook)), parameters)
+    ui_cell = next(i for i, c in enumerate(nb.cells) if c.cell_type == "code" and "build_ui" in c.source)
+    nb.cells = nb.cells[:ui_cell + 1]
+    nb.cells.append(nbformat.v4.new_code_cell("\n".join(f"ui.controls[{k!r}].value = {v!r}"
+                                                         for k, v in moves.items())))
+    out = Path(out)
+    nbformat.write(nb, out)
+    return out
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_for_server(url: str, server: Any, log: Path, timeout: float = 90.0) -> None:
+    """Poll ``url`` (no proxy) until JupyterLab answers; a dead or silent server raises with its log's tail."""
+    import urllib.request
+
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < timeout and server.poll() is None:
+        try:
+            opener.open(url, timeout=2)
+            return
+        except OSError:
+            time.sleep(0.5)
+    tail = "\n".join(log.read_text().splitlines()[-10:])
+    raise RuntimeError(f"JupyterLab did not answer at {url} within {timeout:.0f} s; its log ends:\n{tail}")
+
+
+def _shoot(url: str, out: Path, chromium: str, timeout_ms: int) -> None:
+    """Open the notebook in JupyterLab, run all cells, wait for the widgets, screenshot the output area."""
+    from playwright.sync_api import sync_playwright
+
+    args = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--no-first-run"]
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=args)
+        page = browser.new_page(viewport={"width": 1500, "height": 1000}, device_scale_factor=1)
+        page.goto(url)
+        page.wait_for_function("window.jupyterapp && window.jupyterapp.shell.currentWidget && "
+                               "window.jupyterapp.shell.currentWidget.sessionContext && "
+                               "window.jupyterapp.shell.currentWidget.sessionContext.isReady", timeout=timeout_ms)
+        page.evaluate("window.jupyterapp.commands.execute('application:toggle-left-area')")
+        page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
+        page.wait_for_selector(".widget-image", timeout=timeout_ms)
+        page.wait_for_function("Array.from(document.querySelectorAll('.jp-InputPrompt')).pop().textContent"
+                               ".match(/\\[\\d+\\]/)", timeout=timeout_ms)  # the last cell has run
+        time.sleep(2.0)  # the last slider move's images arrive over the comm
+        cell = page.locator(".jp-CodeCell").filter(has=page.locator(".widget-image")).first
+        cell.scroll_into_view_if_needed()
+        page.evaluate("document.querySelectorAll('.Toastify').forEach(e => e.remove())")  # the news toast
+        cell.screenshot(path=str(out))
+        browser.close()
+
+
+def screenshot(out: str | Path = "figures/explorer_screenshot.png", *, scale: str = "default",
+               results: str = "results", data: str = "synthetic", seed: int = 0,
+               chromium: str = "/usr/bin/chromium", timeout_s: float = 300.0) -> Path:
+    """PNG of the live explorer UI in JupyterLab (headless Chromium through playwright, both needed here only).
+
+    Starts ``jupyter lab`` on 127.0.0.1 with a random token in a temporary folder holding the first cells of
+    notebooks/10_explorer.ipynb, runs them (the model is trained first if ``results`` does not cache it),
+    moves a few sliders (SCREENSHOT_STATE) and writes the widget area to ``out`` atomically.
+    """
+    import os
+    import secrets
+    import subprocess
+    import sys
+    import tempfile
+
+    root, out = Path(__file__).resolve().parents[1], Path(out).resolve()
+    params = {"SCALE": scale, "DATA": data, "SEED": seed, "RESULTS": str(Path(results).resolve()),
+              "FIGURES": str(out.parent)}
+    token, port = secrets.token_hex(16), _free_port()
+    with tempfile.TemporaryDirectory() as tmp:
+        screenshot_notebook(root / "notebooks" / "10_explorer.ipynb", Path(tmp) / "explorer.ipynb", params,
+                            SCREENSHOT_STATE)
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]),
+               "JUPYTER_RUNTIME_DIR": str(Path(tmp) / "runtime")}
+        cmd = [sys.executable, "-m", "jupyter", "lab", "--no-browser", f"--port={port}", "--ServerApp.ip=127.0.0.1",
+               f"--ServerApp.token={token}", f"--ServerApp.root_dir={tmp}", "--LabApp.expose_app_in_browser=True",
+               f"--LabApp.workspaces_dir={tmp}", "--LabApp.extension_manager=readonly",
+               "--ServerApp.allow_root=True"]  # containers run as root; the server listens on 127.0.0.1 only
+        log = open(Path(tmp) / "jupyter.log", "w")
+        server = subprocess.Popen(cmd, env=env, cwd=tmp, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            _wait_for_server(f"http://127.0.0.1:{port}/api/status?token={token}", server, Path(tmp) / "jupyter.log")
+            out.parent.mkdir(parents=True, exist_ok=True)
+            tmp_png = out.with_name(f".{out.stem}.tmp.png")
+            _shoot(f"http://127.0.0.1:{port}/lab/tree/explorer.ipynb?token={token}", tmp_png, chromium,
+                   int(timeout_s * 1000))
+            tmp_png.replace(out)
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+            log.close()
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m afvae.explore", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--screenshot", metavar="PNG", required=True, help="write the live UI's screenshot here")
+    p.add_argument("--scale", default="default")
+    p.add_argument("--results", default="results", help="where trained runs are cached (results/runs)")
+    p.add_argument("--chromium", default="/usr/bin/chromium", help="the Chromium executable")
+    a = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO)
+    logging.getLogger(__name__).info("wrote %s", screenshot(a.screenshot, scale=a.scale, results=a.results,
+                                                            chromium=a.chromium))
+
+
+if __name__ == "__main__":
+    main()
