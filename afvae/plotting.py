@@ -478,3 +478,34 @@ def plot_prior_path(path: dict[str, torch.Tensor], t: torch.Tensor, mu_k: torch.
     fig.suptitle("Focal weights move from focal point 0 (t = 0) to 1 (t = 1): × focal means, ★ additive mean",
                  fontsize=9)
     return fig
+
+
+# ---------------------------------------------------------------------------------------------------------
+# 10 latent explorer: the static fallback
+
+def plot_explorer_strip(rows: list[dict], faces: torch.Tensor, cell: float = 0.85) -> plt.Figure:
+    """The explorer's frames, one block per control: output x_hat row, with the boundary maps above it when
+    the control moves the structure. rows: ``explore.run_sweep`` outputs (name, labels, c, x_hat, ms,
+    structure); faces (2, 3, H, W): the source and the second face, shown at the top left."""
+    heights = [2 if r["structure"] else 1 for r in rows]
+    n_cols = max(r["x_hat"].shape[0] for r in rows)
+    height = cell * (sum(heights) + 0.4 * len(rows)) + 0.7
+    fig = plt.figure(figsize=(cell * (n_cols + 3.0), height))
+    outer = fig.add_gridspec(len(rows), 1, height_ratios=[h + 0.4 for h in heights], hspace=0.05,
+                             top=1 - 0.6 / height, bottom=0.02, left=0.01, right=0.99)
+    widths = [1, 2.0] + [1] * n_cols
+    for i, (r, h) in enumerate(zip(rows, heights)):
+        gs = outer[i].subgridspec(h, n_cols + 2, width_ratios=widths, wspace=0.05, hspace=0.04)
+        for j in range(r["x_hat"].shape[0]):
+            if h == 2:
+                _show(fig.add_subplot(gs[0, j + 2]), r["c"][j], title=r["labels"][j])
+            _show(fig.add_subplot(gs[h - 1, j + 2]), r["x_hat"][j], title=None if h == 2 else r["labels"][j])
+        note = fig.add_subplot(gs[:, 1])
+        _show(note, None)
+        note.text(0.95, 0.5, f"{r['name']}\nmedian {np.median(r['ms']):.0f} ms / update".replace(" (", "\n("),
+                  ha="right", va="center", fontsize=7, transform=note.transAxes)
+        if i < len(faces):
+            _show(fig.add_subplot(gs[h - 1, 0]), faces[i], title=("source", "second face")[i])
+    fig.suptitle("Latent explorer, static fallback: each block moves one control (boundary map c above the "
+                 "output x_hat when the structure moves)", fontsize=9)
+    return fig

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.notebooks
 FIGURES = ["data_samples", "fig2b_focal_clusters", "train_samples", "fig8_ablation", "table3_ablation",
            "fig3_pixel_shuffle_histograms", "wn_convergence", "fig9_interpolation", "fig1_expressions",
            "fig5_rotation", "fig10_identity",
-           "tutorial_kl_checks", "tutorial_mean_face", "tutorial_prior_path"]
+           "tutorial_kl_checks", "tutorial_mean_face", "tutorial_prior_path", "explorer_strip"]
 
 
 @pytest.fixture(scope="module")
