@@ -32,7 +32,6 @@ import torch
 from PIL import Image, ImageDraw
 from torch import Tensor
 
-from afvae.analysis import boundary_maps
 from afvae.data import synthetic as syn
 from afvae.model import AFVAE
 from afvae.prior import prior_params
@@ -198,6 +197,8 @@ class Explorer:
             raise ValueError(f"mix (appearance t) must be in [0, 1], got {state.mix}")
         if (state.pose is not None or state.expression is not None) and not self.synthetic:
             raise ValueError("pose / expression controls need the synthetic renderer; this dataset has no structure")
+        if any(state.nudges.values()) and self.dataset.schema.name != "face68":
+            raise ValueError(f"landmark nudges move face68 groups; this dataset's schema is {self.dataset.schema.name}")
 
     def structure_of(self, state: ExplorerState) -> syn.Structure:
         """The source's synthetic structure with the state's pose and expression (batch of 1)."""
@@ -233,7 +234,7 @@ class Explorer:
         """c (C_b, R, R), y and skips of E_mu(c) for landmarks (68, 2), cached for the last landmark set."""
         key = landmarks.numpy().tobytes()
         if self._structure is None or self._structure[0] != key:
-            c = boundary_maps(landmarks[None], self.size, self.channels)  # (1, C_b, R, R)
+            c = self.dataset.boundaries(landmarks[None])  # (1, C_b, R, R), in the data's keypoint schema
             y, skips = self.model.structure(c)
             self._structure = (key, c[0], y, skips)
         return self._structure[1:]
