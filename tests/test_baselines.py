@@ -182,3 +182,42 @@ def test_cached_load_and_translate_for_all_four_methods(tmp_path, batch, tiny_cf
     assert isinstance(models["AF-VAE"], AFVAE)
     assert not torch.equal(translate(models["StarGAN"], x, c, c), translate(models["pix2pixHD"], x, c, c))
 
+
+
+class _NoTruth:
+    """A test split without a renderer: what a prepared folder of real photos looks like to Fig. 4."""
+
+    def __init__(self, dataset):
+        self.identity, self.get_batch = dataset.identity, dataset.get_batch
+
+
+@pytest.mark.parametrize("truth", [True, False])
+def test_fig4_targets_with_and_without_ground_truth(truth, centres):
+    from afvae.baselines import compare
+
+    test_set = build_dataset(get_config("smoke").data, "test")
+    dataset = test_set if truth else _NoTruth(test_set)
+    items = torch.tensor([0, 9])
+    t = compare.expression_targets(dataset, items, ("smile", "surprise"), seed=0)
+    assert t["x"].shape[0] == t["c_target"].shape[0] == len(t["labels"]) == 4
+    assert torch.equal(t["x"][0], t["x"][1]) and not torch.equal(t["c_target"][0], t["c_target"][1])
+    models = {m: bt.build(tiny(m), centres) for m in METHODS}
+    rows, cols, outputs = compare.comparison_rows(models, t)
+    assert cols == ["input", "target c"] + (["truth"] if truth else []) + METHODS
+    assert len(rows) == 4 and all(len(r) == len(cols) for r in rows)
+    if truth:  # the truth is the source identity under the target structure: same c as the render's
+        again = test_set.true_target(0, test_set.structure.index(0))
+        assert t["truth"].shape == t["x"].shape and not torch.equal(t["truth"][0], again["x"][0])
+    else:
+        assert t["truth"] is None
+        assert "as item" in t["labels"][0]
+
+
+def test_ranks_follow_direction():
+    import pandas as pd
+    from afvae.baselines import compare
+
+    table = pd.DataFrame({"method": ["a", "b", "c"], "gt_l1": [0.3, 0.1, 0.2], "gt_ssim": [0.3, 0.1, 0.2],
+                          "fid": [float("nan")] * 3})
+    r = compare.ranks(table, {"gt_l1": "min", "gt_ssim": "max", "fid": "min"})
+    assert r == {"gt_l1": {"a": 3, "b": 1, "c": 2}, "gt_ssim": {"a": 1, "b": 3, "c": 2}}
