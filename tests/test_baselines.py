@@ -29,8 +29,10 @@ def one_thread():
 
 
 def tiny(method: str, steps: int = 4):
+    """Smoke config, batch 8, no perceptual network (pix2pixHD's would train the factor net first)."""
     return bt.config("smoke", method).replace(train={"steps": steps, "batch_size": 8, "checkpoint_every": 2,
-                                                     "sample_every": steps, "log_every": 1})
+                                                     "sample_every": steps, "log_every": 1},
+                                              loss={"feature_net": "none"})
 
 
 @pytest.fixture(scope="module")
@@ -221,3 +223,19 @@ def test_ranks_follow_direction():
                           "fid": [float("nan")] * 3})
     r = compare.ranks(table, {"gt_l1": "min", "gt_ssim": "max", "fid": "min"})
     assert r == {"gt_l1": {"a": 3, "b": 1, "c": 2}, "gt_ssim": {"a": 1, "b": 3, "c": 2}}
+
+
+def test_pix2pixhd_perceptual_term_uses_attached_feature_net(batch, centres):
+    from afvae.features import FactorNet, FeatureNet
+
+    assert bt.config("smoke", "pix2pixHD").loss.feature_net == "auto"  # like AF-VAE's feature matching
+    assert bt.config("smoke", "StarGAN").loss.feature_net == "none"
+    model = bt.build(tiny("pix2pixHD"), centres)
+    out = model.generate(batch, torch.Generator().manual_seed(0))
+    assert "perceptual" not in model.g_terms(batch, out)
+    torch.manual_seed(0)
+    model.feature_net = FeatureNet("factor", FactorNet(10).eval(), [1.0, 1.0, 1.0, 1.0])
+    with_p = model.g_terms(batch, out)
+    assert with_p["perceptual"] > 0
+    assert float(with_p["loss"]) == pytest.approx(float(with_p["adv"] + 10 * with_p["fm"] + 10 * with_p["perceptual"]))
+    assert model.g_terms(batch, {"x_fake": batch["x"]})["perceptual"] == 0  # the real image itself: no loss

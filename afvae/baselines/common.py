@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from afvae.config import Config
+from afvae.features import FeatureNet
 from afvae.prior import focal_weights
 
 FOCAL_TEMPERATURE = 0.1  # the same softmax temperature as AF-VAE's prior (afvae.prior.AdditiveFocalPrior)
@@ -36,6 +37,7 @@ class GANBaseline(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.register_buffer("centres", centres.detach().float().clone())
+        self.feature_net: FeatureNet | None = None  # a frozen perceptual network, attached by training only
 
     @property
     def n_focal(self) -> int:

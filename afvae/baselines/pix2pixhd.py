@@ -13,8 +13,9 @@ What is kept from the paper (Sec. 3):
   * the instance-level feature encoder E: image -> 3 feature channels, averaged over each instance and
     concatenated to the label map, which lets one choose the output's appearance. We have no instance maps,
     so the whole face is one instance: E(x) is averaged over the image. Translating a face = G(c_target, E(x)).
-Changed: widths and depths are cut to train in CPU minutes; no VGG perceptual loss (the paper's optional
-term: no ImageNet weights offline); one D and one G update per batch, like the other baselines.
+Changed: widths and depths are cut to train in CPU minutes; the VGG perceptual loss (the paper's optional
+term) is the same feature network as AF-VAE's feature matching (VGG-19 when its weights are on disk, else
+the factor net), lambda = 10; one D and one G update per batch, like the other baselines.
 """
 from __future__ import annotations
 
@@ -23,11 +24,13 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
+from afvae import losses
 from afvae.baselines.common import GANBaseline, ResBlock, conv_in, down_in, lsgan_d, lsgan_g, to_image, up_in
 from afvae.config import Config
 
 FEATURE_DIM = 3  # E's instance feature channels (the paper's value)
 LAMBDA_FM = 10.0  # feature-matching weight (the paper's value)
+LAMBDA_PERCEPTUAL = 10.0  # the paper's VGG loss weight, for the perceptual network training attaches
 N_SCALES = 2  # discriminators at R and R/2
 N_RES_GLOBAL, N_RES_LOCAL = 3, 1  # paper: 9 and 3
 
@@ -140,8 +143,14 @@ class Pix2PixHD(GANBaseline):
             real = self.D(batch["c"], batch["x"])
         adv = sum(lsgan_g(f[-1]) for f in fake) / len(fake)
         fm = feature_matching(fake, real)
-        l1 = F.l1_loss(out["x_fake"].detach(), batch["x"])  # logged only: how close the paired render is
-        return {"loss": adv + LAMBDA_FM * fm, "adv": adv, "fm": fm, "l1": l1}
+        terms = {"adv": adv, "fm": fm, "l1": F.l1_loss(out["x_fake"].detach(), batch["x"])}  # l1: logged only
+        loss = adv + LAMBDA_FM * fm
+        if self.feature_net is not None:  # the paper's perceptual loss on the frozen feature net
+            fn = self.feature_net
+            terms["perceptual"] = losses.feature_matching(feats_x=fn(batch["x"]), feats_x_hat=fn(out["x_fake"]),
+                                                          weights=fn.weights)
+            loss = loss + LAMBDA_PERCEPTUAL * terms["perceptual"]
+        return {"loss": loss, **terms}
 
     def translate(self, x: Tensor, c_source: Tensor, c_target: Tensor) -> Tensor:
         """G(c_target, E(x)): the target's map with the source's instance features (c_source is unused)."""

@@ -28,6 +28,7 @@ from afvae.baselines.stargan import StarGAN
 from afvae.checkpoint import load_checkpoint
 from afvae.config import Config, get_config
 from afvae.data.datasets import build_dataset, collate
+from afvae.features import build_feature_net
 from afvae.train import Dist, _read_history, batch_indices, fit_centres, run_dir, step_generator
 
 log = logging.getLogger(__name__)
@@ -43,8 +44,9 @@ def config(scale: str, method: str, data: str = "synthetic", seed: int = 0) -> C
         raise ValueError(f"unknown baseline {method!r}; choose one of {sorted(METHODS)}")
     base = get_config(scale, "full")
     width = max(4, DEFAULT_WIDTH[method] * base.model.base_width // 32)
+    perceptual = "auto" if method == "pix2pixHD" else "none"  # pix2pixHD's VGG loss, substituted like AF-VAE's
     return base.replace(name=method, data={"source": data}, model={"base_width": width, "max_width": 16 * width},
-                        loss={"feature_net": "none"}, train={"lr": LR, "seed": seed})
+                        loss={"feature_net": perceptual}, train={"lr": LR, "seed": seed})
 
 
 def build(cfg: Config, centres: torch.Tensor, device: torch.device | str = "cpu") -> GANBaseline:
@@ -65,7 +67,7 @@ def save_state(path: Path, model: GANBaseline, opts: dict[str, torch.optim.Optim
     """Atomic checkpoint in the project's format (``afvae.checkpoint.load_checkpoint`` reads it)."""
     state = {"model": model.state_dict(), "optimizer": {k: o.state_dict() for k, o in opts.items()},
              "step": int(step), "config": cfg.to_dict(), "centres": model.centres.detach().cpu(),
-             "method": cfg.name, "feature_net": "none"}
+             "method": cfg.name, "feature_net": model.feature_net.name if model.feature_net is not None else "none"}
     tmp = path.with_name(f".{path.name}.tmp")
     torch.save(state, tmp)
     tmp.replace(path)
@@ -107,11 +109,12 @@ def _check(terms: dict[str, torch.Tensor], who: str) -> None:
 
 
 def fit(cfg: Config, out_dir: str | Path, *, resume: bool = False, stop_at: int | None = None,
-        progress: bool = True) -> tuple[GANBaseline, list[dict[str, float]]]:
+        progress: bool = True, cache_root: str | Path = "results/cache") -> tuple[GANBaseline, list[dict[str, float]]]:
     """Train baseline ``cfg`` into ``out_dir`` (checkpoint.pt, metrics.jsonl, samples/) -> (model, history).
 
     ``resume`` continues from ``out_dir/checkpoint.pt`` when it exists; ``stop_at`` ends the run early at that
-    step (with a checkpoint), as an interruption would.
+    step (with a checkpoint), as an interruption would. A perceptual network (``cfg.loss.feature_net``, the
+    factor net cached under ``cache_root`` when VGG-19 is absent) is attached as ``model.feature_net``.
     """
     out, device = Path(out_dir), torch.device(cfg.train.device)
     out.mkdir(parents=True, exist_ok=True)
@@ -122,6 +125,7 @@ def fit(cfg: Config, out_dir: str | Path, *, resume: bool = False, stop_at: int 
     model = build(cfg, centres, device)
     if cfg.train.channels_last:  # ~2x faster convolutions on CPU (oneDNN)
         model = model.to(memory_format=torch.channels_last)
+    model.feature_net = build_feature_net(cfg.loss.feature_net, cfg.data, device, progress, cache_root)
     opts = optimisers(model, cfg)
     start = 0
     if state is not None:
@@ -168,18 +172,21 @@ def _loop(cfg: Config, model: GANBaseline, opts: dict, dataset: Any, out: Path, 
 
 
 def train(cfg: Config, out_dir: str | Path, *, resume: bool = False, stop_at: int | None = None,
-          progress: bool = True) -> list[dict[str, float]]:
+          progress: bool = True, cache_root: str | Path = "results/cache") -> list[dict[str, float]]:
     """``fit`` returning only the logged history (one dict per logged step)."""
-    return fit(cfg, out_dir, resume=resume, stop_at=stop_at, progress=progress)[1]
+    return fit(cfg, out_dir, resume=resume, stop_at=stop_at, progress=progress, cache_root=cache_root)[1]
 
 
 def train_cached(cfg: Config, root: str | Path = "results/runs", progress: bool = True) -> Path:
-    """Train ``cfg`` unless a finished run with the same hash exists; resumes an unfinished one."""
+    """Train ``cfg`` unless a finished run with the same hash exists; resumes an unfinished one.
+
+    Feature networks are cached beside the runs, in ``root/../cache`` (as for AF-VAE).
+    """
     out = run_dir(cfg, root)
     ckpt = out / "checkpoint.pt"
     if ckpt.exists() and load_checkpoint(ckpt)["step"] >= cfg.train.steps:
         return out
-    train(cfg, out, resume=True, progress=progress)
+    train(cfg, out, resume=True, progress=progress, cache_root=Path(root).parent / "cache")
     return out
 
 

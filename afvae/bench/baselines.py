@@ -15,6 +15,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from afvae.baselines import train as bt
 from afvae.bench.train import build as build_afvae
 from afvae.config import get_config
+from afvae.features import FactorNet, FeatureNet
 
 SECONDS = 4.0  # timed per method and round
 ROUNDS = 2
@@ -39,6 +40,8 @@ def _stepper(method: str) -> tuple[torch.nn.Module, callable]:
             opt.step()
         return model, step
     model = bt.build(cfg, torch.rand(cfg.model.n_focal, C * 256)).to(memory_format=fmt)
+    if cfg.loss.feature_net != "none":  # time the perceptual term too (a factor net of the real size)
+        model.feature_net = FeatureNet("factor", FactorNet(200).eval(), [1.0] * 4)
     opts, g = bt.optimisers(model, cfg), torch.Generator().manual_seed(0)
     return model, lambda: bt.train_step(model, opts, {"x": x, "c": c}, g)
 
