@@ -235,7 +235,7 @@ def test_pix2pixhd_perceptual_term_uses_attached_feature_net(batch, centres):
     assert "perceptual" not in model.g_terms(batch, out)
     torch.manual_seed(0)
     model.feature_net = FeatureNet("factor", FactorNet(10).eval(), [1.0, 1.0, 1.0, 1.0])
-    with_p = model.g_terms(batch, out)
+    with_p = {k: v.detach() for k, v in model.g_terms(batch, out).items()}
     assert with_p["perceptual"] > 0
     assert float(with_p["loss"]) == pytest.approx(float(with_p["adv"] + 10 * with_p["fm"] + 10 * with_p["perceptual"]))
     assert model.g_terms(batch, {"x_fake": batch["x"]})["perceptual"] == 0  # the real image itself: no loss
