@@ -48,7 +48,7 @@ from afvae.metrics import (
     psnr,
     summarise,
 )
-from afvae.model import AFVAE, manipulate
+from afvae.model import AFVAE
 from afvae.train import load_model
 
 log = logging.getLogger(__name__)
@@ -126,12 +126,13 @@ def has_ground_truth(dataset: Any) -> bool:
 
 
 @torch.no_grad()
-def generate(model: AFVAE, dataset: Any, src: Tensor, tgt: Tensor, *, batch_size: int = 128,
+def generate(model: torch.nn.Module, dataset: Any, src: Tensor, tgt: Tensor, *, batch_size: int = 128,
              progress: bool = True) -> dict[str, Tensor | None]:
     """Manipulations and reconstructions of the pairs (src, tgt), with their references, on the CPU.
 
-    Returns ``x`` sources, ``x_out`` = manipulate(x, c_source, c_target), ``x_rec`` = manipulate(x, c_source,
-    c_source) (decoded from the posterior mean), ``x_truth`` (the true targets, or None without ground truth),
+    ``model``: AF-VAE or a GAN baseline (``afvae.baselines``): anything with ``translate(x, c_source, c_target)``.
+    Returns ``x`` sources, ``x_out`` = translate(x, c_source, c_target), ``x_rec`` = translate(x, c_source,
+    c_source) (for AF-VAE: decoded from the posterior mean), ``x_truth`` (the true targets, or None without ground truth),
     ``x_other`` (the target items' images), ``landmarks_target`` (N, 68, 2) pixels, the structure the outputs
     should have. Images (N, 3, H, W) in [-1, 1]. The model runs in eval mode; its mode is restored after.
     """
@@ -145,8 +146,8 @@ def generate(model: AFVAE, dataset: Any, src: Tensor, tgt: Tensor, *, batch_size
         other = collate(dataset, t, ["x", "landmarks"] if truth else ["x", "c", "landmarks"])
         ref = dataset.render_pair(s, t) if truth else {"c_target": other["c"], "landmarks_target": other["landmarks"]}
         x, c = b["x"].to(device), b["c"].to(device)
-        batch = {"x": b["x"], "x_out": manipulate(model, x, c, ref["c_target"].to(device)).float().cpu(),
-                 "x_rec": manipulate(model, x, c, c).float().cpu(), "x_other": other["x"],  # own z, own c
+        batch = {"x": b["x"], "x_out": model.translate(x, c, ref["c_target"].to(device)).float().cpu(),
+                 "x_rec": model.translate(x, c, c).float().cpu(), "x_other": other["x"],  # own z, own c
                  "landmarks_target": ref["landmarks_target"]}
         if truth:
             batch["x_truth"] = ref["x_target"]
@@ -230,11 +231,12 @@ def real_test_images(dataset: Any, limit: int, seed: int) -> Tensor:
     return collate(dataset, idx.sort().values, ["x"])["x"]
 
 
-def evaluate(model: AFVAE, cfg: Config, *, n: int = 500, seed: int = 0, factor_net: FeatureNet | None = None,
+def evaluate(model: torch.nn.Module, cfg: Config, *, n: int = 500, seed: int = 0, factor_net: FeatureNet | None = None,
              inception_weights: str | Path | None = None, download: bool = True, real_limit: int = 5000,
              batch_size: int = 128, cache_root: str | Path = "results/cache", progress: bool = True
              ) -> dict[str, Any]:
-    """Score ``model`` on ``n`` pairs of unseen test identities of ``cfg.data``; a flat dict (one table row).
+    """Score ``model`` (AF-VAE or a GAN baseline) on ``n`` pairs of unseen test identities of ``cfg.data``; a
+    flat dict (one table row).
 
     factor_net: the FactorNet of ``cfg.data`` (default: ``load_factor_net(cfg.data, cache_root)``, trained once
     and cached). ``download`` lets torch-fidelity's Inception weights be fetched when not on disk.

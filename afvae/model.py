@@ -190,6 +190,10 @@ class AFVAE(nn.Module):
         eps = torch.randn(mu_p.shape, generator=generator, device=mu_p.device, dtype=mu_p.dtype)
         return self.decode(mu_p + eps * torch.exp(0.5 * logvar_p), c)
 
+    def translate(self, x: torch.Tensor, c_source: torch.Tensor, c_target: torch.Tensor) -> torch.Tensor:
+        """``manipulate``: the interface every method of Table 1 answers (``afvae.baselines``)."""
+        return manipulate(self, x, c_source, c_target)
+
 
 @torch.no_grad()
 def manipulate(model: AFVAE, x: torch.Tensor, c_source: torch.Tensor, c_target: torch.Tensor) -> torch.Tensor:

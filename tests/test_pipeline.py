@@ -14,7 +14,8 @@ pytestmark = pytest.mark.notebooks
 FIGURES = ["data_samples", "fig2b_focal_clusters", "train_samples", "fig8_ablation", "table3_ablation",
            "fig3_pixel_shuffle_histograms", "wn_convergence", "fig9_interpolation", "fig1_expressions",
            "fig5_rotation", "fig10_identity",
-           "tutorial_kl_checks", "tutorial_mean_face", "tutorial_prior_path", "explorer_strip"]
+           "tutorial_kl_checks", "tutorial_mean_face", "tutorial_prior_path", "explorer_strip",
+           "fig4_comparison", "table1_comparison"]
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +50,16 @@ def test_table3_is_sane(smoke_run):
         assert table[col].map(math.isfinite).all(), col
     assert (table["factor_fd"] >= 0).all() and (table["gt_psnr"] > 0).all()
     assert table["fid"].isna().all() or (table["fid"] >= 0).all()  # FID is never made up without weights
+
+
+def test_table1_is_sane(smoke_run):
+    out, _ = smoke_run
+    table = pd.read_csv(out / "results" / "table1_comparison.csv")
+    assert list(table["method"]) == ["pix2pixHD", "StarGAN", "GANimation", "AF-VAE"]
+    assert table["images_seen"].nunique() == 1  # the same training budget for every method
+    for col in ("gt_l1", "gt_psnr", "factor_fd", "factor_is", "paper_fid", "paper_is"):
+        assert table[col].map(math.isfinite).all(), col
+    assert table["fid"].isna().all() or (table["fid"] >= 0).all()
 
 
 def test_headline_json_has_no_nan(smoke_run):

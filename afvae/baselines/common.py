@@ -1,0 +1,183 @@
+"""What the three GAN baselines of Table 1 share: their interface, conditions, layers and adversarial losses.
+
+Every baseline is a ``GANBaseline``: a generator ``G``, a discriminator ``D`` and the K focal points
+(``centres``, fitted on the training boundary maps exactly as AF-VAE's, so the conditions match the prior's
+clusters). A training step is ``out = generate(batch, g)``, ``d_terms(batch, out)`` for D and
+``g_terms(batch, out)`` for G (``afvae.baselines.train``). Evaluation only needs
+``translate(x, c_source, c_target) -> x_out``, the same call AF-VAE answers (``AFVAE.translate``).
+
+Conditions built from a boundary map c (B, C_b, H, W):
+  * the map itself (pix2pixHD),
+  * a domain label = the nearest focal point, argmax_k w_k(c) (StarGAN),
+  * the continuous focal weights w(c) (B, K) (GANimation, in place of Action Units).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch import Tensor
+
+from afvae.config import Config
+from afvae.features import FeatureNet
+from afvae.prior import focal_weights
+
+FOCAL_TEMPERATURE = 0.1  # the same softmax temperature as AF-VAE's prior (afvae.prior.AdditiveFocalPrior)
+LR, BETAS = 2e-4, (0.5, 0.999)  # Adam settings of all three papers
+
+
+class GANBaseline(nn.Module):
+    """G, D and the focal points; subclasses add the paper's conditioning and losses."""
+
+    G: nn.Module
+    D: nn.Module
+
+    def __init__(self, cfg: Config, centres: Tensor):
+        """:param centres: (K, F) focal points from ``afvae.train.fit_centres``."""
+        super().__init__()
+        self.cfg = cfg
+        self.register_buffer("centres", centres.detach().float().clone())
+        self.feature_net: FeatureNet | None = None  # a frozen perceptual network, attached by training only
+
+    @property
+    def n_focal(self) -> int:
+        return self.centres.shape[0]
+
+    def focal_weights(self, c: Tensor) -> Tensor:
+        """w(c): (B, C_b, H, W) -> (B, K), rows sum to 1 (AF-VAE's focal weights)."""
+        return focal_weights(c, self.centres, temperature=FOCAL_TEMPERATURE)
+
+    def domain(self, c: Tensor) -> Tensor:
+        """The domain label of each map: its nearest focal point, (B, C_b, H, W) -> (B,) int64 in [0, K)."""
+        return self.focal_weights(c).argmax(dim=1)
+
+    def generate(self, batch: dict[str, Tensor], generator: torch.Generator) -> dict[str, Tensor]:
+        """G's outputs for one training batch (x, c); the noise of the step comes from ``generator``."""
+        raise NotImplementedError
+
+    def d_terms(self, batch: dict[str, Tensor], out: dict[str, Tensor]) -> dict[str, Tensor]:
+        """The discriminator's named loss terms, ``loss`` their weighted sum (``out`` is detached)."""
+        raise NotImplementedError
+
+    def g_terms(self, batch: dict[str, Tensor], out: dict[str, Tensor]) -> dict[str, Tensor]:
+        """The generator's named loss terms, ``loss`` their weighted sum."""
+        raise NotImplementedError
+
+    def translate(self, x: Tensor, c_source: Tensor, c_target: Tensor) -> Tensor:
+        """Source faces x (B, 3, H, W) in [-1, 1] with maps c_source re-rendered with c_target -> (B, 3, H, W)."""
+        raise NotImplementedError
+
+
+@torch.no_grad()
+def translate(model: nn.Module, x: Tensor, c_source: Tensor, c_target: Tensor, batch_size: int = 128) -> Tensor:
+    """Any method (a baseline or AF-VAE), in eval mode, in chunks: (N, 3, H, W), maps (N, C_b, H, W) -> (N, 3, H, W)."""
+    if not x.shape[0] == c_source.shape[0] == c_target.shape[0]:
+        raise ValueError(f"batch sizes differ: x {x.shape[0]}, c_source {c_source.shape[0]}, "
+                         f"c_target {c_target.shape[0]}")
+    was_training = model.training
+    model.eval()
+    out = torch.cat([model.translate(x[i:i + batch_size], c_source[i:i + batch_size], c_target[i:i + batch_size])
+                     for i in range(0, x.shape[0], batch_size)])
+    model.train(was_training)
+    return out
+
+
+def broadcast(v: Tensor, like: Tensor) -> Tensor:
+    """A per-image vector as constant feature maps: (B, K) and (B, C, H, W) -> (B, K, H, W)."""
+    return v[:, :, None, None].expand(-1, -1, *like.shape[2:])
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Layers: conv + InstanceNorm + ReLU generators, LeakyReLU PatchGAN discriminators (as in all three papers)
+
+
+def conv_in(cin: int, cout: int, k: int = 3, stride: int = 1) -> nn.Sequential:
+    """k x k conv (reflect padding at stride 1), InstanceNorm, ReLU: same size, or half at stride 2."""
+    pad_mode = "reflect" if stride == 1 else "zeros"
+    return nn.Sequential(nn.Conv2d(cin, cout, k, stride, (k - 1) // 2, bias=False, padding_mode=pad_mode),
+                         nn.InstanceNorm2d(cout, affine=True), nn.ReLU(inplace=True))
+
+
+def down_in(cin: int, cout: int) -> nn.Sequential:
+    """4 x 4 stride-2 conv, InstanceNorm, ReLU: (B, cin, H, W) -> (B, cout, H/2, W/2)."""
+    return nn.Sequential(nn.Conv2d(cin, cout, 4, 2, 1, bias=False), nn.InstanceNorm2d(cout, affine=True),
+                         nn.ReLU(inplace=True))
+
+
+def up_in(cin: int, cout: int) -> nn.Sequential:
+    """4 x 4 stride-2 transposed conv, InstanceNorm, ReLU: (B, cin, H, W) -> (B, cout, 2H, 2W)."""
+    return nn.Sequential(nn.ConvTranspose2d(cin, cout, 4, 2, 1, bias=False), nn.InstanceNorm2d(cout, affine=True),
+                         nn.ReLU(inplace=True))
+
+
+class ResBlock(nn.Module):
+    """x + IN(conv(ReLU(IN(conv(x))))): the residual block of all three generators."""
+
+    def __init__(self, ch: int):
+        super().__init__()
+        self.body = nn.Sequential(conv_in(ch, ch), nn.Conv2d(ch, ch, 3, 1, 1, bias=False, padding_mode="reflect"),
+                                  nn.InstanceNorm2d(ch, affine=True))
+
+    def forward(self, h: Tensor) -> Tensor:
+        return h + self.body(h)
+
+
+def to_image(cin: int, cout: int = 3) -> nn.Conv2d:
+    """The 7 x 7 output conv of the generators (activation applied by the caller)."""
+    return nn.Conv2d(cin, cout, 7, 1, 3, padding_mode="reflect")
+
+
+class EncoderDecoder(nn.Module):
+    """The StarGAN / GANimation generator trunk: 7x7 conv, two stride-2 downs, residual blocks, two ups.
+
+    (B, cin, R, R) -> (B, width, R, R) features (the heads are the caller's).
+    """
+
+    def __init__(self, cin: int, width: int, n_res: int):
+        super().__init__()
+        w = width
+        self.body = nn.Sequential(conv_in(cin, w, k=7), down_in(w, 2 * w), down_in(2 * w, 4 * w),
+                                  *[ResBlock(4 * w) for _ in range(n_res)], up_in(4 * w, 2 * w), up_in(2 * w, w))
+
+    def forward(self, h: Tensor) -> Tensor:
+        return self.body(h)
+
+
+def patch_trunk(cin: int, width: int, n_down: int, max_width: int) -> nn.Sequential:
+    """PatchGAN trunk: ``n_down`` 4x4 stride-2 convs with LeakyReLU(0.01) (StarGAN / GANimation's D)."""
+    layers, c = [], cin
+    for i in range(n_down):
+        out = min(width * 2**i, max_width)
+        layers += [nn.Conv2d(c, out, 4, 2, 1), nn.LeakyReLU(0.01)]
+        c = out
+    return nn.Sequential(*layers)
+
+
+def trunk_width(trunk: nn.Sequential) -> int:
+    """Channels out of a ``patch_trunk``."""
+    return [m for m in trunk if isinstance(m, nn.Conv2d)][-1].out_channels
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Adversarial losses. LSGAN (Mao et al., 2017; pix2pixHD) and hinge (Lim & Ye, 2017; our stand-in for the
+# WGAN-GP of StarGAN and GANimation, see their modules).
+
+
+def lsgan_d(real: Tensor, fake: Tensor) -> Tensor:
+    """LSGAN discriminator loss: mean (D(real) - 1)^2 + mean D(fake)^2, halved (pix2pixHD's weighting)."""
+    return 0.5 * ((real - 1).square().mean() + fake.square().mean())
+
+
+def lsgan_g(fake: Tensor) -> Tensor:
+    """LSGAN generator loss: mean (D(G(.)) - 1)^2."""
+    return (fake - 1).square().mean()
+
+
+def hinge_d(real: Tensor, fake: Tensor) -> Tensor:
+    """Hinge discriminator loss: mean relu(1 - D(real)) + mean relu(1 + D(fake))."""
+    return F.relu(1 - real).mean() + F.relu(1 + fake).mean()
+
+
+def hinge_g(fake: Tensor) -> Tensor:
+    """Hinge generator loss: -mean D(G(.))."""
+    return -fake.mean()

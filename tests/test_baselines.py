@@ -1,0 +1,241 @@
+"""GAN baselines of Table 1: shapes, the papers' formulas, determinism, exact resume, one interface for all."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from afvae.baselines import train as bt
+from afvae.baselines.common import translate
+from afvae.baselines.ganimation import attention_loss, composite
+from afvae.baselines.pix2pixhd import feature_matching
+from afvae.baselines.stargan import cycle_loss
+from afvae.checkpoint import load_checkpoint
+from afvae.config import get_config
+from afvae.data.datasets import build_dataset
+from afvae.model import AFVAE
+from afvae.train import fit_centres
+
+METHODS = list(bt.METHODS)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny(method: str, steps: int = 4):
+    """Smoke config, batch 8, no perceptual network (pix2pixHD's would train the factor net first)."""
+    return bt.config("smoke", method).replace(train={"steps": steps, "batch_size": 8, "checkpoint_every": 2,
+                                                     "sample_every": steps, "log_every": 1},
+                                              loss={"feature_net": "none"})
+
+
+@pytest.fixture(scope="module")
+def centres():
+    return torch.rand(8, 13 * 16 * 16, generator=torch.Generator().manual_seed(0))
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_config_keeps_afvae_budget_and_data(method):
+    for scale in ("smoke", "default"):
+        cfg, af = bt.config(scale, method), get_config(scale, "full")
+        assert cfg.train.steps * cfg.train.batch_size == af.train.steps * af.train.batch_size
+        assert cfg.data == af.data and cfg.model.n_focal == af.model.n_focal
+        assert cfg.train.lr == 2e-4 and cfg.name == method and cfg.hash() != af.hash()
+    with pytest.raises(ValueError, match="unknown baseline"):
+        bt.config("smoke", "CycleGAN")
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_shapes_and_range(method, batch, centres):
+    model = bt.build(tiny(method), centres)
+    x, c = batch["x"], batch["c"]
+    out = translate(model, x, c, c.roll(1, 0), batch_size=3)  # chunked
+    assert out.shape == x.shape and out.abs().max() <= 1 and torch.isfinite(out).all()
+    terms = bt.train_step(model, bt.optimisers(model, model.cfg), {"x": x, "c": c}, torch.Generator().manual_seed(0))
+    assert all(torch.isfinite(v) for v in terms.values()) and {"d_loss", "g_loss"} <= set(terms)
+
+
+def test_translate_rejects_mismatched_batches(batch, centres):
+    model = bt.build(tiny("StarGAN"), centres)
+    with pytest.raises(ValueError, match="batch sizes differ"):
+        translate(model, batch["x"], batch["c"], batch["c"][:3])
+
+
+def test_ganimation_composite_keeps_source_where_attention_is_one():
+    g = torch.Generator().manual_seed(0)
+    x, colour = torch.rand(2, 3, 8, 8, generator=g) * 2 - 1, torch.rand(2, 3, 8, 8, generator=g) * 2 - 1
+    a = (torch.rand(2, 1, 8, 8, generator=g) > 0.5).float()
+    out = composite(x, colour, a)
+    keep = a.expand_as(x).bool()
+    assert torch.equal(out[keep], x[keep]) and torch.equal(out[~keep], colour[~keep])
+    half = composite(x, colour, torch.full_like(a, 0.25))
+    assert torch.allclose(half, 0.75 * colour + 0.25 * x)
+
+
+def test_ganimation_attention_loss_penalises_mean_and_edges():
+    flat0, flat1 = torch.zeros(1, 1, 8, 8), torch.ones(1, 1, 8, 8)
+    edge = flat0.clone()
+    edge[..., :, 4:] = 1
+    assert attention_loss(flat0) == 0
+    assert attention_loss(flat1) == pytest.approx(0.1)  # lambda_A * mean(A), no variation
+    assert attention_loss(edge) == pytest.approx(0.1 * 0.5 + 1e-5 * 8)  # 8 unit jumps across the edge
+
+
+def test_ganimation_attention_one_returns_source(batch, centres):
+    model = bt.build(tiny("GANimation"), centres)
+    with torch.no_grad():
+        model.G.attention.weight.zero_()
+        model.G.attention.bias.fill_(50.0)  # sigmoid -> 1
+    x, c = batch["x"], batch["c"]
+    assert torch.allclose(translate(model, x, c, c.roll(1, 0)), x, atol=1e-6)
+
+
+def test_stargan_cycle_loss_zero_for_identity_generator(batch, centres):
+    model = bt.build(tiny("StarGAN"), centres)
+    assert cycle_loss(batch["x"], batch["x"]) == 0
+    model.G.forward = lambda x, label: x  # an identity generator: the cycle returns the input exactly
+    out = model.generate(batch, torch.Generator().manual_seed(0))
+    assert model.g_terms(batch, out)["rec"] == 0
+    assert cycle_loss(batch["x"], batch["x"].flip(0)) > 0
+
+
+def test_stargan_domains_are_nearest_focal_points(batch):
+    feats = torch.nn.functional.adaptive_avg_pool2d(batch["c"], 16).flatten(1)  # (8, 13*16*16)
+    model = bt.build(tiny("StarGAN"), feats[:4])
+    assert torch.equal(model.domain(batch["c"][:4]), torch.arange(4))  # each map is its own nearest centre
+
+
+def test_feature_matching_zero_iff_equal():
+    g = torch.Generator().manual_seed(0)
+    feats = [[torch.rand(2, 4, 8, 8, generator=g), torch.rand(2, 1, 4, 4, generator=g)] for _ in range(2)]
+    assert feature_matching(feats, feats) == 0
+    moved = [[f + 1, s] for f, s in feats]
+    assert feature_matching(moved, feats) == pytest.approx(1.0)  # |1| per element, 2 scales summed, / 2 scales
+    scores_only = [[f, s + 5] for f, s in feats]
+    assert feature_matching(scores_only, feats) == 0  # the final scores are not matched
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", METHODS)
+def test_same_seed_same_weights_and_exact_resume(method, tmp_path):
+    cfg = tiny(method)
+    a = bt.train(cfg, tmp_path / "a", progress=False)
+    bt.train(cfg, tmp_path / "b", progress=False)
+    bt.train(cfg, tmp_path / "cut", stop_at=2, progress=False)
+    assert load_checkpoint(tmp_path / "cut" / "checkpoint.pt")["step"] == 2
+    bt.train(cfg, tmp_path / "cut", resume=True, progress=False)
+    ws = {k: load_checkpoint(tmp_path / k / "checkpoint.pt")["model"] for k in ("a", "b", "cut")}
+    for other in ("b", "cut"):
+        assert all(torch.equal(ws["a"][k], ws[other][k]) for k in ws["a"]), other
+    init = bt.build(cfg, load_checkpoint(tmp_path / "a" / "checkpoint.pt")["centres"]).state_dict()
+    assert any(not torch.equal(init[k], ws["a"][k]) for k in init)  # training changed the weights
+    logged = [json.loads(line)["step"] for line in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()]
+    assert logged == [1, 2, 3, 4] and len(a) == 4
+    assert (tmp_path / "a" / "samples" / "step_000004.png").exists()
+    centres = load_checkpoint(tmp_path / "a" / "checkpoint.pt")["centres"]  # AF-VAE's focal points, same fit
+    assert torch.equal(centres, fit_centres(build_dataset(cfg.data, "train"), cfg.model.n_focal, cfg.data.seed))
+
+
+@pytest.mark.slow
+def test_pix2pixhd_training_lowers_generator_objective(tmp_path):
+    cfg = tiny("pix2pixHD", steps=40).replace(train={"checkpoint_every": 40, "sample_every": 40, "log_every": 1})
+    hist = bt.train(cfg, tmp_path, progress=False)
+    first, last = sum(r["g_l1"] for r in hist[:5]) / 5, sum(r["g_l1"] for r in hist[-5:]) / 5
+    assert last < first, (first, last)  # the paired render gets closer to its target
+
+
+@pytest.mark.slow
+def test_nan_stops_and_keeps_checkpoint(tmp_path, monkeypatch):
+    cfg = tiny("StarGAN", steps=6)
+    real, calls = bt.METHODS["StarGAN"].g_terms, {"n": 0}
+
+    def poisoned(self, batch, out):
+        calls["n"] += 1
+        terms = real(self, batch, out)
+        if calls["n"] == 4:
+            terms["loss"] = terms["loss"] * float("nan")
+        return terms
+
+    monkeypatch.setattr(bt.METHODS["StarGAN"], "g_terms", poisoned)
+    with pytest.raises(FloatingPointError, match="StarGAN at step 3"):
+        bt.train(cfg, tmp_path, progress=False)
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["step"] == 2
+
+
+@pytest.mark.slow
+def test_cached_load_and_translate_for_all_four_methods(tmp_path, batch, tiny_cfg):
+    from afvae.train import train_cached, load_model
+
+    models = {m: bt.trained(tiny(m), tmp_path, progress=False)[0] for m in METHODS}
+    mtime = {m: (tmp_path / "runs" / f"{m}-{tiny(m).hash()}" / "checkpoint.pt").stat().st_mtime for m in METHODS}
+    again = bt.trained(tiny("StarGAN"), tmp_path, progress=False)[2] / "checkpoint.pt"
+    assert again.stat().st_mtime == mtime["StarGAN"]  # cached: not retrained
+    models["AF-VAE"] = load_model(train_cached(tiny_cfg, tmp_path / "runs", progress=False))[0]
+    x, c = batch["x"], batch["c"]
+    for name, model in models.items():
+        out = translate(model, x, c, c.roll(1, 0))
+        assert out.shape == x.shape and torch.isfinite(out).all() and not model.training, name
+    assert isinstance(models["AF-VAE"], AFVAE)
+    assert not torch.equal(translate(models["StarGAN"], x, c, c), translate(models["pix2pixHD"], x, c, c))
+
+
+
+class _NoTruth:
+    """A test split without a renderer: what a prepared folder of real photos looks like to Fig. 4."""
+
+    def __init__(self, dataset):
+        self.identity, self.get_batch = dataset.identity, dataset.get_batch
+
+
+@pytest.mark.parametrize("truth", [True, False])
+def test_fig4_targets_with_and_without_ground_truth(truth, centres):
+    from afvae.baselines import compare
+
+    test_set = build_dataset(get_config("smoke").data, "test")
+    dataset = test_set if truth else _NoTruth(test_set)
+    items = torch.tensor([0, 9])
+    t = compare.expression_targets(dataset, items, ("smile", "surprise"), seed=0)
+    assert t["x"].shape[0] == t["c_target"].shape[0] == len(t["labels"]) == 4
+    assert torch.equal(t["x"][0], t["x"][1]) and not torch.equal(t["c_target"][0], t["c_target"][1])
+    models = {m: bt.build(tiny(m), centres) for m in METHODS}
+    rows, cols, outputs = compare.comparison_rows(models, t)
+    assert cols == ["input", "target c"] + (["truth"] if truth else []) + METHODS
+    assert len(rows) == 4 and all(len(r) == len(cols) for r in rows)
+    if truth:  # the truth is the source identity under the target structure: same c as the render's
+        again = test_set.true_target(0, test_set.structure.index(0))
+        assert t["truth"].shape == t["x"].shape and not torch.equal(t["truth"][0], again["x"][0])
+    else:
+        assert t["truth"] is None
+        assert "as item" in t["labels"][0]
+
+
+def test_ranks_follow_direction():
+    import pandas as pd
+    from afvae.baselines import compare
+
+    table = pd.DataFrame({"method": ["a", "b", "c"], "gt_l1": [0.3, 0.1, 0.2], "gt_ssim": [0.3, 0.1, 0.2],
+                          "fid": [float("nan")] * 3})
+    r = compare.ranks(table, {"gt_l1": "min", "gt_ssim": "max", "fid": "min"})
+    assert r == {"gt_l1": {"a": 3, "b": 1, "c": 2}, "gt_ssim": {"a": 1, "b": 3, "c": 2}}
+
+
+def test_pix2pixhd_perceptual_term_uses_attached_feature_net(batch, centres):
+    from afvae.features import FactorNet, FeatureNet
+
+    assert bt.config("smoke", "pix2pixHD").loss.feature_net == "auto"  # like AF-VAE's feature matching
+    assert bt.config("smoke", "StarGAN").loss.feature_net == "none"
+    model = bt.build(tiny("pix2pixHD"), centres)
+    out = model.generate(batch, torch.Generator().manual_seed(0))
+    assert "perceptual" not in model.g_terms(batch, out)
+    torch.manual_seed(0)
+    model.feature_net = FeatureNet("factor", FactorNet(10).eval(), [1.0, 1.0, 1.0, 1.0])
+    with_p = {k: v.detach() for k, v in model.g_terms(batch, out).items()}
+    assert with_p["perceptual"] > 0
+    assert float(with_p["loss"]) == pytest.approx(float(with_p["adv"] + 10 * with_p["fm"] + 10 * with_p["perceptual"]))
+    assert model.g_terms(batch, {"x_fake": batch["x"]})["perceptual"] == 0  # the real image itself: no loss
