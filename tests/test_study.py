@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from PIL import Image
 from scipy import stats as sps
 
 from afvae.data import synthetic as syn
@@ -331,3 +332,18 @@ def test_cli_help_and_clear_errors(study_dir, tmp_path, capsys):
     (study_dir / "answers.csv").write_text(ans.HEADER + "a,b\n")
     with pytest.raises(SystemExit, match="line 2"):
         main(["table", str(study_dir), "--results", str(tmp_path / "r")])
+
+
+@pytest.mark.slow
+def test_prepare_exports_table1_methods_for_the_same_pairs(tmp_path):
+    from afvae.study.stimuli import prepare_study
+
+    path = prepare_study(tmp_path / "study" / "s", ["AF-VAE", "StarGAN"], scale="smoke", n=3,
+                         results=tmp_path / "results", progress=False)
+    images = tmp_path / "study" / "s" / "images"
+    assert sorted(p.name for p in images.iterdir()) == ["AF-VAE", "StarGAN", "real", "source", "target"]
+    assert all(len(list((images / m).glob("*.png"))) == 3 for m in ("AF-VAE", "StarGAN", "real"))
+    outputs = {m: np.asarray(Image.open(images / m / "0000.png"), dtype=float) for m in ("AF-VAE", "StarGAN")}
+    assert np.abs(outputs["AF-VAE"] - outputs["StarGAN"]).mean() > 1  # two methods, two different images
+    study = load_study(tmp_path / "study" / "s")
+    assert sorted(study.methods) == ["AF-VAE", "StarGAN"] and path.name == "trials.json"

@@ -33,6 +33,19 @@ TABLE1_COLUMNS = (
 )
 
 
+def trained_method(name: str, scale: str, data: str = "synthetic", seed: int = 0, results: str | Path = "results",
+                   progress: bool = True) -> tuple[torch.nn.Module, Config, Path]:
+    """A trained method by name: a baseline of ``ORDER``, "AF-VAE" (the full model) or an AF-VAE ablation
+    variant ("no_kl", ...); trained now unless ``results/runs`` holds it. Returns (model, config, run folder)."""
+    from afvae import experiment
+    from afvae.baselines import train as baselines
+
+    if name in baselines.METHODS:
+        return baselines.trained(baselines.config(scale, name, data, seed), results, progress=progress)
+    variant = "full" if name == "AF-VAE" else name
+    return experiment.trained(experiment.config(scale, variant, data, seed), results, progress=progress)
+
+
 def images_seen(cfg: Config) -> int:
     """The training budget in images seen: steps x batch size."""
     return cfg.train.steps * cfg.train.batch_size

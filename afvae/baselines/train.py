@@ -27,7 +27,7 @@ from afvae.baselines.pix2pixhd import Pix2PixHD
 from afvae.baselines.stargan import StarGAN
 from afvae.checkpoint import load_checkpoint
 from afvae.config import Config, get_config
-from afvae.data.datasets import build_dataset, collate
+from afvae.data.datasets import build_dataset, collate, for_data
 from afvae.features import build_feature_net
 from afvae.train import Dist, _read_history, batch_indices, fit_centres, run_dir, step_generator
 
@@ -42,10 +42,10 @@ def config(scale: str, method: str, data: str = "synthetic", seed: int = 0) -> C
     """The baseline ``method`` at preset ``scale``: AF-VAE's data and images-seen budget, the GAN optimiser."""
     if method not in METHODS:
         raise ValueError(f"unknown baseline {method!r}; choose one of {sorted(METHODS)}")
-    base = get_config(scale, "full")
+    base = for_data(get_config(scale, "full"), data)  # a prepared folder's schema sets the boundary channels
     width = max(4, DEFAULT_WIDTH[method] * base.model.base_width // 32)
     perceptual = "auto" if method == "pix2pixHD" else "none"  # pix2pixHD's VGG loss, substituted like AF-VAE's
-    return base.replace(name=method, data={"source": data}, model={"base_width": width, "max_width": 16 * width},
+    return base.replace(name=method, model={"base_width": width, "max_width": 16 * width},
                         loss={"feature_net": perceptual}, train={"lr": LR, "seed": seed})
 
 

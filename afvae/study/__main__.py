@@ -33,8 +33,9 @@ def _parser() -> argparse.ArgumentParser:
     prep = sub.add_parser("prepare", help="export a study set from trained models")
     prep.add_argument("--name", default="pilot", help="study name: the folder OUT/NAME (default pilot)")
     prep.add_argument("--out", default="results/study", help="where study folders go (default results/study)")
-    prep.add_argument("--methods", default="full,standard_prior,gmm_sampled,no_kl",
-                      help="comma-separated AF-VAE variants (afvae.config.VARIANTS)")
+    prep.add_argument("--methods", default="AF-VAE,pix2pixHD,StarGAN,GANimation",
+                      help="comma-separated methods: Table 1's (AF-VAE, pix2pixHD, StarGAN, GANimation; the "
+                           "default) and AF-VAE ablation variants (no_kl, standard_prior, ...)")
     prep.add_argument("--scale", default="default", help="smoke | default | paper")
     prep.add_argument("--data", default="synthetic", help="'synthetic' or a prepared data folder")
     prep.add_argument("--seed", type=int, default=0, help="training seed and pair sampling seed")

@@ -1,7 +1,8 @@
 """Export a study set: real test images and each method's manipulations of the same (source, target) pairs.
 
-The AF-VAE variants are trained models (``afvae.experiment.trained``, cached by config); each manipulates the
-same ``n`` pairs of unseen test identities (``afvae.evaluate.sample_pairs``): source appearance, target
+The methods are Table 1's (AF-VAE and the GAN baselines) or AF-VAE ablation variants, trained models cached
+by config (``afvae.baselines.compare.trained_method``); each manipulates the same ``n`` pairs of unseen test
+identities (``afvae.evaluate.sample_pairs``): source appearance, target
 boundary. ``images/real/`` holds, per pair, a real image of the same content: the true target (the source
 identity rendered under the target's structure) on synthetic data, the target item itself on other data.
 """
@@ -19,10 +20,11 @@ from tqdm.auto import tqdm
 from afvae.data import synthetic as syn
 from afvae.data.datasets import build_dataset
 from afvae.evaluate import generate, sample_pairs
-from afvae.experiment import config, trained, write_json
+from afvae.baselines.compare import trained_method
+from afvae.experiment import write_json
 from afvae.study.design import write_trials
 
-DEFAULT_METHODS = ("full", "standard_prior", "gmm_sampled", "no_kl")
+DEFAULT_METHODS = ("AF-VAE", "pix2pixHD", "StarGAN", "GANimation")  # the methods of Table 1
 
 
 def pair_name(i: int) -> str:
@@ -47,9 +49,9 @@ def save_images(x: Tensor, folder: str | Path) -> list[Path]:
 def prepare_study(out: str | Path, methods: Sequence[str] = DEFAULT_METHODS, *, scale: str = "default",
                   data: str = "synthetic", seed: int = 0, n: int = 12, results: str | Path = "results",
                   progress: bool = True) -> Path:
-    """Write the study set ``out`` (images, ``study.json``, ``trials.json``) from the AF-VAE variants ``methods``.
+    """Write the study set ``out`` (images, ``study.json``, ``trials.json``) from the trained ``methods``.
 
-    Each variant is trained first when ``results/runs`` does not hold it. Folders of other methods already
+    Each method is trained first when ``results/runs`` does not hold it. Folders of other methods already
     in ``out/images`` are kept and enter the trials too.
     """
     if n < 1:
@@ -57,7 +59,7 @@ def prepare_study(out: str | Path, methods: Sequence[str] = DEFAULT_METHODS, *, 
     out = Path(out)
     torch.manual_seed(seed)
     for k, method in enumerate(tqdm(list(methods), desc="study methods", disable=not progress)):
-        model, cfg, _ = trained(config(scale, method, data, seed), results, progress=progress)
+        model, cfg, _ = trained_method(method, scale, data, seed, results, progress=progress)
         dataset = build_dataset(cfg.data, "test")
         src, tgt = sample_pairs(dataset.identity, n, seed)
         g = generate(model, dataset, src, tgt, progress=False)
