@@ -48,7 +48,6 @@ from afvae.metrics import (
     psnr,
     summarise,
 )
-from afvae.model import AFVAE
 from afvae.train import load_model
 
 log = logging.getLogger(__name__)

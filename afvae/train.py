@@ -13,7 +13,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch.distributed as dist
@@ -219,16 +219,18 @@ def run_dir(cfg: Config, root: str | Path = "results/runs") -> Path:
     return Path(root) / f"{cfg.name}-{cfg.hash()}"
 
 
-def train_cached(cfg: Config, root: str | Path = "results/runs", progress: bool = True) -> Path:
+def train_cached(cfg: Config, root: str | Path = "results/runs", progress: bool = True,
+                 train_fn: Callable[..., Any] | None = None) -> Path:
     """Train ``cfg`` unless a finished run with the same hash exists; resumes an unfinished one.
 
-    Feature networks are cached beside the runs, in ``root/../cache``.
+    Feature networks are cached beside the runs, in ``root/../cache``. ``train_fn`` (default ``train``) is
+    the training loop, e.g. a GAN baseline's (``afvae.baselines.train.train``), with ``train``'s signature.
     """
     out = run_dir(cfg, root)
     ckpt = out / "checkpoint.pt"
     if ckpt.exists() and load_checkpoint(ckpt)["step"] >= cfg.train.steps:
         return out
-    train(cfg, out, resume=True, progress=progress, cache_root=Path(root).parent / "cache")
+    (train_fn or train)(cfg, out, resume=True, progress=progress, cache_root=Path(root).parent / "cache")
     return out
 
 

@@ -20,12 +20,7 @@ from afvae.train import fit_centres
 METHODS = list(bt.METHODS)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: torch on one thread in this module
 
 
 def tiny(method: str, steps: int = 4):

@@ -28,12 +28,7 @@ FINITE = ("gt_l1", "gt_psnr", "gt_ssim", "gt_factor_perceptual", "landmark_nme",
           "factor_is")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: torch on one thread in this module
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,6 @@
 """The embedded synthetic faces: determinism, landmark geometry, image <-> landmark agreement, datasets."""
 import json
 
-import pytest
 import torch
 
 from afvae.data import synthetic as S

@@ -29,7 +29,8 @@ from afvae.checkpoint import load_checkpoint
 from afvae.config import Config, get_config
 from afvae.data.datasets import build_dataset, collate, for_data
 from afvae.features import build_feature_net
-from afvae.train import Dist, _read_history, batch_indices, fit_centres, run_dir, step_generator
+from afvae import train as afvae_train
+from afvae.train import Dist, _read_history, batch_indices, fit_centres, step_generator
 
 log = logging.getLogger(__name__)
 METHODS: dict[str, type[GANBaseline]] = {"pix2pixHD": Pix2PixHD, "StarGAN": StarGAN, "GANimation": GANimation}
@@ -178,16 +179,8 @@ def train(cfg: Config, out_dir: str | Path, *, resume: bool = False, stop_at: in
 
 
 def train_cached(cfg: Config, root: str | Path = "results/runs", progress: bool = True) -> Path:
-    """Train ``cfg`` unless a finished run with the same hash exists; resumes an unfinished one.
-
-    Feature networks are cached beside the runs, in ``root/../cache`` (as for AF-VAE).
-    """
-    out = run_dir(cfg, root)
-    ckpt = out / "checkpoint.pt"
-    if ckpt.exists() and load_checkpoint(ckpt)["step"] >= cfg.train.steps:
-        return out
-    train(cfg, out, resume=True, progress=progress, cache_root=Path(root).parent / "cache")
-    return out
+    """Train ``cfg`` unless a finished run with the same hash exists; resumes an unfinished one (as for AF-VAE)."""
+    return afvae_train.train_cached(cfg, root, progress, train_fn=train)
 
 
 def load(run: str | Path, device: str = "cpu") -> tuple[GANBaseline, Config]:
