@@ -6,6 +6,7 @@ from typing import Any
 
 import torch
 
+from afvae.atomic import atomic_path
 from afvae.config import Config
 
 REQUIRED = ("model", "optimizer", "step", "config", "centres")
@@ -25,9 +26,8 @@ def save_checkpoint(path: str | Path, *, model: torch.nn.Module, optimizer: torc
         "rng": torch.get_rng_state(),
         **extra,
     }
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)  # atomic on POSIX: a crash leaves the previous checkpoint intact
+    with atomic_path(path) as tmp:  # a crash leaves the previous checkpoint intact
+        torch.save(state, tmp)
     return path
 
 

@@ -30,6 +30,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from afvae.atomic import write_text
 from afvae.boundaries import FACE68, Schema
 from afvae.checkpoint import load_checkpoint
 from afvae.config import Config
@@ -330,13 +331,6 @@ def fidelity_note(df: pd.DataFrame) -> str | None:
     return str(reasons[0]) if len(reasons) else "FID / IS / KID not computed"
 
 
-def _write_atomic(path: Path, text: str) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-    return path
-
-
 def write_table(df: pd.DataFrame, out_dir: str | Path, name: str,
                 columns: Sequence[str] = TABLE_COLUMNS) -> dict[str, Path]:
     """Write ``name.csv`` (every field), ``name.md`` and ``name.tex`` (the ``columns`` present) atomically.
@@ -350,9 +344,9 @@ def write_table(df: pd.DataFrame, out_dir: str | Path, name: str,
     md = to_markdown(table) + (f"\n{note}\n" if note else "")
     tex = table.to_latex(index=False, escape=True, na_rep="n/a", float_format="%.4g")
     tex += f"% {note}\n" if note else ""
-    return {"csv": _write_atomic(out / f"{name}.csv", df.to_csv(index=False)),
-            "md": _write_atomic(out / f"{name}.md", md),
-            "tex": _write_atomic(out / f"{name}.tex", tex)}
+    return {"csv": write_text(out / f"{name}.csv", df.to_csv(index=False)),
+            "md": write_text(out / f"{name}.md", md),
+            "tex": write_text(out / f"{name}.tex", tex)}
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from typing import Any
 
 import pandas as pd
 
+from afvae.atomic import atomic_path, write_text
 from afvae.config import Config, get_config
 from afvae.data.datasets import for_data
 from afvae.model import AFVAE
@@ -58,19 +59,11 @@ def _clean(value: Any) -> Any:
 
 def write_json(path: str | Path, data: dict[str, Any]) -> Path:
     """Atomically write ``data`` as pretty JSON (NaN -> null)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(_clean(data), indent=2, sort_keys=True) + "\n")
-    tmp.replace(path)
-    return path
+    return write_text(path, json.dumps(_clean(data), indent=2, sort_keys=True) + "\n")
 
 
 def write_csv(path: str | Path, df: pd.DataFrame) -> Path:
     """Atomically write a DataFrame as CSV."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    df.to_csv(tmp, index=False)
-    tmp.replace(path)
-    return path
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, index=False)
+    return Path(path)

@@ -32,6 +32,7 @@ import torch
 from PIL import Image, ImageDraw
 from torch import Tensor
 
+from afvae.atomic import atomic_path
 from afvae.data import synthetic as syn
 from afvae.model import AFVAE
 from afvae.prior import prior_params
@@ -643,11 +644,9 @@ def screenshot(out: str | Path = "figures/explorer_screenshot.png", *, scale: st
         server = subprocess.Popen(cmd, env=env, cwd=tmp, stdout=log, stderr=subprocess.STDOUT)
         try:
             _wait_for_server(f"http://127.0.0.1:{port}/api/status?token={token}", server, Path(tmp) / "jupyter.log")
-            out.parent.mkdir(parents=True, exist_ok=True)
-            tmp_png = out.with_name(f".{out.stem}.tmp.png")
-            _shoot(f"http://127.0.0.1:{port}/lab/tree/explorer.ipynb?token={token}", tmp_png, chromium,
-                   int(timeout_s * 1000))
-            tmp_png.replace(out)
+            with atomic_path(out) as tmp_png:
+                _shoot(f"http://127.0.0.1:{port}/lab/tree/explorer.ipynb?token={token}", tmp_png, chromium,
+                       int(timeout_s * 1000))
         finally:
             server.terminate()
             server.wait(timeout=30)

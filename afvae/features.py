@@ -19,6 +19,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from afvae.atomic import atomic_path
 from afvae.config import DataConfig
 from afvae.weights import resolve_weights, weights_available
 
@@ -161,10 +162,8 @@ def load_factor_net(data: DataConfig, root: str | Path = "results/cache", progre
         meta = {k: v for k, v in state.items() if k != "model"}
     else:
         net, meta = train_factor_net(data, progress=progress)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        torch.save({"model": net.state_dict(), **meta}, tmp)
-        tmp.replace(path)
+        with atomic_path(path) as tmp:
+            torch.save({"model": net.state_dict(), **meta}, tmp)
         log.info("factor net trained: test R^2 %.3f, cached at %s", meta["test_r2"], path)
     return FeatureNet("factor", _frozen(net), [1.0, 1.0, 1.0, 1.0], meta)
 

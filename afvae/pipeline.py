@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from afvae.atomic import write_text
 from afvae.config import PRESETS, VARIANTS
 
 NOTEBOOKS = Path("notebooks")
@@ -134,10 +135,7 @@ def run(scale: str, data: str = "synthetic", seed: int = 0, only: list[str] | No
     path = results / "manifest.json"
     if only:
         result = _merged(result, path)
-    results.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    tmp.replace(path)
+    write_text(path, json.dumps(result, indent=2) + "\n")
     print(f"{len(times)} notebook runs done in {time.perf_counter() - t0:.0f} s; manifest: {path}")
     return result
 

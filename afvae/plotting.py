@@ -8,6 +8,8 @@ import matplotlib.pyplot as plt  # headless runs fall back to the Agg backend by
 import numpy as np
 import torch
 
+from afvae.atomic import atomic_path
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -32,12 +34,9 @@ def use_style() -> None:
 
 def save_figure(fig: plt.Figure, name: str, out_dir: str | Path = FIGURES) -> Path:
     """Save ``fig`` as ``out_dir/name.png`` atomically and return the path."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / (name if name.endswith(".png") else f"{name}.png")
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp)
-    tmp.replace(path)
+    path = Path(out_dir) / (name if name.endswith(".png") else f"{name}.png")
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp)
     return path
 
 

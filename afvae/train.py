@@ -22,6 +22,7 @@ from torchvision.utils import save_image
 from tqdm.auto import tqdm
 
 from afvae import losses
+from afvae.atomic import atomic_path, write_text
 from afvae.checkpoint import load_checkpoint, save_checkpoint
 from afvae.config import Config
 from afvae.data.datasets import build_dataset, collate
@@ -110,10 +111,8 @@ def save_samples(model: AFVAE, batch: dict, path: Path) -> None:
         mu, _ = model.encode(x, c)
         rows = [x, model.decode(mu, c), manipulate(model, x, c, c.roll(1, 0))]
     model.train()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}")
-    save_image(torch.cat(rows).float().add(1).div(2), tmp, nrow=x.shape[0], format="png")
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        save_image(torch.cat(rows).float().add(1).div(2), tmp, nrow=x.shape[0], format="png")
 
 
 def build(cfg: Config, dataset: Any, device: torch.device, centres: torch.Tensor | None = None,
@@ -208,9 +207,7 @@ def _read_history(path: Path, upto: int) -> list[dict[str, float]]:
         return []
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     rows = [r for r in rows if r["step"] <= upto]
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    tmp.replace(path)
+    write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
     return rows
 
 

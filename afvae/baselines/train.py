@@ -30,6 +30,7 @@ from afvae.config import Config, get_config
 from afvae.data.datasets import build_dataset, collate, for_data
 from afvae.features import build_feature_net
 from afvae import train as afvae_train
+from afvae.atomic import atomic_path
 from afvae.train import Dist, _read_history, batch_indices, fit_centres, step_generator
 
 log = logging.getLogger(__name__)
@@ -69,9 +70,8 @@ def save_state(path: Path, model: GANBaseline, opts: dict[str, torch.optim.Optim
     state = {"model": model.state_dict(), "optimizer": {k: o.state_dict() for k, o in opts.items()},
              "step": int(step), "config": cfg.to_dict(), "centres": model.centres.detach().cpu(),
              "method": cfg.name, "feature_net": model.feature_net.name if model.feature_net is not None else "none"}
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
     return path
 
 
@@ -79,10 +79,8 @@ def save_samples(model: GANBaseline, batch: dict, path: Path) -> None:
     """Rows: inputs, their own structure, and the next face's structure (translate)."""
     x, c = batch["x"][:8], batch["c"][:8]
     rows = [x, translate(model, x, c, c), translate(model, x, c, c.roll(1, 0))]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}")
-    save_image(torch.cat(rows).float().add(1).div(2).clamp(0, 1), tmp, nrow=x.shape[0], format="png")
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        save_image(torch.cat(rows).float().add(1).div(2).clamp(0, 1), tmp, nrow=x.shape[0], format="png")
 
 
 def train_step(model: GANBaseline, opts: dict, batch: dict, generator: torch.Generator

@@ -16,6 +16,8 @@ from typing import Any, Callable
 
 import torch
 
+from afvae.atomic import write_text
+
 
 def available() -> list[str]:
     """Names of the benchmark modules in this package."""
@@ -47,13 +49,7 @@ def throughput(fn: Callable[[], Any], items_per_call: int, min_seconds: float = 
 
 def write_results(name: str, results: dict[str, Any], out_dir: str | Path = "results/bench") -> Path:
     """Atomically write ``results`` as JSON to ``out_dir/name.json``."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"{name}.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
-    tmp.replace(path)
-    return path
+    return write_text(Path(out_dir) / f"{name}.json", json.dumps(results, indent=2, sort_keys=True) + "\n")
 
 
 def main(name: str, out_dir: str | Path = "results/bench") -> dict[str, Any]:

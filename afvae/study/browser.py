@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
+from afvae.atomic import atomic_path
 from afvae.study.server import running
 
 CHROMIUM_ENV = "AFVAE_CHROMIUM"
@@ -67,7 +68,6 @@ def screenshot(study_dir: str | Path, out: str | Path, *, kind: str = "pair", pa
         with headless_page() as page:
             page.goto(f"{server.url}?p={participant}")
             wait_ready(page)
-            tmp_png = out.with_name(f".{out.stem}.tmp.png")
-            page.screenshot(path=str(tmp_png), full_page=True)
-            tmp_png.replace(out)
+            with atomic_path(out) as tmp_png:
+                page.screenshot(path=str(tmp_png), full_page=True)
     return out

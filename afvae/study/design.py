@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from afvae.atomic import write_text
+
 RESERVED = ("source", "target", "real")  # image folders that are not methods
 REAL = "real"
 
@@ -80,11 +82,7 @@ def write_trials(study_dir: str | Path) -> Path:
     study_dir = Path(study_dir)
     methods, pairs = discover_methods(study_dir)
     doc = {"methods": methods, "pairs": pairs, "trials": build_trials(methods, pairs)}
-    path = study_dir / "trials.json"
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(doc, indent=1) + "\n")
-    tmp.replace(path)
-    return path
+    return write_text(study_dir / "trials.json", json.dumps(doc, indent=1) + "\n")
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ from typing import Any
 
 import pandas as pd
 
+from afvae.atomic import write_text
 from afvae.evaluate import to_markdown
 from afvae.experiment import write_csv
 from afvae.study.answers import read_answers
@@ -60,10 +61,6 @@ def write_table2(study_dir: str | Path, results: str | Path = "results", figures
         raise ValueError(f"answers name {len(unknown)} trials that are not in {study.root / 'trials.json'}, "
                          f"e.g. {sorted(unknown)[0]}")
     table = table2(answers, study.methods, interval)
-    md_path = Path(results) / f"{NAME}.md"
-    md_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = md_path.with_name(f".{md_path.name}.tmp")
-    tmp.write_text(markdown(table, answers, interval))
-    tmp.replace(md_path)
+    md_path = write_text(Path(results) / f"{NAME}.md", markdown(table, answers, interval))
     return {"csv": write_csv(Path(results) / f"{NAME}.csv", table), "md": md_path,
             "png": save_figure(plot_study_table(table), NAME, figures)}

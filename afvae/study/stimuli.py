@@ -17,6 +17,7 @@ from PIL import Image
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from afvae.atomic import atomic_path
 from afvae.data import synthetic as syn
 from afvae.data.datasets import build_dataset
 from afvae.evaluate import generate, sample_pairs
@@ -39,9 +40,8 @@ def save_images(x: Tensor, folder: str | Path) -> list[Path]:
     paths = []
     for i, img in enumerate(pixels.permute(0, 2, 3, 1).numpy()):
         path = folder / f"{pair_name(i)}.png"
-        tmp = path.with_name(f".{path.stem}.tmp.png")
-        Image.fromarray(np.ascontiguousarray(img)).save(tmp)
-        tmp.replace(path)
+        with atomic_path(path) as tmp:
+            Image.fromarray(np.ascontiguousarray(img)).save(tmp)
         paths.append(path)
     return paths
 

@@ -1,0 +1,34 @@
+"""Atomic file writes: write a hidden temporary sibling, then rename it onto the target.
+
+The rename is atomic on POSIX, so a crash leaves the previous file (or none), never a torn one. Imports nothing
+from afvae: every module that writes results, checkpoints or figures goes through here.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary sibling of ``path`` to write; it replaces ``path`` when the block succeeds.
+
+    The temporary keeps the suffix (``.a.tmp.png`` for ``a.png``) so writers that infer the format from the
+    name (matplotlib, PIL) still work; it is removed if the block fails. Parent folders are created.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    try:
+        yield tmp
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    """Atomically write ``text`` to ``path``; returns the path."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    return Path(path)

@@ -1,0 +1,20 @@
+"""Atomic writes: the target is replaced whole or not at all, and no temporary is left behind."""
+import pytest
+
+from afvae.atomic import atomic_path, write_text
+
+
+def test_write_text_replaces_and_creates_parents(tmp_path):
+    path = write_text(tmp_path / "a" / "b.json", "one")
+    assert path.read_text() == "one" and write_text(path, "two").read_text() == "two"
+    assert [p.name for p in path.parent.iterdir()] == ["b.json"]
+
+
+def test_failed_write_keeps_the_old_file_and_no_temporary(tmp_path):
+    path = write_text(tmp_path / "fig.png", "old")
+    with pytest.raises(RuntimeError):
+        with atomic_path(path) as tmp:
+            assert tmp.suffix == ".png" and tmp.parent == path.parent  # writers may infer the format
+            tmp.write_text("half")
+            raise RuntimeError("crash mid-write")
+    assert path.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["fig.png"]
