@@ -586,15 +586,11 @@ def _wait_for_server(url: str, server: Any, log: Path, timeout: float = 90.0) ->
     raise RuntimeError(f"JupyterLab did not answer at {url} within {timeout:.0f} s; its log ends:\n{tail}")
 
 
-def _shoot(url: str, out: Path, chromium: str, timeout_ms: int) -> None:
+def _shoot(url: str, out: Path, chromium: str | None, timeout_ms: int) -> None:
     """Open the notebook in JupyterLab, run all cells, wait for the widgets, screenshot the output area."""
-    from playwright.sync_api import sync_playwright
+    from afvae.browser import headless_page
 
-    args = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--no-first-run"]
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, args=args)
-        page = browser.new_page(viewport={"width": 1500, "height": 1000}, device_scale_factor=1)
+    with headless_page(1500, 1000, executable=chromium) as page:
         page.goto(url)
         page.wait_for_function("window.jupyterapp && window.jupyterapp.shell.currentWidget && "
                                "window.jupyterapp.shell.currentWidget.sessionContext && "
@@ -609,12 +605,11 @@ def _shoot(url: str, out: Path, chromium: str, timeout_ms: int) -> None:
         cell.scroll_into_view_if_needed()
         page.evaluate("document.querySelectorAll('.Toastify').forEach(e => e.remove())")  # the news toast
         cell.screenshot(path=str(out))
-        browser.close()
 
 
 def screenshot(out: str | Path = "figures/explorer_screenshot.png", *, scale: str = "default",
                results: str = "results", data: str = "synthetic", seed: int = 0,
-               chromium: str = "/usr/bin/chromium", timeout_s: float = 300.0) -> Path:
+               chromium: str | None = None, timeout_s: float = 300.0) -> Path:
     """PNG of the live explorer UI in JupyterLab (headless Chromium through playwright, both needed here only).
 
     Starts ``jupyter lab`` on 127.0.0.1 with a random token in a temporary folder holding the first cells of
@@ -662,7 +657,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--screenshot", metavar="PNG", required=True, help="write the live UI's screenshot here")
     p.add_argument("--scale", default="default")
     p.add_argument("--results", default="results", help="where trained runs are cached (results/runs)")
-    p.add_argument("--chromium", default="/usr/bin/chromium", help="the Chromium executable")
+    p.add_argument("--chromium", help="the Chromium executable (default: $AFVAE_CHROMIUM, else chromium on PATH)")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
     logging.getLogger(__name__).info("wrote %s", screenshot(a.screenshot, scale=a.scale, results=a.results,

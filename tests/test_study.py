@@ -254,7 +254,7 @@ def test_pair_sides_and_table_through_the_api(study_dir, tmp_path):
 
 def _browser_or_skip():
     pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -e '.[dev]')")
-    from afvae.study.browser import find_chromium
+    from afvae.browser import find_chromium
 
     if find_chromium() is None:
         pytest.skip("no Chromium on this machine (apt-get install chromium, or set $AFVAE_CHROMIUM)")
@@ -263,7 +263,8 @@ def _browser_or_skip():
 @pytest.mark.slow
 def test_browser_answers_reload_resume_and_table(study_dir, tmp_path):
     _browser_or_skip()
-    from afvae.study.browser import headless_page, wait_ready
+    from afvae.browser import headless_page
+    from afvae.study.browser import wait_ready
 
     study = load_study(study_dir)
     buttons = {"real": "#btn-real", "generated": "#btn-generated", "left": "#btn-left", "right": "#btn-right"}
