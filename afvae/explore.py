@@ -35,7 +35,6 @@ from torch import Tensor
 from afvae.atomic import atomic_path
 from afvae.data import synthetic as syn
 from afvae.model import AFVAE
-from afvae.prior import prior_params
 
 Z_SOURCES = ("posterior mean", "posterior sample", "prior mean", "prior sample")
 POSE = ("yaw", "pitch", "roll")
@@ -51,11 +50,6 @@ NUDGES: dict[str, tuple[tuple[int, float, float], ...]] = {
     "eyes_open": ((37, 0, -.07), (38, 0, -.07), (43, 0, -.07), (44, 0, -.07),
                   (40, 0, .03), (41, 0, .03), (46, 0, .03), (47, 0, .03)),
 }
-# One RGB colour per boundary curve (matplotlib's tab20 at 13 even steps, as plotting.boundary_rgb).
-CURVE_COLOURS = torch.tensor([
-    (.12, .47, .71), (.68, .78, .91), (1., .50, .05), (1., .73, .47), (.17, .63, .17), (.84, .15, .16),
-    (1., .60, .59), (.58, .40, .74), (.77, .69, .84), (.89, .47, .76), (.97, .71, .82), (.74, .74, .13),
-    (.09, .75, .81)])
 
 
 @dataclass(frozen=True)
@@ -132,12 +126,10 @@ def focal_pca(mu_k: Tensor) -> tuple[Tensor, Tensor]:
 
 def to_png(img: Tensor, scale: int = 1) -> bytes:
     """PNG bytes of an image (3, H, W) in [-1, 1] or a boundary map (C, H, W) in [0, 1], enlarged ``scale`` x."""
-    if img.shape[0] == 3:
-        rgb = (img.detach().float().clamp(-1, 1) + 1) / 2
-    else:
-        colours = CURVE_COLOURS[torch.arange(img.shape[0]) % len(CURVE_COLOURS)]
-        rgb = torch.einsum("khw,kc->chw", img.detach().float(), colours).clamp(0, 1)
-    arr = (rgb.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    from afvae.plotting import boundary_rgb, to_numpy_image  # the figures' colours, one per curve
+
+    rgb = to_numpy_image(img) if img.shape[0] == 3 else boundary_rgb(img)  # (H, W, 3) in [0, 1]
+    arr = (rgb * 255).round().astype(np.uint8)
     pil = Image.fromarray(arr).resize((arr.shape[1] * scale, arr.shape[0] * scale), Image.NEAREST)
     buf = io.BytesIO()
     pil.save(buf, format="PNG")
@@ -174,13 +166,13 @@ def pca_png(points: dict[str, Tensor], size: int = 160) -> bytes:
 class Explorer:
     """A trained model and a dataset split (``afvae.data.datasets``), with caches for fast updates."""
 
-    def __init__(self, model: AFVAE, dataset: Any, with_truth: bool = True):
+    def __init__(self, model: AFVAE, dataset: Any):
         self.model, self.dataset = model.eval(), dataset
         self.size, self.channels = dataset.size, dataset.boundary_channels
         self.synthetic = hasattr(dataset, "structure") and hasattr(dataset, "appearance_of")
-        self.with_truth = with_truth and self.synthetic
         self.K = model.prior.mu_k.shape[0]
         self.pca = focal_pca(model.prior.mu_k.detach())
+        self.mu_k_pca = (model.prior.mu_k.detach() - self.pca[0]) @ self.pca[1]  # (K, 2), fixed: projected once
         self._encoded: dict[int, tuple[Tensor, Tensor]] = {}
         self._structure: tuple[bytes, Tensor, Tensor, list[Tensor]] | None = None  # landmarks key, c, y, skips
 
@@ -251,7 +243,7 @@ class Explorer:
     def appearance(self, state: ExplorerState, w: Tensor) -> tuple[Tensor, Tensor]:
         """z (D,) as the state's z source says, and the prior mean (D,) for the weights w (K,)."""
         g = torch.Generator().manual_seed(state.seed)
-        mu_p, logvar_p = prior_params(self.model.prior, self.model.prior.kind, w[None], generator=g)  # Eq. 4
+        mu_p, logvar_p = self.model.prior(w[None], generator=g)  # Eq. 4
         if state.z_source.startswith("prior"):
             mu, logvar = mu_p[0], logvar_p[0]
         else:
@@ -272,7 +264,7 @@ class Explorer:
         z, prior_mean = self.appearance(state, w)
         x_hat = self.model.decoder(z[None], y, skips)[0]  # D(z, y, skips): (3, R, R)
         centre, basis = self.pca
-        pca = {"mu_k": (self.model.prior.mu_k.detach() - centre) @ basis, "prior_mean": (prior_mean - centre) @ basis,
+        pca = {"mu_k": self.mu_k_pca, "prior_mean": (prior_mean - centre) @ basis,
                "z": (z - centre) @ basis}
         extras = {"landmarks": lm, "w": w, "z": z, "prior_mean": prior_mean, "pca": pca,
                   "ms": 1000 * (time.perf_counter() - t0)}
@@ -281,7 +273,7 @@ class Explorer:
     def truth(self, state: ExplorerState) -> Tensor | None:
         """The renderer's source identity under the state's structure (3, R, R), when that exists: synthetic
         data and no nudges (the renderer cannot nudge landmark groups). Not part of ``update``: ~5 ms more."""
-        if not self.with_truth or any(state.nudges.values()):
+        if not self.synthetic or any(state.nudges.values()):
             return None
         app = self.dataset.appearance_of(self.dataset.identity[state.source])
         return syn.render(app, self.structure_of(state), self.size)[0][0]
@@ -448,6 +440,7 @@ class ExplorerUI:
 
         self.explorer, self.scale, self.updates, self._syncing = explorer, scale, 0, False
         self.frame: Frame | None = None
+        self._faces: tuple[int, int] | None = None  # (source, other) whose pictures are shown
         self.refresh_ms: list[float] = []
         self.controls = _controls(W, explorer, state)
         self.images = {name: W.Image(format="png") for name in self.IMAGES}
@@ -519,10 +512,14 @@ class ExplorerUI:
         self.refresh_ms.append(1000 * (time.perf_counter() - t0))  # update + truth render + PNG encoding
 
     def _draw(self, state: ExplorerState, frame: Frame) -> None:
-        x = self.explorer.dataset.get_batch([state.source, state.other], keys=["x"])["x"]
+        if self._faces != (state.source, state.other):  # the two input faces change only with their sliders
+            self._faces = (state.source, state.other)
+            x = self.explorer.dataset.get_batch(list(self._faces), keys=["x"])["x"]
+            for img, name in zip(x, self.IMAGES[:2]):
+                self.images[name].value = to_png(img, self.scale)
         truth = self.explorer.truth(state)
-        pictures = [x[0], x[1], frame.c, frame.x_hat, truth if truth is not None else torch.zeros_like(x[0]) + 0.7]
-        for img, name in zip(pictures, self.IMAGES):
+        pictures = [frame.c, frame.x_hat, truth if truth is not None else torch.full_like(frame.x_hat, 0.7)]
+        for img, name in zip(pictures, self.IMAGES[2:]):
             self.images[name].value = to_png(img, self.scale)
         self.images["PCA of mu_k"].value = pca_png(frame.extras["pca"], size=self.explorer.size * self.scale)
         if self.controls["focal_auto"].value:  # show w(c) on the sliders: the prior's means move live

@@ -216,6 +216,12 @@ def run_dir(cfg: Config, root: str | Path = "results/runs") -> Path:
     return Path(root) / f"{cfg.name}-{cfg.hash()}"
 
 
+def finished(cfg: Config, root: str | Path = "results/runs") -> bool:
+    """Whether ``root`` holds a run of ``cfg`` trained to its last step."""
+    ckpt = run_dir(cfg, root) / "checkpoint.pt"
+    return ckpt.exists() and load_checkpoint(ckpt)["step"] >= cfg.train.steps
+
+
 def train_cached(cfg: Config, root: str | Path = "results/runs", progress: bool = True,
                  train_fn: Callable[..., Any] | None = None) -> Path:
     """Train ``cfg`` unless a finished run with the same hash exists; resumes an unfinished one.
@@ -224,8 +230,7 @@ def train_cached(cfg: Config, root: str | Path = "results/runs", progress: bool 
     the training loop, e.g. a GAN baseline's (``afvae.baselines.train.train``), with ``train``'s signature.
     """
     out = run_dir(cfg, root)
-    ckpt = out / "checkpoint.pt"
-    if ckpt.exists() and load_checkpoint(ckpt)["step"] >= cfg.train.steps:
+    if finished(cfg, root):
         return out
     (train_fn or train)(cfg, out, resume=True, progress=progress, cache_root=Path(root).parent / "cache")
     return out

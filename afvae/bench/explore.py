@@ -13,7 +13,7 @@ import torch
 
 from afvae import experiment, explore
 from afvae.data.datasets import build_dataset
-from afvae.train import load_checkpoint, run_dir
+from afvae.train import finished
 
 REPEATS = 5
 TARGET_MS = 200
@@ -22,9 +22,8 @@ RESULTS = "results"
 
 def _model() -> tuple[Any, Any, str]:
     """The default-scale full model if cached and finished, else the smoke one (trained now if needed)."""
-    cfg = experiment.config("default", "full")
-    ckpt = run_dir(cfg, experiment.runs_root(RESULTS)) / "checkpoint.pt"
-    scale = "default" if ckpt.exists() and load_checkpoint(ckpt)["step"] >= cfg.train.steps else "smoke"
+    default = experiment.config("default", "full")
+    scale = "default" if finished(default, experiment.runs_root(RESULTS)) else "smoke"
     model, cfg, run = experiment.trained(experiment.config(scale, "full"), RESULTS, progress=False)
     return model, cfg, run.name
 
