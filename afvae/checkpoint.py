@@ -12,17 +12,23 @@ from afvae.config import Config
 REQUIRED = ("model", "optimizer", "step", "config", "centres")
 
 
-def save_checkpoint(path: str | Path, *, model: torch.nn.Module, optimizer: torch.optim.Optimizer, step: int,
-                    cfg: Config, **extra: Any) -> Path:
-    """Write model, optimiser, focal points, config, step and RNG state to ``path`` (temp file, then rename)."""
+def save_checkpoint(path: str | Path, *, model: torch.nn.Module,
+                    optimizer: torch.optim.Optimizer | dict[str, torch.optim.Optimizer], step: int, cfg: Config,
+                    centres: torch.Tensor | None = None, **extra: Any) -> Path:
+    """Write model, optimiser(s), focal points, config, step and RNG state to ``path`` (temp file, then rename).
+
+    ``optimizer``: one, or a dict of them (a GAN's G and D); ``centres``: the focal points (K, F), by default
+    AF-VAE's ``model.prior.centres``.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    optim = ({k: o.state_dict() for k, o in optimizer.items()} if isinstance(optimizer, dict)
+             else optimizer.state_dict())
     state = {
         "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
+        "optimizer": optim,
         "step": int(step),
         "config": cfg.to_dict(),
-        "centres": model.prior.centres.detach().cpu(),
+        "centres": (model.prior.centres if centres is None else centres).detach().cpu(),
         "rng": torch.get_rng_state(),
         **extra,
     }

@@ -206,6 +206,21 @@ def manipulate(model: AFVAE, x: torch.Tensor, c_source: torch.Tensor, c_target: 
 
 
 @torch.no_grad()
+def translate(model: nn.Module, x: torch.Tensor, c_source: torch.Tensor, c_target: torch.Tensor,
+              batch_size: int = 128) -> torch.Tensor:
+    """Any method with ``translate(x, c_source, c_target)`` (AF-VAE or a baseline), in eval mode, in chunks: (N, 3, H, W), maps (N, C_b, H, W) -> (N, 3, H, W)."""
+    if not x.shape[0] == c_source.shape[0] == c_target.shape[0]:
+        raise ValueError(f"batch sizes differ: x {x.shape[0]}, c_source {c_source.shape[0]}, "
+                         f"c_target {c_target.shape[0]}")
+    was_training = model.training
+    model.eval()
+    out = torch.cat([model.translate(x[i:i + batch_size], c_source[i:i + batch_size], c_target[i:i + batch_size])
+                     for i in range(0, x.shape[0], batch_size)])
+    model.train(was_training)
+    return out
+
+
+@torch.no_grad()
 def interpolate(model: AFVAE, x: torch.Tensor, c: torch.Tensor, c_columns: torch.Tensor, rows: int = 5) -> torch.Tensor:
     """Grid between two faces: appearance z along rows, the given structures along columns (Fig. 9).
 

@@ -27,7 +27,7 @@ from afvae.checkpoint import load_checkpoint, save_checkpoint
 from afvae.config import Config
 from afvae.data.datasets import build_dataset, collate
 from afvae.features import FeatureNet, build_feature_net
-from afvae.model import AFVAE, manipulate
+from afvae.model import AFVAE, translate
 from afvae.prior import fit_focal_points
 
 log = logging.getLogger(__name__)
@@ -103,14 +103,11 @@ def _to_device(batch: dict, device: torch.device, channels_last: bool) -> dict:
     return {k: v.to(device, memory_format=fmt) if v.dim() == 4 else v.to(device) for k, v in batch.items()}
 
 
-def save_samples(model: AFVAE, batch: dict, path: Path) -> None:
-    """Grid of rows: inputs, reconstructions, and the inputs re-posed with the next face's structure."""
-    model.eval()
-    with torch.no_grad():
-        x, c = batch["x"][:8], batch["c"][:8]
-        mu, _ = model.encode(x, c)
-        rows = [x, model.decode(mu, c), manipulate(model, x, c, c.roll(1, 0))]
-    model.train()
+def save_samples(model: torch.nn.Module, batch: dict, path: Path) -> None:
+    """Grid of rows: inputs, reconstructions, and the inputs re-posed with the next face's structure (any
+    method with ``translate``: AF-VAE or a GAN baseline)."""
+    x, c = batch["x"][:8], batch["c"][:8]
+    rows = [x, translate(model, x, c, c), translate(model, x, c, c.roll(1, 0))]
     with atomic_path(path) as tmp:
         save_image(torch.cat(rows).float().add(1).div(2), tmp, nrow=x.shape[0], format="png")
 

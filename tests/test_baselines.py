@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from afvae.baselines import train as bt
-from afvae.baselines.common import translate
+from afvae.model import translate
 from afvae.baselines.ganimation import attention_loss, composite
 from afvae.baselines.pix2pixhd import feature_matching
 from afvae.baselines.stargan import cycle_loss

@@ -22,7 +22,6 @@ from afvae.config import Config
 from afvae.features import FeatureNet
 from afvae.prior import focal_weights
 
-FOCAL_TEMPERATURE = 0.1  # the same softmax temperature as AF-VAE's prior (afvae.prior.AdditiveFocalPrior)
 LR, BETAS = 2e-4, (0.5, 0.999)  # Adam settings of all three papers
 
 
@@ -45,7 +44,7 @@ class GANBaseline(nn.Module):
 
     def focal_weights(self, c: Tensor) -> Tensor:
         """w(c): (B, C_b, H, W) -> (B, K), rows sum to 1 (AF-VAE's focal weights)."""
-        return focal_weights(c, self.centres, temperature=FOCAL_TEMPERATURE)
+        return focal_weights(c, self.centres)  # the same default temperature as AF-VAE's prior
 
     def domain(self, c: Tensor) -> Tensor:
         """The domain label of each map: its nearest focal point, (B, C_b, H, W) -> (B,) int64 in [0, K)."""
@@ -66,20 +65,6 @@ class GANBaseline(nn.Module):
     def translate(self, x: Tensor, c_source: Tensor, c_target: Tensor) -> Tensor:
         """Source faces x (B, 3, H, W) in [-1, 1] with maps c_source re-rendered with c_target -> (B, 3, H, W)."""
         raise NotImplementedError
-
-
-@torch.no_grad()
-def translate(model: nn.Module, x: Tensor, c_source: Tensor, c_target: Tensor, batch_size: int = 128) -> Tensor:
-    """Any method (a baseline or AF-VAE), in eval mode, in chunks: (N, 3, H, W), maps (N, C_b, H, W) -> (N, 3, H, W)."""
-    if not x.shape[0] == c_source.shape[0] == c_target.shape[0]:
-        raise ValueError(f"batch sizes differ: x {x.shape[0]}, c_source {c_source.shape[0]}, "
-                         f"c_target {c_target.shape[0]}")
-    was_training = model.training
-    model.eval()
-    out = torch.cat([model.translate(x[i:i + batch_size], c_source[i:i + batch_size], c_target[i:i + batch_size])
-                     for i in range(0, x.shape[0], batch_size)])
-    model.train(was_training)
-    return out
 
 
 def broadcast(v: Tensor, like: Tensor) -> Tensor:

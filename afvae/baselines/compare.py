@@ -15,10 +15,11 @@ import torch
 from torch import Tensor
 
 from afvae.analysis import expression_structures
-from afvae.baselines.common import translate
 from afvae.config import Config
 from afvae.evaluate import evaluate, has_ground_truth
 from afvae.features import FeatureNet
+from afvae.model import translate
+from afvae.train import count_params
 
 ORDER = ("pix2pixHD", "StarGAN", "GANimation", "AF-VAE")  # the paper's row order
 PAPER_TABLE1 = {  # RaFD, 256 px (the paper's Table 1): FID lower is better, IS higher is better
@@ -60,7 +61,7 @@ def training_speed(run: str | Path) -> float:
 
 def generator_params(model: torch.nn.Module) -> int:
     """Parameters used to make an image: a baseline's G, or all of AF-VAE (its encoders and decoder)."""
-    return sum(p.numel() for p in getattr(model, "G", model).parameters())
+    return count_params(getattr(model, "G", model))
 
 
 def comparison_table(methods: dict[str, tuple[torch.nn.Module, Config, Path]], *, n: int, seed: int,

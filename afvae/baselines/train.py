@@ -18,20 +18,18 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torchvision.utils import save_image
 from tqdm.auto import tqdm
 
-from afvae.baselines.common import BETAS, LR, GANBaseline, translate
+from afvae import train as afvae_train
+from afvae.baselines.common import BETAS, LR, GANBaseline
 from afvae.baselines.ganimation import GANimation
 from afvae.baselines.pix2pixhd import Pix2PixHD
 from afvae.baselines.stargan import StarGAN
-from afvae.checkpoint import load_checkpoint
+from afvae.checkpoint import load_checkpoint, save_checkpoint
 from afvae.config import Config, get_config
 from afvae.data.datasets import build_dataset, collate, for_data
 from afvae.features import build_feature_net
-from afvae import train as afvae_train
-from afvae.atomic import atomic_path
-from afvae.train import Dist, _read_history, batch_indices, fit_centres, step_generator
+from afvae.train import Dist, _read_history, _to_device, batch_indices, fit_centres, save_samples, step_generator
 
 log = logging.getLogger(__name__)
 METHODS: dict[str, type[GANBaseline]] = {"pix2pixHD": Pix2PixHD, "StarGAN": StarGAN, "GANimation": GANimation}
@@ -62,25 +60,6 @@ def build(cfg: Config, centres: torch.Tensor, device: torch.device | str = "cpu"
 def optimisers(model: GANBaseline, cfg: Config) -> dict[str, torch.optim.Adam]:
     """Adam for G and for D, lr ``cfg.train.lr``, betas (0.5, 0.999)."""
     return {k: torch.optim.Adam(getattr(model, k).parameters(), lr=cfg.train.lr, betas=BETAS) for k in ("G", "D")}
-
-
-def save_state(path: Path, model: GANBaseline, opts: dict[str, torch.optim.Optimizer], step: int,
-               cfg: Config) -> Path:
-    """Atomic checkpoint in the project's format (``afvae.checkpoint.load_checkpoint`` reads it)."""
-    state = {"model": model.state_dict(), "optimizer": {k: o.state_dict() for k, o in opts.items()},
-             "step": int(step), "config": cfg.to_dict(), "centres": model.centres.detach().cpu(),
-             "method": cfg.name, "feature_net": model.feature_net.name if model.feature_net is not None else "none"}
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
-    return path
-
-
-def save_samples(model: GANBaseline, batch: dict, path: Path) -> None:
-    """Rows: inputs, their own structure, and the next face's structure (translate)."""
-    x, c = batch["x"][:8], batch["c"][:8]
-    rows = [x, translate(model, x, c, c), translate(model, x, c, c.roll(1, 0))]
-    with atomic_path(path) as tmp:
-        save_image(torch.cat(rows).float().add(1).div(2).clamp(0, 1), tmp, nrow=x.shape[0], format="png")
 
 
 def train_step(model: GANBaseline, opts: dict, batch: dict, generator: torch.Generator
@@ -146,10 +125,9 @@ def _loop(cfg: Config, model: GANBaseline, opts: dict, dataset: Any, out: Path, 
     bar = tqdm(range(start, end), initial=start, total=tc.steps, disable=not progress, desc=cfg.name,
                dynamic_ncols=True)
     t0, seen = time.perf_counter(), 0
-    fmt = torch.channels_last if tc.channels_last else torch.contiguous_format
     for step in bar:
         idx = batch_indices(step, len(dataset), tc.batch_size, tc.seed, Dist(device=device))
-        batch = {k: v.to(device, memory_format=fmt) for k, v in collate(dataset, idx, ["x", "c"]).items()}
+        batch = _to_device(collate(dataset, idx, ["x", "c"]), device, tc.channels_last)
         try:
             terms = train_step(model, opts, batch, step_generator(tc.seed, step, 0, device))
         except FloatingPointError as e:
@@ -167,7 +145,8 @@ def _loop(cfg: Config, model: GANBaseline, opts: dict, dataset: Any, out: Path, 
         if done % tc.sample_every == 0 or done == end:
             save_samples(model, batch, out / "samples" / f"step_{done:06d}.png")
         if done % tc.checkpoint_every == 0 or done == end:
-            save_state(out / "checkpoint.pt", model, opts, done, cfg)
+            save_checkpoint(out / "checkpoint.pt", model=model, optimizer=opts, step=done, cfg=cfg,
+                            centres=model.centres, feature_net=model.feature_net.name if model.feature_net else "none")
 
 
 def train(cfg: Config, out_dir: str | Path, *, resume: bool = False, stop_at: int | None = None,

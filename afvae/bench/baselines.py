@@ -7,12 +7,12 @@ within seconds, and the ratio to AF-VAE measured in the same round is the number
 """
 from __future__ import annotations
 
-import time
-
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from afvae.baselines import train as bt
+from afvae.baselines.compare import generator_params
+from afvae.bench import throughput
 from afvae.bench.train import build as build_afvae
 from afvae.config import get_config
 from afvae.features import FactorNet, FeatureNet
@@ -46,15 +46,6 @@ def _stepper(method: str) -> tuple[torch.nn.Module, callable]:
     return model, lambda: bt.train_step(model, opts, {"x": x, "c": c}, g)
 
 
-def _rate(step: callable, batch: int) -> float:
-    step()
-    n, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < SECONDS:
-        step()
-        n += 1
-    return n * batch / (time.perf_counter() - t0)
-
-
 def run() -> dict:
     methods = ["AF-VAE", *bt.METHODS]
     cfg = get_config("default")
@@ -63,7 +54,7 @@ def run() -> dict:
     best: dict[str, float] = dict.fromkeys(methods, 0.0)
     ratios: dict[str, float] = dict.fromkeys(methods, 0.0)
     for _ in range(ROUNDS):
-        rates = {m: _rate(steppers[m][1], B) for m in methods}
+        rates = {m: throughput(steppers[m][1], B, SECONDS) for m in methods}
         for m in methods:
             best[m] = max(best[m], rates[m])
             ratios[m] = max(ratios[m], rates[m] / rates["AF-VAE"])
@@ -72,10 +63,9 @@ def run() -> dict:
         with FlopCounterMode(display=False) as fc:
             step()
         key = m.replace("-", "").lower()
-        g = getattr(model, "G", model)
         out[f"{key}_img_per_s"] = round(best[m], 1)
         out[f"{key}_ratio_to_afvae"] = round(ratios[m], 2)
-        out[f"{key}_generator_params"] = sum(p.numel() for p in g.parameters())
+        out[f"{key}_generator_params"] = generator_params(model)
         out[f"{key}_gflops_per_img"] = round(fc.get_total_flops() / B / 1e9, 3)
         out[f"{key}_default_minutes"] = round(budget / best[m] / 60, 1)
     out["baselines_default_minutes_total"] = round(sum(out[f"{m.lower()}_default_minutes"] for m in bt.METHODS), 1)
