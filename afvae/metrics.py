@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from afvae.data import synthetic as syn
 from afvae.weights import WeightsUnavailable, resolve_weights
 
 log = logging.getLogger(__name__)
@@ -54,7 +55,7 @@ def to_uint8(x: Tensor) -> Tensor:
     """(N, 3, H, W) float in [-1, 1] -> (N, 3, H, W) uint8 in [0, 255] (rounded, clamped), on the CPU."""
     if x.dim() != 4 or x.shape[1] != 3:
         raise ValueError(f"expected images (N, 3, H, W), got {tuple(x.shape)}")
-    return ((x.detach().float().cpu() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+    return syn.to_uint8(x.detach().float().cpu())  # the quantisation of the stored images
 
 
 class UInt8Images(Dataset):

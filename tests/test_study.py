@@ -44,7 +44,6 @@ def study_dir(tmp_path) -> Path:
 
 
 def test_saved_images_keep_their_pixels(tmp_path):
-    from PIL import Image
 
     x = torch.linspace(-1, 1, 2 * 3 * 8 * 8).view(2, 3, 8, 8)
     paths = save_images(x, tmp_path)
@@ -309,7 +308,6 @@ def test_browser_answers_reload_resume_and_table(study_dir, tmp_path):
 @pytest.mark.slow
 def test_screenshot_shows_a_comparison(study_dir, tmp_path):
     _browser_or_skip()
-    from PIL import Image
 
     from afvae.study.browser import screenshot
 

@@ -33,9 +33,8 @@ def _parser() -> argparse.ArgumentParser:
     prep = sub.add_parser("prepare", help="export a study set from trained models")
     prep.add_argument("--name", default="pilot", help="study name: the folder OUT/NAME (default pilot)")
     prep.add_argument("--out", default="results/study", help="where study folders go (default results/study)")
-    prep.add_argument("--methods", default="AF-VAE,pix2pixHD,StarGAN,GANimation",
-                      help="comma-separated methods: Table 1's (AF-VAE, pix2pixHD, StarGAN, GANimation; the "
-                           "default) and AF-VAE ablation variants (no_kl, standard_prior, ...)")
+    prep.add_argument("--methods", help="comma-separated methods: Table 1's (pix2pixHD, StarGAN, GANimation, AF-VAE; "
+                                        "the default) or AF-VAE ablation variants (no_kl, standard_prior, ...)")
     prep.add_argument("--scale", default="default", help="smoke | default | paper")
     prep.add_argument("--data", default="synthetic", help="'synthetic' or a prepared data folder")
     prep.add_argument("--seed", type=int, default=0, help="training seed and pair sampling seed")
@@ -77,9 +76,10 @@ def _serve(study: str, host: str, port: int) -> None:
 
 def _run(a: argparse.Namespace) -> None:
     if a.command == "prepare":
-        from afvae.study.stimuli import prepare_study
+        from afvae.study.stimuli import DEFAULT_METHODS, prepare_study
 
-        path = prepare_study(Path(a.out) / a.name, [m for m in a.methods.split(",") if m], scale=a.scale,
+        methods = [m for m in a.methods.split(",") if m] if a.methods else DEFAULT_METHODS
+        path = prepare_study(Path(a.out) / a.name, methods, scale=a.scale,
                              data=a.data, seed=a.seed, n=a.pairs, results=a.results)
         print(f"study set -> {path.parent} (next: python -m afvae.study serve {path.parent})")
     elif a.command == "trials":

@@ -76,18 +76,18 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def _cut_partial_tail(path: Path) -> int:
-    """Truncate an incomplete last line (no newline) left by a crash; returns the bytes removed."""
+def _cut_partial_tail(path: Path) -> bytes:
+    """Truncate an incomplete last line (no newline) left by a crash; returns the complete lines kept."""
     data = path.read_bytes()
     if not data or data.endswith(b"\n"):
-        return 0
+        return data
     keep = data.rfind(b"\n") + 1
     if keep == 0:
         raise ValueError(f"{path}: the header line is incomplete; delete the file if it holds no answers")
     log.warning("%s: dropping an incomplete last line (%d bytes) left by an interrupted write: %r",
                 path, len(data) - keep, data[keep:keep + 80])
     os.truncate(path, keep)
-    return len(data) - keep
+    return data[:keep]
 
 
 class AnswerLog:
@@ -99,8 +99,7 @@ class AnswerLog:
         self._lock = threading.Lock()
         if not self.path.exists():
             _create_with_header(self.path)
-        _cut_partial_tail(self.path)
-        first = self.path.open().readline()
+        first = _cut_partial_tail(self.path).split(b"\n", 1)[0].decode() + "\n"
         if first != HEADER:
             raise ValueError(f"{self.path}: header {first.strip()!r} is not the answers header {HEADER.strip()!r}")
 

@@ -87,12 +87,11 @@ def write_trials(study_dir: str | Path) -> Path:
 
 @dataclass(frozen=True)
 class Study:
-    """A loaded study set: its folder, methods, pairs and trials by id."""
+    """A loaded study set: its folder, methods and trials by id."""
 
     root: Path
     name: str
     methods: tuple[str, ...]
-    pairs: tuple[str, ...]
     trials: dict[str, dict[str, Any]]
     seed: int = 0
 
@@ -113,7 +112,7 @@ def load_study(study_dir: str | Path) -> Study:
     trials = {t["id"]: t for t in doc["trials"]}
     if len(trials) != len(doc["trials"]):
         raise ValueError(f"{path}: duplicate trial ids")
-    return Study(root, meta.get("name", root.name), tuple(doc["methods"]), tuple(doc["pairs"]), trials,
+    return Study(root, meta.get("name", root.name), tuple(doc["methods"]), trials,
                  int(meta.get("seed", 0)))
 
 

@@ -1,7 +1,6 @@
 """Write Table 2 of a study: ``results/table2_study.csv`` / ``.md`` and ``figures/table2_study.png``."""
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +23,8 @@ def _interval(row: Any) -> str:
 
 
 def _rating(row: Any) -> str:
-    if row.method == "real" or row.games == 0 or (isinstance(row.ts_mu, float) and math.isnan(row.ts_mu)):
-        return "—"  # no comparisons: the prior, not a rating
+    if row.games == 0:  # the real images, or a method never compared: the prior, not a rating
+        return "—"
     return f"{row.ts_mu:.2f} ± {row.ts_sigma:.2f}"
 
 

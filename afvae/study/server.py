@@ -50,27 +50,27 @@ class StudyRecorder:
         self.answered: dict[str, set[str]] = {}
         for p, t in read_answers(self.log.path)[["participant", "trial"]].itertuples(index=False):
             self.answered.setdefault(p, set()).add(t)
-        self._orders: dict[str, list[tuple[str, bool]]] = {}
+        self._orders: dict[str, dict[str, bool]] = {}
 
-    def order(self, participant: str) -> list[tuple[str, bool]]:
+    def order(self, participant: str) -> dict[str, bool]:
+        """Trial ids in ``participant``'s order -> whether a pair trial's sides are swapped."""
         if participant not in self._orders:
-            self._orders[participant] = participant_order(self.study, check_participant(participant))
+            self._orders[participant] = dict(participant_order(self.study, check_participant(participant)))
         return self._orders[participant]
 
     def sides(self, participant: str, trial: str) -> tuple[str, str]:
         """(left, right) methods of a pair trial as ``participant`` sees it."""
-        swap = dict(self.order(participant))[trial]
+        swap = self.order(participant)[trial]
         a, b = self.study.trials[trial]["methods"]
         return (b, a) if swap else (a, b)
 
     def state(self, participant: str) -> dict[str, Any]:
         """Progress of ``participant`` and the next trial to show (None when every trial is answered)."""
         order, done = self.order(participant), self.answered.get(participant, set())
-        todo = [t for t, _ in order if t not in done]
-        n_fool = sum(1 for t, _ in order if self.study.trials[t]["kind"] == "fool")
+        todo = [t for t in order if t not in done]
         trial = self._display(participant, todo[0]) if todo else None
         return {"participant": participant, "done": len(order) - len(todo), "total": len(order),
-                "fool_total": n_fool, "study": self.study.name, "trial": trial}
+                "study": self.study.name, "trial": trial}
 
     def _display(self, participant: str, trial: str) -> dict[str, Any]:
         kind = self.study.trials[trial]["kind"]

@@ -17,8 +17,6 @@ import pandas as pd
 import trueskill
 from scipy import stats as sps
 
-Z95 = float(sps.norm.ppf(0.975))
-
 
 def wilson_interval(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
     """Wilson score interval of a binomial proportion k / n; (nan, nan) when n = 0."""

@@ -18,14 +18,14 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from afvae.atomic import atomic_path
-from afvae.data import synthetic as syn
 from afvae.data.datasets import build_dataset
+from afvae.baselines import compare
 from afvae.evaluate import generate, sample_pairs
-from afvae.baselines.compare import trained_method
 from afvae.experiment import write_json
+from afvae.metrics import to_uint8
 from afvae.study.design import write_trials
 
-DEFAULT_METHODS = ("AF-VAE", "pix2pixHD", "StarGAN", "GANimation")  # the methods of Table 1
+DEFAULT_METHODS = compare.ORDER  # the methods of Table 1
 
 
 def pair_name(i: int) -> str:
@@ -35,8 +35,7 @@ def pair_name(i: int) -> str:
 def save_images(x: Tensor, folder: str | Path) -> list[Path]:
     """Write images (N, 3, H, W) in [-1, 1] as ``folder/0000.png ...`` (each written atomically)."""
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    pixels = syn.to_uint8(x.detach().float().cpu())  # (N, 3, H, W) uint8
+    pixels = to_uint8(x)  # (N, 3, H, W) uint8
     paths = []
     for i, img in enumerate(pixels.permute(0, 2, 3, 1).numpy()):
         path = folder / f"{pair_name(i)}.png"
@@ -59,7 +58,7 @@ def prepare_study(out: str | Path, methods: Sequence[str] = DEFAULT_METHODS, *, 
     out = Path(out)
     torch.manual_seed(seed)
     for k, method in enumerate(tqdm(list(methods), desc="study methods", disable=not progress)):
-        model, cfg, _ = trained_method(method, scale, data, seed, results, progress=progress)
+        model, cfg, _ = compare.trained_method(method, scale, data, seed, results, progress=progress)
         dataset = build_dataset(cfg.data, "test")
         src, tgt = sample_pairs(dataset.identity, n, seed)
         g = generate(model, dataset, src, tgt, progress=False)
