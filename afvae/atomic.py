@@ -5,6 +5,8 @@ from afvae: every module that writes results, checkpoints or figures goes throug
 """
 from __future__ import annotations
 
+import shutil
+import uuid
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -32,3 +34,15 @@ def write_text(path: str | Path, text: str) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
     return Path(path)
+
+
+def replace_dir(new: str | Path, target: str | Path) -> Path:
+    """Move the complete folder ``new`` onto ``target`` (same file system): the old ``target`` is renamed aside
+    first and deleted after, so a crash leaves one whole folder (or an aside copy to recover), never a mix."""
+    new, target = Path(new), Path(target)
+    old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
+    if target.exists():
+        target.rename(old)
+    new.rename(target)
+    shutil.rmtree(old, ignore_errors=True)
+    return target

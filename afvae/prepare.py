@@ -44,7 +44,9 @@ from tqdm.auto import tqdm
 
 from afvae.align import align_face, resolve_anchors
 from afvae.boundaries import FACE68, Schema
+from afvae.atomic import replace_dir
 from afvae.data import real
+from afvae.data.datasets import landmark_table
 from afvae.landmarks import make_landmarker, resolve_backend
 
 log = logging.getLogger(__name__)
@@ -228,12 +230,8 @@ def _tables(rows: list[dict], schema: Schema, seed: int) -> tuple[pd.DataFrame, 
     names = [r["identity"] for r in rows]
     ids = {n: i for i, n in enumerate(sorted(set(names), key=_natural))}
     split = identity_split(names, seed)
-    cols = [f"{a}{i}" for i in range(schema.n_points) for a in ("x", "y")]
-    marks = np.array([r["landmarks"] for r in rows], np.float64).reshape(len(rows), 2 * schema.n_points)
-    table = pd.DataFrame(marks, columns=cols)
-    table.insert(0, "split", [split[n] for n in names])
-    table.insert(0, "identity", [ids[n] for n in names])
-    table.insert(0, "file", [r["file"] for r in rows])
+    marks = np.array([r["landmarks"] for r in rows], np.float64).reshape(len(rows), schema.n_points, 2)
+    table = landmark_table([r["file"] for r in rows], [ids[n] for n in names], [split[n] for n in names], marks)
     sources = pd.DataFrame([{"file": r["file"], "source": r["source"], "identity_name": r["identity"],
                              "sha1": r["sha1"], **r["attributes"]} for r in rows],
                            columns=None if rows else ["file", "source", "identity_name", "sha1"])
@@ -252,13 +250,9 @@ def _commit(out: Path, staging: Path, tables: dict[str, pd.DataFrame], meta: dic
     for name, df in tables.items():
         df.to_csv(staging / name, index=False, float_format="%.4f")
     (staging / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
-    old = out / f".images-old-{uuid.uuid4().hex[:8]}"
-    if (out / "images").exists():
-        (out / "images").rename(old)
-    (staging / "images").rename(out / "images")
+    replace_dir(staging / "images", out / "images")
     for name in [*tables, "meta.json"]:
         os.replace(staging / name, out / name)
-    shutil.rmtree(old, ignore_errors=True)
     shutil.rmtree(staging, ignore_errors=True)
 
 

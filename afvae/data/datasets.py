@@ -15,7 +15,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import shutil
 import uuid
 from pathlib import Path
 from typing import Any, Sequence
@@ -27,6 +26,7 @@ from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from afvae.atomic import replace_dir
 from afvae.boundaries import FACE68, SCHEMAS, Schema, boundary_map, merged_map
 from afvae.config import Config, DataConfig
 from afvae.data import synthetic as syn
@@ -140,6 +140,17 @@ def _landmark_columns(n_points: int = 68) -> list[str]:
     return [f"{a}{i}" for i in range(n_points) for a in ("x", "y")]
 
 
+def landmark_table(files: Sequence[str], identity: Sequence[int], split: Sequence[str],
+                   landmarks: np.ndarray) -> pd.DataFrame:
+    """The folder format's landmarks.csv: file, identity, split, x0, y0, ... from landmarks (N, P, 2) pixels."""
+    N, P = landmarks.shape[:2]
+    table = pd.DataFrame(np.asarray(landmarks, np.float64).reshape(N, 2 * P), columns=_landmark_columns(P))
+    table.insert(0, "split", list(split))
+    table.insert(0, "identity", list(identity))
+    table.insert(0, "file", list(files))
+    return table
+
+
 def write_folder(out_dir: str | Path, images: Tensor, landmarks: Tensor, identity: Tensor, split: Sequence[str],
                  meta: dict[str, Any], factors: pd.DataFrame | None = None) -> Path:
     """Write a face folder atomically (a temporary sibling renamed into place); replaces out_dir.
@@ -157,23 +168,14 @@ def write_folder(out_dir: str | Path, images: Tensor, landmarks: Tensor, identit
     files = [f"images/{i:06d}.png" for i in range(images.shape[0])]
     for f, img in zip(files, images.permute(0, 2, 3, 1).numpy()):
         Image.fromarray(img).save(tmp / f)
-    table = pd.DataFrame(landmarks.reshape(len(files), -1).numpy().astype(np.float64),
-                         columns=_landmark_columns(schema.n_points))
-    table.insert(0, "split", list(split))
-    table.insert(0, "identity", identity.numpy())
-    table.insert(0, "file", files)
+    table = landmark_table(files, identity.tolist(), split, landmarks.numpy())
     table.to_csv(tmp / "landmarks.csv", index=False, float_format="%.4f")
     if factors is not None:
         factors.insert(0, "file", files)
         factors.to_csv(tmp / "factors.csv", index=False, float_format="%.6g")
     meta = {"size": int(images.shape[-1]), "schema": schema.name, "n_images": int(images.shape[0]), **meta}
     (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
-    old = out.with_name(f".{out.name}.old-{uuid.uuid4().hex[:8]}")
-    if out.exists():
-        out.rename(old)
-    tmp.rename(out)
-    shutil.rmtree(old, ignore_errors=True)
-    return out
+    return replace_dir(tmp, out)
 
 
 def export_synthetic(out_dir: str | Path, size: int = 64, n_identities: int = 200, images_per_identity: int = 40,
@@ -209,9 +211,10 @@ def read_meta(root: str | Path) -> dict[str, Any]:
         raise ValueError(f"{path} is not valid JSON ({e}); prepare the folder again") from None
 
 
-def folder_schema(root: str | Path) -> Schema:
-    """The keypoint schema a prepared folder declares in meta.json (face68 when it names none)."""
-    name = read_meta(root).get("schema", FACE68.name)
+def folder_schema(root: str | Path, meta: dict[str, Any] | None = None) -> Schema:
+    """The keypoint schema a prepared folder declares in meta.json (face68 when it names none); ``meta``: its
+    already-read meta.json."""
+    name = (read_meta(root) if meta is None else meta).get("schema", FACE68.name)
     if name not in SCHEMAS:
         raise ValueError(f"{Path(root) / 'meta.json'}: unknown schema {name!r}; known: {sorted(SCHEMAS)}")
     return SCHEMAS[name]
@@ -237,7 +240,8 @@ class FolderFaces(_FaceDataset):
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
         self.root = Path(root)
-        self.meta, self.schema = read_meta(self.root), folder_schema(self.root)
+        self.meta = read_meta(self.root)
+        self.schema = folder_schema(self.root, self.meta)
         if boundary_channels not in (1, self.schema.n_curves):
             raise ValueError(f"{self.root}: schema {self.schema.name} draws {self.schema.n_curves} curves, but "
                              f"{boundary_channels} boundary channels were asked for; build the config with "
