@@ -49,7 +49,7 @@ from afvae.metrics import (
     psnr,
     summarise,
 )
-from afvae.train import load_model
+from afvae.train import checkpoint_path, model_from_state
 
 log = logging.getLogger(__name__)
 PROXY_NET = "factor"
@@ -266,11 +266,13 @@ def evaluate(model: torch.nn.Module, cfg: Config, *, n: int = 500, seed: int = 0
     return row
 
 
-def checkpoint_info(run: str | Path) -> dict[str, Any]:
-    """What a checkpoint records beyond the weights: its path, step and the feature-matching network used."""
-    path = Path(run)
-    path = path / "checkpoint.pt" if path.is_dir() else path
-    state = load_checkpoint(path)
+def checkpoint_info(run: str | Path, state: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What a checkpoint records beyond the weights: its path, step and the feature-matching network used.
+
+    ``state``: the checkpoint already loaded from ``run``, to avoid reading it again.
+    """
+    path = checkpoint_path(run)
+    state = load_checkpoint(path) if state is None else state
     return {"checkpoint": f"{path.parent.name}/{path.name}",  # run folder + file: no machine paths in tables
             "step": int(state["step"]), "train_feature_net": state.get("feature_net")}
 
@@ -289,12 +291,13 @@ def evaluate_runs(runs: dict[str, str | Path], *, device: str = "cpu", cache_roo
     """
     rows, nets = [], {}
     for name, run in runs.items():
-        model, cfg = load_model(run, device)
+        state = load_checkpoint(checkpoint_path(run))
+        model, cfg = model_from_state(state, device)
         if cfg.data not in nets:
             nets[cfg.data] = load_factor_net(cfg.data, root=cache_root, progress=progress)
             nets[cfg.data].net.to(device)
         row = evaluate(model, cfg, factor_net=nets[cfg.data], cache_root=cache_root, progress=progress, **kwargs)
-        info = checkpoint_info(run)
+        info = checkpoint_info(run, state)
         if info["train_feature_net"] is None:  # an older checkpoint: keep the configured value
             info.pop("train_feature_net")
         rows.append({"name": name, **row, **info})

@@ -152,7 +152,7 @@ def fit(cfg: Config, out_dir: str | Path, *, resume: bool = False, stop_at: int 
         start = state["step"]
     ddp = DistributedDataParallel(model) if d.world > 1 else model
     if d.rank == 0:
-        (out / "config.json").write_text(cfg.to_json())
+        write_text(out / "config.json", cfg.to_json())
     history = _read_history(out / "metrics.jsonl", start)
     end = cfg.train.steps if stop_at is None else min(stop_at, cfg.train.steps)
     _loop(cfg, ddp, model, feature_net, opt, dataset, d, out, start, end, history, progress)
@@ -233,11 +233,19 @@ def train_cached(cfg: Config, root: str | Path = "results/runs", progress: bool 
     return out
 
 
+def checkpoint_path(run: str | Path) -> Path:
+    """A run folder's checkpoint file (a checkpoint file is returned as it is)."""
+    path = Path(run)
+    return path / "checkpoint.pt" if path.is_dir() else path
+
+
 def load_model(run: str | Path, device: str = "cpu") -> tuple[AFVAE, Config]:
     """Trained model and its config from a run folder or a checkpoint file."""
-    path = Path(run)
-    path = path / "checkpoint.pt" if path.is_dir() else path
-    state = load_checkpoint(path)
+    return model_from_state(load_checkpoint(checkpoint_path(run)), device)
+
+
+def model_from_state(state: dict[str, Any], device: str = "cpu") -> tuple[AFVAE, Config]:
+    """The model (eval mode) and config of an already-loaded checkpoint ``state``."""
     cfg = Config.from_dict(state["config"])
     model = AFVAE(cfg.model, state["centres"], focal_downsample=FOCAL_DOWNSAMPLE)
     model.load_state_dict(state["model"])

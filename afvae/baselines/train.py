@@ -162,9 +162,7 @@ def train_cached(cfg: Config, root: str | Path = "results/runs", progress: bool 
 
 def load(run: str | Path, device: str = "cpu") -> tuple[GANBaseline, Config]:
     """Trained baseline and its config from a run folder or a checkpoint file (eval mode)."""
-    path = Path(run)
-    path = path / "checkpoint.pt" if path.is_dir() else path
-    state = load_checkpoint(path)
+    state = load_checkpoint(afvae_train.checkpoint_path(run))
     cfg = Config.from_dict(state["config"])
     model = build(cfg, state["centres"], device)
     model.load_state_dict(state["model"])
