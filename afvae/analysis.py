@@ -22,7 +22,7 @@ from torch import Tensor
 
 from afvae.config import Config
 from afvae.data.synthetic import EXPRESSIONS, Structure
-from afvae.metrics import ground_truth_errors, identity_similarity, l1_error, to_uint8
+from afvae.metrics import batched, ground_truth_errors, identity_similarity, l1_error, to_uint8
 from afvae.model import AFVAE, manipulate
 
 N_LANDMARK_TARGETS = 136  # FactorNet targets start with the 68 (x, y) landmarks / size
@@ -87,8 +87,7 @@ def appearance_embedding(factor_net: Any, x: Tensor, batch_size: int = 256) -> T
     net = getattr(factor_net, "net", factor_net)
     if net.head.out_features < N_LANDMARK_TARGETS + N_APPEARANCE_TARGETS:
         raise ValueError("this FactorNet predicts landmarks only (no appearance factors: not synthetic data)")
-    pred = torch.cat([net.predict(x[i:i + batch_size]) for i in range(0, x.shape[0], batch_size)])
-    return pred[:, N_LANDMARK_TARGETS:N_LANDMARK_TARGETS + N_APPEARANCE_TARGETS].float()
+    return batched(net.predict, x, batch_size)[:, N_LANDMARK_TARGETS:N_LANDMARK_TARGETS + N_APPEARANCE_TARGETS]
 
 
 # ---------------------------------------------------------------------------------------------------------

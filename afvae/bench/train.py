@@ -9,17 +9,18 @@ from __future__ import annotations
 import dataclasses
 import multiprocessing as mp
 import resource
-import time
 
 import torch
 import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from afvae import losses
+from afvae.bench import throughput
 from afvae.config import ModelConfig, get_config
 from afvae.features import FactorNet
 from afvae.model import AFVAE, Encoder, Upsample, conv, stage_widths
 from afvae.prior import standard_normal_kl
+from afvae.train import count_params
 
 BATCH = 32
 
@@ -45,10 +46,6 @@ class PlainVAE(nn.Module):
         return torch.tanh(self.out(self.up(h))), mu, logvar
 
 
-def n_params(m: nn.Module) -> int:
-    return sum(p.numel() for p in m.parameters())
-
-
 def build(kind: str, resolution: int) -> tuple[nn.Module, callable]:
     """(model, step_loss(x, c) -> loss) for 'afvae', 'plain' (matched size) or 'factor_net'."""
     cfg = dataclasses.replace(get_config("default").model, resolution=resolution)
@@ -60,8 +57,8 @@ def build(kind: str, resolution: int) -> tuple[nn.Module, callable]:
                                      mu_p=out["mu_p"], logvar_p=out["logvar_p"], beta=1e-3)["loss"]
         return afvae, loss
     if kind == "plain":
-        target = n_params(afvae)
-        width = min(range(8, 129), key=lambda w: abs(n_params(PlainVAE(resolution, w, cfg.z_dim)) - target))
+        target = count_params(afvae)
+        width = min(range(8, 129), key=lambda w: abs(count_params(PlainVAE(resolution, w, cfg.z_dim)) - target))
         plain = PlainVAE(resolution, width, cfg.z_dim)
 
         def loss(x, c):
@@ -87,13 +84,9 @@ def measure(kind: str, resolution: int, queue: mp.Queue) -> None:
         opt.step()
 
     with FlopCounterMode(display=False) as fc:
-        step()
-    n, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < (6.0 if resolution <= 64 else 10.0):
-        step()
-        n += 1
-    dt = time.perf_counter() - t0
-    queue.put({"img_per_s": n * BATCH / dt, "params": n_params(model), "flops_per_img": fc.get_total_flops() / BATCH,
+        step()  # also the warm-up
+    rate = throughput(step, BATCH, min_seconds=6.0 if resolution <= 64 else 10.0, warmup=0)
+    queue.put({"img_per_s": rate, "params": count_params(model), "flops_per_img": fc.get_total_flops() / BATCH,
                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
 
 
@@ -109,12 +102,7 @@ def in_child(kind: str, resolution: int) -> dict:
 
 def matmul_gflops(n: int = 2048, seconds: float = 2.0) -> float:
     a, b = torch.randn(n, n), torch.randn(n, n)
-    torch.matmul(a, b)
-    k, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
-        torch.matmul(a, b)
-        k += 1
-    return 2 * n**3 * k / (time.perf_counter() - t0) / 1e9
+    return throughput(lambda: torch.matmul(a, b), 2 * n**3, seconds) / 1e9
 
 
 def run() -> dict:
