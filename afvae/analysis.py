@@ -22,6 +22,7 @@ from torch import Tensor
 
 from afvae.config import Config
 from afvae.data.synthetic import EXPRESSIONS, Structure
+from afvae.evaluate import has_ground_truth
 from afvae.metrics import batched, ground_truth_errors, identity_similarity, l1_error, to_uint8
 from afvae.model import AFVAE, manipulate
 
@@ -50,7 +51,7 @@ def manipulation_examples(dataset: Any, src: Tensor, tgt: Tensor) -> dict[str, T
     image (another identity: only its structure is the goal). src, tgt (N,) item indices; images (N, 3, H, W).
     """
     source = dataset.get_batch(src, ["x", "c"])
-    if hasattr(dataset, "render_pair"):
+    if has_ground_truth(dataset):
         pair = dataset.render_pair(src, tgt)
         return {"x": source["x"], "c_source": source["c"], "c_target": pair["c_target"],
                 "x_target": pair["x_target"], "truth": True}

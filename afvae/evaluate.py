@@ -339,7 +339,6 @@ def write_table(df: pd.DataFrame, out_dir: str | Path, name: str,
     The .md and .tex end with a note saying why FID / IS / KID are missing, when they are.
     """
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     table = df[[c for c in columns if c in df]]
     note = fidelity_note(df)
     md = to_markdown(table) + (f"\n{note}\n" if note else "")

@@ -40,9 +40,9 @@ def draw_hand(points: np.ndarray, size: int, skin: tuple, background: tuple, wid
     d = ImageDraw.Draw(img)
     d.polygon([tuple(points[i]) for i in (0, 1, 5, 9, 13, 17)], fill=skin)
     for f in range(5):
-        chain = [points[0]] + [points[1 + 4 * f + j] for j in range(4)]
-        d.line([tuple(p) for p in chain[1:]], fill=skin, width=width, joint="curve")
-        for p in chain[1:]:
+        joints = points[1 + 4 * f:5 + 4 * f]  # base to tip; the palm polygon covers wrist -> base
+        d.line([tuple(p) for p in joints], fill=skin, width=width, joint="curve")
+        for p in joints:
             d.ellipse([p[0] - width / 2, p[1] - width / 2, p[0] + width / 2, p[1] + width / 2], fill=skin)
     return img
 

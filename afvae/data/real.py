@@ -234,14 +234,14 @@ def folder(root: str | Path) -> Source:
 # Datasets that ship their keypoints
 # ---------------------------------------------------------------------------------------------------------
 
-def _wflw_line(line: str, images: Path, n: int) -> Item:
-    """One WFLW annotation line -> an Item with 68 landmarks (raises ValueError if malformed)."""
+def _wflw_line(line: str, images: Path, n: int, split: str) -> Item:
+    """One WFLW annotation line of ``split`` -> an Item with 68 landmarks (raises ValueError if malformed)."""
     parts = line.split()
     if len(parts) != 196 + 4 + 6 + 1:
         raise ValueError(f"expected 207 fields, got {len(parts)}")
     pts98 = np.asarray(parts[:196], dtype=np.float64).reshape(98, 2)
     flags = ("pose", "expression", "illumination", "makeup", "occlusion", "blur")
-    attrs = tuple(zip(flags, parts[200:206]))
+    attrs = (*zip(flags, parts[200:206]), ("wflw_split", split))
     return Item(images / parts[206], f"{parts[206]}#{n}", pts98[list(WFLW_TO_68)], attrs, key=str(n))
 
 
@@ -259,12 +259,9 @@ def wflw(root: str | Path) -> Source:
             if not line.strip():
                 continue
             try:
-                item = _wflw_line(line, images, len(items))
+                items.append(_wflw_line(line, images, len(items), split))
             except ValueError as e:
                 rejects.append((f"{path}:{i + 1}", f"malformed annotation: {e}"))
-                continue
-            items.append(Item(item.path, item.identity, item.landmarks, item.attributes + (("wflw_split", split),),
-                              item.key))
     _nonempty("wflw", ann, items, "annotations")
     return Source("wflw", FACE68, base, items, rejects)
 
