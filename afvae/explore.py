@@ -530,6 +530,17 @@ class ExplorerUI:
                              f"focal weights w = ({w}){note}")
 
 
+TARGET_MS = 200  # one update at 64 px: the explorer's responsiveness target
+
+
+def ui_refresh_ms(ui: "ExplorerUI", control: str, values: Sequence[float]) -> float:
+    """Median ms of the live UI's whole refresh (update, true render, PNG encoding) while ``control`` takes
+    ``values`` one after another."""
+    for v in values:
+        ui.controls[control].value = round(float(v), 1)
+    return float(torch.tensor(ui.refresh_ms[-len(values):]).median())
+
+
 def build_ui(explorer: Explorer, state: ExplorerState = ExplorerState(), scale: int = 3) -> ExplorerUI:
     """The live explorer for a notebook: ``display(build_ui(...).widget)``."""
     return ExplorerUI(explorer, state, scale)
