@@ -25,7 +25,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from afvae import losses
-from afvae.baselines.common import GANBaseline, ResBlock, conv_in, down_in, lsgan_d, lsgan_g, to_image, up_in
+from afvae.baselines.common import (GANBaseline, EncoderDecoder, ResBlock, broadcast, conv_in, down_in, lsgan_d,
+                                   lsgan_g, to_image, up_in)
 from afvae.config import Config
 
 FEATURE_DIM = 3  # E's instance feature channels (the paper's value)
@@ -63,16 +64,14 @@ class Generator(nn.Module):
         super().__init__()
         w, h, cin = width, width // 2, c_channels + FEATURE_DIM
         self.encoder = FeatureEncoder(h)
-        self.global_g = nn.Sequential(conv_in(cin, w, k=7), down_in(w, 2 * w), down_in(2 * w, 4 * w),
-                                      *[ResBlock(4 * w) for _ in range(N_RES_GLOBAL)],
-                                      up_in(4 * w, 2 * w), up_in(2 * w, w))  # G1 without its output layer, at R/2
+        self.global_g = EncoderDecoder(cin, w, N_RES_GLOBAL).body  # G1 without its output layer, at R/2
         self.local_front = nn.Sequential(conv_in(cin, h, k=7), down_in(h, w))  # R -> R/2
         self.local_back = nn.Sequential(*[ResBlock(w) for _ in range(N_RES_LOCAL)], up_in(w, h), to_image(h),
                                         nn.Tanh())
 
     def forward(self, c: Tensor, features: Tensor) -> Tensor:
         """c (B, C_b, R, R) in [0, 1], features (B, FEATURE_DIM) -> (B, 3, R, R) in [-1, 1]."""
-        inp = torch.cat([c, features[:, :, None, None].expand(-1, -1, *c.shape[2:])], dim=1)  # (B, C_b+3, R, R)
+        inp = torch.cat([c, broadcast(features, c)], dim=1)  # (B, C_b+3, R, R)
         return self.local_back(self.local_front(inp) + self.global_g(downsample(inp)))  # G2 front + G1 at R/2
 
 
