@@ -30,9 +30,9 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from afvae.atomic import write_text
+from afvae import tables
 from afvae.boundaries import FACE68, Schema
-from afvae.checkpoint import load_checkpoint
+from afvae.checkpoint import checkpoint_path, load_checkpoint, model_from_state
 from afvae.config import Config
 from afvae.data import synthetic as syn
 from afvae.data.datasets import build_dataset, collate
@@ -50,7 +50,6 @@ from afvae.metrics import (
     psnr,
     summarise,
 )
-from afvae.train import checkpoint_path, model_from_state
 
 log = logging.getLogger(__name__)
 PROXY_NET = "factor"
@@ -307,23 +306,6 @@ def evaluate_runs(runs: dict[str, str | Path], *, device: str = "cpu", cache_roo
 # Tables
 
 
-def _cell(v: Any) -> str:
-    """One table cell: 4 significant digits for floats, 'n/a' for missing values."""
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "n/a"
-    if isinstance(v, (float, np.floating)):
-        return f"{v:.4g}"
-    return str(v).replace("|", "\\|")
-
-
-def to_markdown(df: pd.DataFrame) -> str:
-    """A GitHub pipe table of ``df`` (without pandas' optional ``tabulate`` dependency)."""
-    header = "| " + " | ".join(map(str, df.columns)) + " |"
-    rule = "|" + "|".join("---:" if pd.api.types.is_numeric_dtype(df[c]) else "---" for c in df.columns) + "|"
-    body = ["| " + " | ".join(_cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
-    return "\n".join([header, rule, *body]) + "\n"
-
-
 def fidelity_note(df: pd.DataFrame) -> str | None:
     """One line saying why FID / IS / KID are missing, or None when every row has them."""
     if "fidelity_available" not in df or bool(df["fidelity_available"].all()):
@@ -334,19 +316,9 @@ def fidelity_note(df: pd.DataFrame) -> str | None:
 
 def write_table(df: pd.DataFrame, out_dir: str | Path, name: str,
                 columns: Sequence[str] = TABLE_COLUMNS) -> dict[str, Path]:
-    """Write ``name.csv`` (every field), ``name.md`` and ``name.tex`` (the ``columns`` present) atomically.
-
-    The .md and .tex end with a note saying why FID / IS / KID are missing, when they are.
-    """
-    out = Path(out_dir)
-    table = df[[c for c in columns if c in df]]
-    note = fidelity_note(df)
-    md = to_markdown(table) + (f"\n{note}\n" if note else "")
-    tex = table.to_latex(index=False, escape=True, na_rep="n/a", float_format="%.4g")
-    tex += f"% {note}\n" if note else ""
-    return {"csv": write_text(out / f"{name}.csv", df.to_csv(index=False)),
-            "md": write_text(out / f"{name}.md", md),
-            "tex": write_text(out / f"{name}.tex", tex)}
+    """``tables.write_table`` of evaluation rows: ``name.csv`` (every field), ``name.md`` / ``name.tex`` (the
+    ``columns`` present), ending with a note saying why FID / IS / KID are missing, when they are."""
+    return tables.write_table(df, out_dir, name, columns, note=fidelity_note(df))
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -380,7 +352,7 @@ def main(argv: list[str] | None = None) -> dict[str, Path]:
                        device=a.device, cache_root=a.cache)
     name = a.name or (next(iter(runs)) if len(runs) == 1 else "runs")
     paths = write_table(df, a.out, f"eval_{name}")
-    print(to_markdown(df[[c for c in TABLE_COLUMNS if c in df]]), end="")
+    print(tables.to_markdown(df[[c for c in TABLE_COLUMNS if c in df]]), end="")
     note = fidelity_note(df)
     if note:
         print(" ".join(note.split()))

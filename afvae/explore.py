@@ -34,6 +34,7 @@ from torch import Tensor
 
 from afvae.atomic import atomic_path
 from afvae.data import synthetic as syn
+from afvae.images import to_numpy_image
 from afvae.model import AFVAE
 
 Z_SOURCES = ("posterior mean", "posterior sample", "prior mean", "prior sample")
@@ -126,7 +127,7 @@ def focal_pca(mu_k: Tensor) -> tuple[Tensor, Tensor]:
 
 def to_png(img: Tensor, scale: int = 1) -> bytes:
     """PNG bytes of an image (3, H, W) in [-1, 1] or a boundary map (C, H, W) in [0, 1], enlarged ``scale`` x."""
-    from afvae.plotting import boundary_rgb, to_numpy_image  # the figures' colours, one per curve
+    from afvae.plotting import boundary_rgb  # the figures' colours, one per curve
 
     rgb = to_numpy_image(img) if img.shape[0] == 3 else boundary_rgb(img)  # (H, W, 3) in [0, 1]
     arr = (rgb * 255).round().astype(np.uint8)

@@ -60,7 +60,7 @@ def _no_faces() -> np.ndarray:
 # dlib
 # ---------------------------------------------------------------------------------------------------------
 
-def _face_recognition_models_file(name: str) -> Path | None:
+def face_recognition_models_file(name: str) -> Path | None:
     """A data file of the face-recognition-models package, found without importing it (it needs pkg_resources)."""
     spec = importlib.util.find_spec("face_recognition_models")
     if spec is None or not spec.submodule_search_locations:
@@ -72,7 +72,7 @@ def _face_recognition_models_file(name: str) -> Path | None:
 def dlib_predictor_path(path: str | Path | None = None) -> Path:
     """shape_predictor_68_face_landmarks.dat: ``path``, ``$AFVAE_DLIB_WEIGHTS``, face-recognition-models, hub cache."""
     if path is None and not os.environ.get(DLIB_ENV):
-        packaged = _face_recognition_models_file(DLIB_FILE)
+        packaged = face_recognition_models_file(DLIB_FILE)
         if packaged is not None:
             return packaged
     try:
@@ -82,7 +82,7 @@ def dlib_predictor_path(path: str | Path | None = None) -> Path:
                                  f"(the download {DLIB_URL} is bzip2-compressed: unpack it first).") from e
 
 
-def _import_dlib():
+def import_dlib():
     try:
         import dlib
     except ImportError as e:
@@ -106,7 +106,7 @@ class HogFaceDetector:
     """
 
     def __init__(self, upsample: int | None = None, min_score: float = 0.0, relative_score: float = 0.5):
-        self.detector = _import_dlib().get_frontal_face_detector()
+        self.detector = import_dlib().get_frontal_face_detector()
         self.upsample, self.min_score, self.relative_score = upsample, min_score, relative_score
 
     def __call__(self, image: np.ndarray) -> list:
@@ -126,7 +126,7 @@ class DlibLandmarker:
 
     def __init__(self, predictor: str | Path | None = None, **hog: float | int | None):
         self.hog = HogFaceDetector(**hog)
-        self.predictor = _import_dlib().shape_predictor(str(dlib_predictor_path(predictor)))
+        self.predictor = import_dlib().shape_predictor(str(dlib_predictor_path(predictor)))
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
         """Image (H, W, 3) uint8 -> (n_faces, 68, 2) float32."""

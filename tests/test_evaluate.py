@@ -19,7 +19,8 @@ from afvae.config import get_config
 from afvae.data.datasets import build_dataset, collate, export_synthetic
 from afvae.features import FactorNet, FeatureNet, factor_targets, load_factor_net
 from afvae.metrics import INCEPTION_FILE
-from afvae.train import load_model, train
+from afvae.checkpoint import load_model
+from afvae.train import train
 
 pytestmark = pytest.mark.slow
 N = 160  # pairs per evaluation: enough for stable means at 32 px, a few seconds each

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from afvae import metrics
 from afvae.features import FactorNet
+from afvae.images import to_uint8
 from afvae.metrics import (
     INCEPTION_ENV,
     INCEPTION_FILE,
@@ -39,7 +40,6 @@ from afvae.metrics import (
     psnr,
     ssim,
     summarise,
-    to_uint8,
 )
 
 
