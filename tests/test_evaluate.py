@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from afvae import evaluate as ev
+from afvae import tables
 from afvae.config import get_config
 from afvae.data.datasets import build_dataset, collate, export_synthetic
 from afvae.features import FactorNet, FeatureNet, factor_targets, load_factor_net
@@ -91,7 +92,7 @@ def test_factor_columns_and_landmarks_invert_factor_targets():
 
 def test_markdown_table_without_tabulate():
     df = pd.DataFrame({"name": ["a|b", "c"], "fid": [None, 1.234567], "n": [3, 4]})
-    lines = ev.to_markdown(df).splitlines()
+    lines = tables.to_markdown(df).splitlines()
     assert lines[0] == "| name | fid | n |" and lines[1] == "|---|---:|---:|"
     assert lines[2] == "| a\\|b | n/a | 3 |" and lines[3] == "| c | 1.235 | 4 |"
 
