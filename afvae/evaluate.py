@@ -18,6 +18,35 @@ resolution. Each of ``n`` (source, target) pairs of test items with different id
 """
 from __future__ import annotations
 
+import argparse
+
+from afvae.cli import fail
+
+PROG = "python -m afvae.evaluate"
+
+
+def parser() -> argparse.ArgumentParser:
+    """``python -m afvae.evaluate``'s arguments."""
+    p = argparse.ArgumentParser(prog=PROG, description="Evaluate trained runs (AF-VAE or a GAN baseline) on the "
+                                                       "unseen test identities.")
+    p.add_argument("checkpoints", nargs="+", metavar="CHECKPOINT", help="run folder(s) or checkpoint.pt file(s)")
+    p.add_argument("--n", type=int, default=500, help="(source, target) pairs (default 500)")
+    p.add_argument("--out", default="results", help="output folder (default results)")
+    p.add_argument("--name", help="table name: writes eval_NAME.{csv,md,tex} (default: the run's folder name)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--inception-weights",
+                   help="torch-fidelity's Inception weights (default $AFVAE_INCEPTION_WEIGHTS, then the torch hub cache)")
+    p.add_argument("--no-download", action="store_true", help="never try to download the Inception weights")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--cache", default="results/cache", help="where the FactorNet is cached (default results/cache)")
+    p.add_argument("--threads", type=int, help="torch CPU threads (1 is fastest on a busy shared machine)")
+    return p
+
+
+if __name__ == "__main__":  # parse before torch is imported: --help and bad arguments answer at once
+    ARGS = parser().parse_args()
+
+# The heavy imports, once the command line (if any) has been parsed.
 import logging
 import math
 import time
@@ -325,31 +354,18 @@ def write_table(df: pd.DataFrame, out_dir: str | Path, name: str,
 # Command line (argparse stays in this entry point, not in the functions above)
 
 
-def main(argv: list[str] | None = None) -> dict[str, Path]:
-    """``python -m afvae.evaluate CHECKPOINT [CHECKPOINT ...] [--n 500] [--out results] [--name NAME] ...``."""
-    import argparse
-
-    p = argparse.ArgumentParser(prog="python -m afvae.evaluate",
-                                description="Evaluate trained AF-VAE runs on the unseen test identities.")
-    p.add_argument("checkpoints", nargs="+", metavar="CHECKPOINT", help="run folder(s) or checkpoint.pt file(s)")
-    p.add_argument("--n", type=int, default=500, help="(source, target) pairs (default 500)")
-    p.add_argument("--out", default="results", help="output folder (default results)")
-    p.add_argument("--name", help="table name: writes eval_NAME.{csv,md,tex} (default: the run's folder name)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--inception-weights",
-                   help=f"torch-fidelity's Inception weights (default ${INCEPTION_ENV}, then the torch hub cache)")
-    p.add_argument("--no-download", action="store_true", help="never try to download the Inception weights")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--cache", default="results/cache", help="where the FactorNet is cached (default results/cache)")
-    p.add_argument("--threads", type=int, help="torch CPU threads (1 is fastest on a busy shared machine)")
-    a = p.parse_args(argv)
+def run(a: argparse.Namespace) -> dict[str, Path]:
+    """Evaluate the runs the parsed arguments ``a`` name and write their table; bad input exits with code 2."""
     if a.threads:
         torch.set_num_threads(a.threads)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     runs = {run_name(c): c for c in a.checkpoints}
     t0 = time.perf_counter()
-    df = evaluate_runs(runs, n=a.n, seed=a.seed, inception_weights=a.inception_weights, download=not a.no_download,
-                       device=a.device, cache_root=a.cache)
+    try:
+        df = evaluate_runs(runs, n=a.n, seed=a.seed, inception_weights=a.inception_weights,
+                           download=not a.no_download, device=a.device, cache_root=a.cache)
+    except (FileNotFoundError, ValueError) as e:  # a missing or foreign checkpoint, a bad value
+        fail(PROG, e)
     name = a.name or (next(iter(runs)) if len(runs) == 1 else "runs")
     paths = write_table(df, a.out, f"eval_{name}")
     print(tables.to_markdown(df[[c for c in TABLE_COLUMNS if c in df]]), end="")
@@ -360,5 +376,10 @@ def main(argv: list[str] | None = None) -> dict[str, Path]:
     return paths
 
 
+def main(argv: list[str] | None = None) -> dict[str, Path]:
+    """``python -m afvae.evaluate CHECKPOINT [CHECKPOINT ...] [--n 500] [--out results] [--name NAME] ...``."""
+    return run(parser().parse_args(argv))
+
+
 if __name__ == "__main__":
-    main()
+    run(ARGS)

@@ -34,28 +34,29 @@ def parser() -> argparse.ArgumentParser:
 if __name__ == "__main__":  # parse before torch is imported: --help and bad arguments answer at once
     ARGS = parser().parse_args()
 
-import json  # noqa: E402  (the heavy part of the module)
-import logging  # noqa: E402
-import os  # noqa: E402
-import time  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
+# The heavy imports, once the command line (if any) has been parsed.
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
-import torch  # noqa: E402
-import torch.distributed as dist  # noqa: E402
-from tqdm.auto import tqdm  # noqa: E402
+import torch
+import torch.distributed as dist
+from tqdm.auto import tqdm
 
-from afvae.atomic import write_text  # noqa: E402
-from afvae.checkpoint import (CHECKPOINT, METRICS, load_checkpoint, read_history, restore, run_dir,  # noqa: E402
+from afvae.atomic import write_text
+from afvae.checkpoint import (CHECKPOINT, METRICS, load_checkpoint, read_history, restore, run_dir,
                               save_checkpoint)
-from afvae.config import Config, ModelConfig, load_config  # noqa: E402
-from afvae.data.datasets import build_dataset, collate  # noqa: E402
-from afvae.images import save_grid  # noqa: E402
-from afvae.losses import NonFiniteLoss  # noqa: E402
-from afvae.methods import Method, build_method, is_baseline  # noqa: E402
-from afvae.model import translate_all  # noqa: E402
-from afvae.prior import fit_focal_points  # noqa: E402
+from afvae.config import Config, ModelConfig, load_config
+from afvae.data.datasets import build_dataset, collate
+from afvae.images import save_grid
+from afvae.losses import NonFiniteLoss
+from afvae.methods import Method, build_method, is_baseline
+from afvae.model import translate_all
+from afvae.prior import fit_focal_points
 
 log = logging.getLogger(__name__)
 FOCAL_FIT_MAX = 5000  # boundary maps used to fit the K-means focal points
