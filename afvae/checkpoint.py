@@ -101,8 +101,17 @@ def model_from_state(state: dict[str, Any], device: str = "cpu") -> tuple[torch.
     cfg = Config.from_dict(state["config"])
     with torch.random.fork_rng(devices=[]):
         model = build_network(cfg, state["centres"])
-    model.load_state_dict(state["model"])
+    model.load_state_dict(evaluated_weights(state))
     return model.to(device).eval(), cfg
+
+
+def evaluated_weights(state: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The weights a checkpoint is evaluated with: the EMA of the weights when the recipe kept one, else the
+    trained weights themselves."""
+    ema = state.get("states", {}).get("ema")
+    if ema is None:
+        return state["model"]
+    return {k.removeprefix("module."): v for k, v in ema.items() if k != "n_averaged"}
 
 
 def load_model(run: str | Path, device: str = "cpu") -> tuple[torch.nn.Module, Config]:

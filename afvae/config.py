@@ -16,6 +16,7 @@ from typing import Any, Literal
 Prior = Literal["additive", "gmm_sampled", "standard"]
 Upsample = Literal["pixel_shuffle", "deconv"]
 Norm = Literal["weight", "batch", "none"]
+Decay = Literal["constant", "linear", "cosine"]
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,9 @@ class ModelConfig:
     norm: Norm = "weight"
     focal_downsample: int = 16  # side d of the pooled boundary map the focal points live on (C * d * d features)
     focal_temperature: float = 0.1  # T of the focal weights softmax(cos / T)
+    # Switches beyond the paper, off by default (README: "Deviations from the paper", with measured effects).
+    z_film: bool = False  # z also scales and shifts the decoder's features at every scale (FiLM)
+    full_res_width: int = 0  # > 0: convs of this width at full resolution, fed the boundary map c as well
 
 
 @dataclass(frozen=True)
@@ -67,6 +71,9 @@ class TrainConfig:
     batch_size: int = 32
     lr: float = 5e-4
     betas: tuple[float, float] = (0.9, 0.999)  # Adam's
+    warmup: float = 0.0  # fraction of the steps over which the learning rate rises linearly from 0
+    decay: Decay = "constant"  # the learning rate after warm-up: constant, or a linear / cosine decay to 0
+    ema: float = 0.0  # > 0: evaluate an exponential moving average of the weights with this decay per step
     seed: int = 0
     device: str = "cpu"
     amp: bool = False  # bf16 autocast on CUDA

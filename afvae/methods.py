@@ -10,14 +10,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import math
+
 import torch
 import torch.nn as nn
 from torch import Tensor
+from torch.optim.lr_scheduler import LambdaLR
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.nn.parallel import DistributedDataParallel
 
 from afvae import losses
 from afvae.baselines import METHODS
-from afvae.config import Config
+from afvae.config import Config, TrainConfig
 from afvae.features import FeatureNet, build_feature_net
 from afvae.model import AFVAE
 
@@ -34,6 +38,21 @@ class Method:
     centres: Tensor  # (K, F) focal points, saved with the checkpoint
     feature_net: FeatureNet | None  # the frozen feature-matching / perceptual network, if any
     shown: tuple[str, ...]  # terms on the progress bar
+    schedulers: dict[str, LambdaLR]  # one per optimiser, stepped after every step
+    ema: AveragedModel | None  # the moving average of the weights that evaluation uses, if the recipe has one
+
+    def after_step(self) -> None:
+        """The recipe's per-step updates: learning-rate schedules, then the EMA of the weights."""
+        for scheduler in self.schedulers.values():
+            scheduler.step()
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
+
+    def states(self) -> dict[str, object]:
+        """Everything an exact resume restores besides the weights, by name."""
+        states: dict[str, object] = dict(self.optimisers)
+        states |= {f"lr_{k}": s for k, s in self.schedulers.items()}
+        return states | ({"ema": self.ema} if self.ema is not None else {})
 
 
 def is_baseline(cfg: Config) -> bool:
@@ -55,6 +74,28 @@ def optimisers(cfg: Config, model: nn.Module) -> dict[str, torch.optim.Optimizer
     """The recipe's optimisers from ``cfg.train``: Adam(lr, betas) per parameter group of ``model``."""
     groups = model.param_groups() if hasattr(model, "param_groups") else {"model": list(model.parameters())}
     return {k: torch.optim.Adam(p, lr=cfg.train.lr, betas=cfg.train.betas) for k, p in groups.items()}
+
+
+def lr_factor(step: int, tc: TrainConfig) -> float:
+    """The multiple of ``tc.lr`` used at ``step`` (0-based): a linear warm-up over the first ``tc.warmup``
+    fraction of the steps, then constant, or a linear or cosine decay that reaches 0 after the last step."""
+    warm = round(tc.warmup * tc.steps)
+    if step < warm:
+        return (step + 1) / warm
+    t = (step - warm) / max(1, tc.steps - warm)  # in [0, 1)
+    return {"constant": 1.0, "linear": 1.0 - t, "cosine": 0.5 * (1.0 + math.cos(math.pi * t))}[tc.decay]
+
+
+def schedulers(cfg: Config, opts: dict[str, torch.optim.Optimizer]) -> dict[str, LambdaLR]:
+    """One ``lr_factor`` schedule per optimiser."""
+    return {k: LambdaLR(o, lambda step: lr_factor(step, cfg.train)) for k, o in opts.items()}
+
+
+def ema_of(cfg: Config, model: nn.Module) -> AveragedModel | None:
+    """An exponential moving average of ``model``'s weights and buffers (decay ``cfg.train.ema``), or None."""
+    if not cfg.train.ema:
+        return None
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.train.ema), use_buffers=True)
 
 
 def loss_terms(model: nn.Module, feature_net: FeatureNet | None, batch: dict[str, Tensor], cfg: Config,
@@ -105,12 +146,13 @@ def build_method(cfg: Config, centres: Tensor, device: torch.device, world: int 
         model = model.to(memory_format=torch.channels_last)
     feature_net = build_feature_net(cfg.loss.feature_net, cfg.data, device, progress, cache_root)
     opts = optimisers(cfg, model)
+    recipe = {"schedulers": schedulers(cfg, opts), "ema": ema_of(cfg, model)}
     if is_baseline(cfg):
         if world > 1:
             raise ValueError(f"{cfg.name} trains on one process: launch it without torchrun")
         model.feature_net = feature_net  # its perceptual term (pix2pixHD)
         return Method(model, opts, lambda batch, g: model.train_step(opts, batch, g), model.centres, feature_net,
-                      ("d_loss", "g_loss"))
+                      ("d_loss", "g_loss"), **recipe)
     net = DistributedDataParallel(model) if world > 1 else model
     return Method(model, opts, afvae_step(cfg, net, feature_net, opts["model"], device), model.prior.centres,
-                  feature_net, ("loss", "l1", "kl"))
+                  feature_net, ("loss", "l1", "kl"), **recipe)

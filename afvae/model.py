@@ -120,24 +120,59 @@ class AppearanceEncoder(nn.Module):
         return mu, logvar.clamp(-12.0, 8.0)
 
 
+class FiLM(nn.Module):
+    """Feature-wise affine modulation by z: h * (1 + gamma(z)) + beta(z), the identity at initialisation."""
+
+    def __init__(self, z_dim: int, channels: int):
+        super().__init__()
+        self.proj = nn.Linear(z_dim, 2 * channels)
+        nn.init.zeros_(self.proj.weight)
+        nn.init.zeros_(self.proj.bias)
+
+    def forward(self, h: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        gamma, beta = self.proj(z)[:, :, None, None].chunk(2, dim=1)  # (B, C, 1, 1) each
+        return h * (1 + gamma) + beta
+
+
+class FullResHead(nn.Module):
+    """R/2 -> R features of width ``w``, joined with the boundary map c, then convs at R to RGB."""
+
+    def __init__(self, cin: int, w: int, c_channels: int, upsample: str, norm: str):
+        super().__init__()
+        self.up = Upsample(cin, w, upsample, norm)
+        self.body = nn.Sequential(conv(w + c_channels, w, norm), conv(w, 3, norm, act=False))
+
+    def forward(self, h: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        return self.body(torch.cat([self.up(h), c], dim=1))  # (B, 3, R, R)
+
+
 class Decoder(nn.Module):
     """D(z, y, skips): from 4 x 4 up to R, concatenating the structure skips at every scale."""
 
-    def __init__(self, widths: list[int], z_dim: int, upsample: str, norm: str):
+    def __init__(self, widths: list[int], z_dim: int, upsample: str, norm: str, *, film: bool = False,
+                 full_res_width: int = 0, c_channels: int = 13):
         super().__init__()
         self.fc = linear(z_dim, widths[-1] * 16, norm)
         self.join = conv(2 * widths[-1], widths[-1], norm)
         self.up = nn.ModuleList(Upsample(a, b, upsample, norm) for a, b in zip(widths[:0:-1], widths[-2::-1]))
         self.merge = nn.ModuleList(conv(2 * b, b, norm) for b in widths[-2::-1])
-        self.out = Upsample(widths[0], 3, upsample, norm, act=False)  # R/2 -> R, straight to RGB
+        self.film = nn.ModuleList(FiLM(z_dim, b) for b in widths[-2::-1]) if film else None
+        if full_res_width:
+            self.out = FullResHead(widths[0], full_res_width, c_channels, upsample, norm)
+        else:
+            self.out = Upsample(widths[0], 3, upsample, norm, act=False)  # R/2 -> R, straight to RGB
 
-    def forward(self, z: torch.Tensor, y: torch.Tensor, skips: list[torch.Tensor]) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, y: torch.Tensor, skips: list[torch.Tensor],
+                c: torch.Tensor | None = None) -> torch.Tensor:
         B = z.shape[0]
         h = F.leaky_relu(self.fc(z), 0.2).view(B, -1, 4, 4)  # (B, C, 4, 4)
         h = self.join(torch.cat([h, y], dim=1))
-        for up, merge, skip in zip(self.up, self.merge, skips[-2::-1]):
+        for i, (up, merge, skip) in enumerate(zip(self.up, self.merge, skips[-2::-1])):
             h = merge(torch.cat([up(h), skip], dim=1))  # (B, C_i, 2H, 2W)
-        return torch.tanh(self.out(h))  # (B, 3, R, R) in [-1, 1]
+            if self.film is not None:
+                h = self.film[i](h, z)
+        h = self.out(h, c) if isinstance(self.out, FullResHead) else self.out(h)
+        return torch.tanh(h)  # (B, 3, R, R) in [-1, 1]
 
 
 class AFVAE(nn.Module):
@@ -150,7 +185,8 @@ class AFVAE(nn.Module):
         widths = stage_widths(cfg)
         self.structure_encoder = Encoder(cfg.boundary_channels, widths, cfg.norm)  # E_mu
         self.appearance_encoder = AppearanceEncoder(widths, cfg.z_dim, cfg.norm)
-        self.decoder = Decoder(widths, cfg.z_dim, cfg.upsample, cfg.norm)
+        self.decoder = Decoder(widths, cfg.z_dim, cfg.upsample, cfg.norm, film=cfg.z_film,
+                               full_res_width=cfg.full_res_width, c_channels=cfg.boundary_channels)
         self.prior = AdditiveFocalPrior(centres, cfg.z_dim, kind=cfg.prior, temperature=cfg.focal_temperature)
 
     def structure(self, c: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -170,7 +206,7 @@ class AFVAE(nn.Module):
     def decode(self, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         """D(z, E_mu(c)): (B, D), (B, C_b, R, R) -> x_hat (B, 3, R, R) in [-1, 1]."""
         y, skips = self.structure(c)
-        return self.decoder(z, y, skips)
+        return self.decoder(z, y, skips, c)
 
     def forward(self, x: torch.Tensor, c: torch.Tensor, generator: torch.Generator | None = None) -> dict:
         """One ELBO pass: reparameterised z ~ q(z | x, y), reconstruction and prior parameters."""
@@ -180,7 +216,7 @@ class AFVAE(nn.Module):
         z = mu + eps * torch.exp(0.5 * logvar)  # reparameterisation trick
         w = self.focal_weights(c)
         mu_p, logvar_p = self.prior(w, generator=generator)
-        x_hat = self.decoder(z, y, skips)
+        x_hat = self.decoder(z, y, skips, c)
         return {"x_hat": x_hat, "z": z, "mu": mu, "logvar": logvar, "mu_p": mu_p, "logvar_p": logvar_p, "w": w}
 
     @torch.no_grad()

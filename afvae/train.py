@@ -145,8 +145,7 @@ def fit(cfg: Config, out_dir: str | Path, *, resume: bool = False, stop_at: int 
     state = load_checkpoint(out / CHECKPOINT) if resume and (out / CHECKPOINT).exists() else None
     centres = state["centres"] if state else fit_centres(dataset, cfg.model, cfg.data.seed)
     method = build_method(cfg, centres, d.device, d.world, progress, cache_root)
-    # Everything an exact resume restores besides the weights; a scheduler or an EMA of the weights joins here.
-    states: dict[str, Any] = dict(method.optimisers)
+    states = method.states()  # optimisers, schedules, EMA: what an exact resume restores besides the weights
     start = restore(state, method.model, states) if state else 0
     history = read_history(out, start)
     if d.rank == 0:
@@ -176,7 +175,7 @@ def _loop(cfg: Config, method: Method, states: dict[str, Any], dataset: Any, d: 
             hint = "train.lr" if is_baseline(cfg) else "train.lr or loss.beta"
             raise FloatingPointError(f"{cfg.name} at step {step}: non-finite {e.who}loss ({e.values}); the last good "
                                      f"checkpoint {out / CHECKPOINT} is kept. Lower {hint} and resume.") from None
-        # Per-step updates of the recipe (a learning-rate scheduler, an EMA of the weights) go here.
+        method.after_step()
         seen += len(idx) * d.world
         done = step + 1
         if done % tc.log_every == 0 or done == end:

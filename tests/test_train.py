@@ -40,6 +40,33 @@ def test_resume_equals_uninterrupted(tiny_cfg, tmp_path):
     assert logged == list(range(1, 7)) and history[-1]["step"] == 6
 
 
+def test_recipe_resume_equals_uninterrupted(tiny_cfg, tmp_path):
+    """Warm-up, decay and the EMA of the weights are restored exactly, and evaluation uses the EMA."""
+    cfg = tiny_cfg.replace(train={"warmup": 0.3, "decay": "cosine", "ema": 0.9})
+    train(cfg, tmp_path / "full", progress=False)
+    train(cfg, tmp_path / "cut", stop_at=2, progress=False)
+    train(cfg, tmp_path / "cut", resume=True, progress=False)
+    full, cut = (load_checkpoint(tmp_path / r / "checkpoint.pt") for r in ("full", "cut"))
+    for a, b in ((full["model"], cut["model"]), (full["states"]["ema"], cut["states"]["ema"])):
+        assert all(torch.equal(a[k], b[k]) for k in a)
+    model, _ = load_model(tmp_path / "full")
+    ema = {k.removeprefix("module."): v for k, v in full["states"]["ema"].items() if k != "n_averaged"}
+    raw = model.state_dict()
+    assert all(torch.equal(raw[k], ema[k]) for k in raw)  # the EMA weights, not the last ones
+    assert any(not torch.equal(ema[k], full["model"][k]) for k in ema)
+
+
+def test_lr_factor_schedules(tiny_cfg):
+    from afvae.methods import lr_factor
+
+    tc = tiny_cfg.replace(train={"steps": 100, "warmup": 0.1, "decay": "linear"}).train
+    assert [lr_factor(s, tc) for s in (0, 4, 9)] == pytest.approx([0.1, 0.5, 1.0])
+    assert lr_factor(10, tc) == 1.0 and lr_factor(55, tc) == pytest.approx(0.5) and lr_factor(99, tc) > 0
+    cos = tc.__class__(**{**tc.__dict__, "decay": "cosine"})
+    assert lr_factor(55, cos) == pytest.approx(0.5) and lr_factor(32, cos) > lr_factor(32, tc)
+    assert lr_factor(50, tc.__class__(**{**tc.__dict__, "decay": "constant", "warmup": 0.0})) == 1.0
+
+
 def test_nan_stops_and_keeps_last_checkpoint(tiny_cfg, tmp_path, monkeypatch):
     real = losses.elbo_terms
     calls = {"n": 0}

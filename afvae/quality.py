@@ -1,0 +1,141 @@
+"""Edit quality against the truth: a fixed set of manipulations of unseen faces and the scores of one model.
+
+Every edit of a synthetic face has a true target render (the source identity under the target structure), so
+a manipulation can be scored directly, beside the two references that frame it:
+
+* **source unchanged** (``*_copy``): returning the input as it is. An edit that does not beat it has not
+  manipulated anything useful.
+* **the truth** (``*_truth`` / ``*_floor``): what the scorer gives the true target itself.
+
+Two kinds of edit, each a pure function of ``seed``:
+
+* ``yaw``: the source's pitch, roll and expression at a new yaw, at least ``min_yaw`` degrees away;
+* ``expression``: the source's pose with another dominant expression. Most pixels of such a pair do not
+  change, so it is scored on the **changed region** only: pixels where source and truth differ by more than
+  ``CHANGED`` (any channel, [0, 1] units). There, doing nothing scores the whole change.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from afvae.data.synthetic import EXPRESSIONS, Structure
+from afvae.metrics import identity_similarity, landmark_error, ssim, to_unit
+
+CHANGED = 0.05  # [0, 1] units: a pixel belongs to an edit's changed region when source and truth differ more
+MAX_YAW = 60.0  # the training range of the synthetic faces (degrees)
+
+
+@dataclass(frozen=True)
+class EditSet:
+    """N source faces, the structures to give them, and the true results. Images (N, 3, H, W) in [-1, 1]."""
+
+    kind: tuple[str, ...]  # (N,) "yaw" | "expression"
+    items: Tensor  # (N,) source items of the test split
+    x: Tensor  # sources
+    c: Tensor  # (N, C_b, H, W) source boundary maps
+    c_target: Tensor  # target boundary maps
+    x_truth: Tensor  # the source identities rendered under the target structures
+    landmarks_target: Tensor  # (N, 68, 2) pixels
+
+    def mask(self, kind: str) -> Tensor:
+        """(N,) bool: the pairs of one kind of edit."""
+        return torch.tensor([k == kind for k in self.kind])
+
+
+def _yaw_targets(source: Structure, min_yaw: float, g: torch.Generator) -> Structure:
+    """Each structure at a uniformly drawn yaw in [-MAX_YAW, MAX_YAW] at least ``min_yaw`` from its own."""
+    n = len(source)
+    # Draw uniformly from the allowed set: [-MAX, yaw - min] U [yaw + min, MAX], by its total length.
+    lo = (source.yaw - min_yaw + MAX_YAW).clamp(min=0)  # length of the part below
+    hi = (MAX_YAW - source.yaw - min_yaw).clamp(min=0)  # length of the part above
+    u = torch.rand(n, generator=g) * (lo + hi)
+    yaw = torch.where(u < lo, -MAX_YAW + u, source.yaw + min_yaw + (u - lo))
+    return source.replace(yaw=yaw)
+
+
+def _expression_targets(source: Structure, g: torch.Generator) -> Structure:
+    """Each structure's pose with a new dominant expression (not its current one) at intensity in [0.7, 1]."""
+    n, k = len(source), len(EXPRESSIONS)
+    current = source.expression.argmax(1)  # (n,)
+    new = (current + 1 + torch.randint(k - 1, (n,), generator=g)) % k  # any other expression, uniform
+    weights = torch.nn.functional.one_hot(new, k).float() * (0.7 + 0.3 * torch.rand(n, 1, generator=g))
+    return Structure.create(yaw=source.yaw, pitch=source.pitch, roll=source.roll, expression=weights)
+
+
+def edit_set(dataset: Any, *, n_yaw: int = 200, n_expression: int = 200, min_yaw: float = 20.0,
+             seed: int = 0) -> EditSet:
+    """Seeded yaw and expression edits of test items (``dataset``: a SyntheticFaces test split)."""
+    if not hasattr(dataset, "true_target"):
+        raise ValueError(f"{type(dataset).__name__} cannot render true targets: edit quality needs the synthetic faces")
+    g = torch.Generator().manual_seed(seed)
+    N = len(dataset)
+    items = torch.cat([torch.randperm(N, generator=g) for _ in range(math.ceil((n_yaw + n_expression) / N))])
+    yaw_items, expr_items = items[:n_yaw], items[n_yaw:n_yaw + n_expression]
+    targets = Structure.cat([_yaw_targets(dataset.structure.index(yaw_items), min_yaw, g),
+                             _expression_targets(dataset.structure.index(expr_items), g)])
+    items = torch.cat([yaw_items, expr_items])
+    truth = dataset.true_target(items, targets)
+    source = dataset.get_batch(items, ["x", "c"])
+    return EditSet(kind=("yaw",) * n_yaw + ("expression",) * n_expression, items=items, x=source["x"],
+                   c=source["c"], c_target=truth["c"], x_truth=truth["x"], landmarks_target=truth["landmarks"])
+
+
+def changed_region_l1(pred: Tensor, source: Tensor, truth: Tensor, threshold: float = CHANGED) -> Tensor:
+    """L1 of ``pred`` against ``truth`` over the pixels where source and truth differ (> threshold, any channel).
+
+    (N, 3, H, W) in [-1, 1] thrice -> (N,) in [0, 1] units; NaN for a pair whose region is empty.
+    """
+    region = (to_unit(source) - to_unit(truth)).abs().amax(dim=1) > threshold  # (N, H, W)
+    err = (to_unit(pred) - to_unit(truth)).abs().mean(dim=1)  # (N, H, W)
+    return (err * region).sum(dim=(1, 2)) / region.sum(dim=(1, 2))  # 0 / 0 -> NaN
+
+
+@torch.no_grad()
+def run_edits(model: torch.nn.Module, edits: EditSet, batch_size: int = 200) -> dict[str, Tensor]:
+    """The model's edits and reconstructions of an EditSet: ``x_out``, ``x_rec`` (N, 3, H, W), on the CPU."""
+    device, was_training = next(model.parameters()).device, model.training
+    model.eval()
+    out: dict[str, list[Tensor]] = {"x_out": [], "x_rec": []}
+    for i in range(0, len(edits.kind), batch_size):
+        x, c, ct = (t[i:i + batch_size].to(device) for t in (edits.x, edits.c, edits.c_target))
+        out["x_out"].append(model.translate(x, c, ct).float().cpu())
+        out["x_rec"].append(model.translate(x, c, c).float().cpu())
+    model.train(was_training)
+    return {k: torch.cat(v) for k, v in out.items()}
+
+
+def edit_quality(model: torch.nn.Module, edits: EditSet, scorer: Any) -> dict[str, float]:
+    """The quality benchmark's numbers for one model on ``edits``; ``scorer``: the FactorNet of the data.
+
+    ``yaw_ssim`` / ``yaw_ssim_copy``: SSIM against the truth on the yaw edits, model vs source unchanged;
+    ``expr_changed_l1`` / ``expr_changed_l1_copy``: changed-region L1 on the expression edits;
+    ``identity_sim`` (source vs edit) / ``identity_sim_truth`` (source vs truth): cosine of the scorer's
+    appearance predictions, all edits; ``landmark_nme`` / ``landmark_nme_floor``: the scorer's landmarks on
+    the edit / on the truth vs the target's; ``rec_ssim``: reconstructions vs sources.
+    """
+    from afvae.evaluate import factor_columns, predict_factors, predicted_landmarks  # the scorer's read-out
+
+    g = run_edits(model, edits)
+    yaw, expr = edits.mask("yaw"), edits.mask("expression")
+    size = edits.x.shape[-1]
+    preds = {k: predict_factors(scorer, v) for k, v in (("x", edits.x), ("out", g["x_out"]),
+                                                         ("truth", edits.x_truth))}
+    app = factor_columns(preds["x"].shape[1])["appearance"]
+    nme = lambda k: float(landmark_error(predicted_landmarks(scorer, preds[k], size),  # noqa: E731
+                                         edits.landmarks_target).mean())
+    ident = lambda k: float(identity_similarity(preds["x"][:, app], preds[k][:, app]).mean())  # noqa: E731
+    return {
+        "yaw_ssim": float(ssim(g["x_out"][yaw], edits.x_truth[yaw]).mean()),
+        "yaw_ssim_copy": float(ssim(edits.x[yaw], edits.x_truth[yaw]).mean()),
+        "expr_changed_l1": float(changed_region_l1(g["x_out"][expr], edits.x[expr], edits.x_truth[expr]).nanmean()),
+        "expr_changed_l1_copy": float(changed_region_l1(edits.x[expr], edits.x[expr],
+                                                        edits.x_truth[expr]).nanmean()),
+        "identity_sim": ident("out"), "identity_sim_truth": ident("truth"),
+        "landmark_nme": nme("out"), "landmark_nme_floor": nme("truth"),
+        "rec_ssim": float(ssim(g["x_rec"], edits.x).mean()),
+    }
