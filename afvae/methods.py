@@ -41,6 +41,11 @@ class Method:
     schedulers: dict[str, LambdaLR]  # one per optimiser, stepped after every step
     ema: AveragedModel | None  # the moving average of the weights that evaluation uses, if the recipe has one
 
+    @property
+    def evaluated(self) -> nn.Module:
+        """The network that evaluation and checkpoints' readers use: the EMA when the recipe keeps one."""
+        return self.ema.module if self.ema is not None else self.model
+
     def after_step(self) -> None:
         """The recipe's per-step updates: learning-rate schedules, then the EMA of the weights."""
         for scheduler in self.schedulers.values():

@@ -41,7 +41,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch.distributed as dist
@@ -136,9 +136,12 @@ def train(cfg: Config, out_dir: str | Path, *, resume: bool = False, stop_at: in
 
 
 def fit(cfg: Config, out_dir: str | Path, *, resume: bool = False, stop_at: int | None = None,
-        progress: bool = True, cache_root: str | Path = "results/cache"
-        ) -> tuple[torch.nn.Module, list[dict[str, float]]]:
-    """``train``, also returning this process's trained network (each DDP rank has its replica)."""
+        progress: bool = True, cache_root: str | Path = "results/cache",
+        callback: Callable[[int, Method], None] | None = None) -> tuple[torch.nn.Module, list[dict[str, float]]]:
+    """``train``, also returning this process's trained network (each DDP rank has its replica).
+
+    ``callback(done, method)`` runs after every step (e.g. to evaluate ``method.evaluated`` along the way).
+    """
     out, d = Path(out_dir), setup_distributed(cfg.train.device)
     out.mkdir(parents=True, exist_ok=True)
     dataset = build_dataset(cfg.data, "train")
@@ -153,14 +156,14 @@ def fit(cfg: Config, out_dir: str | Path, *, resume: bool = False, stop_at: int 
         if (out / METRICS).exists():  # drop the rows an interrupted run logged after its last checkpoint
             write_text(out / METRICS, "".join(json.dumps(r) + "\n" for r in history))
     end = cfg.train.steps if stop_at is None else min(stop_at, cfg.train.steps)
-    _loop(cfg, method, states, dataset, d, out, start, end, history, progress)
+    _loop(cfg, method, states, dataset, d, out, start, end, history, progress, callback)
     if d.world > 1:
         dist.barrier()
     return method.model, history
 
 
 def _loop(cfg: Config, method: Method, states: dict[str, Any], dataset: Any, d: Dist, out: Path, start: int,
-          end: int, history: list, progress: bool) -> None:
+          end: int, history: list, progress: bool, callback: Callable[[int, Method], None] | None = None) -> None:
     """Steps [start, end): the method's step, then logging, samples and checkpoints."""
     tc = cfg.train
     bar = tqdm(range(start, end), initial=start, total=tc.steps, disable=not progress or d.rank > 0,
@@ -188,6 +191,8 @@ def _loop(cfg: Config, method: Method, states: dict[str, Any], dataset: Any, d: 
                     f.write(json.dumps(row) + "\n")
         if d.rank == 0:
             _save(cfg, method, states, batch, out, done, end)
+        if callback is not None:
+            callback(done, method)
 
 
 def _save(cfg: Config, method: Method, states: dict[str, Any], batch: dict, out: Path, done: int, end: int) -> None:

@@ -1,0 +1,78 @@
+"""Time to quality: the default preset trained from scratch (seed 0), its edits scored along the way.
+
+``python -m afvae.bench quality`` trains the full model with the default recipe in a temporary folder and
+evaluates it (the EMA weights when the recipe keeps them) at ``EVAL_POINTS`` evenly spaced steps, the last
+one the end of training, on a fixed set of 200 yaw and 200 expression edits of unseen identities
+(``afvae.quality``). Training compute is counted, not estimated: FLOPs of one training step (forward and
+backward of the model and the feature net, ``torch.utils.flop_counter``) per image, times images seen.
+Evaluation time is excluded from ``train_minutes``.
+"""
+from __future__ import annotations
+
+import tempfile
+import time
+from typing import Any
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from afvae.config import Config, get_config
+
+EVAL_POINTS = 6
+CACHE = "results/cache"  # the FactorNet (feature matching and scorer), shared with make paper
+# The bar of the quality issue: (key, comparison, threshold); "copy+" thresholds are relative to a baseline.
+TARGETS = {
+    "yaw_ssim >= 0.85": lambda r: r["yaw_ssim"] >= 0.85,
+    "yaw_ssim >= yaw_ssim_copy + 0.15": lambda r: r["yaw_ssim"] >= r["yaw_ssim_copy"] + 0.15,
+    "expr_changed_l1 <= 0.5 * expr_changed_l1_copy": lambda r: r["expr_changed_l1"] <= 0.5 * r["expr_changed_l1_copy"],
+    "identity_sim >= 0.85": lambda r: r["identity_sim"] >= 0.85,
+    "landmark_nme <= 0.095": lambda r: r["landmark_nme"] <= 0.095,
+    "train_tflop <= 40": lambda r: r["train_tflop"] <= 40,
+}
+
+
+def flops_per_image(cfg: Config, cache_root: str = CACHE) -> float:
+    """FLOPs of one training step of ``cfg``'s method per image (values do not change FLOPs: random inputs)."""
+    from afvae.methods import build_method
+
+    R, B, m = cfg.data.size, cfg.train.batch_size, cfg.model
+    centres = torch.rand(m.n_focal, m.boundary_channels * m.focal_downsample**2)
+    with torch.random.fork_rng(devices=[]):
+        method = build_method(cfg, centres, torch.device("cpu"), progress=False, cache_root=cache_root)
+        batch = {"x": torch.rand(B, 3, R, R) * 2 - 1, "c": torch.rand(B, m.boundary_channels, R, R)}
+        with FlopCounterMode(display=False) as counter:
+            method.step(batch, torch.Generator().manual_seed(0))
+    return counter.get_total_flops() / B
+
+
+def run(cfg: Config | None = None, eval_points: int = EVAL_POINTS) -> dict[str, Any]:
+    from afvae.data.datasets import build_dataset
+    from afvae.features import load_factor_net
+    from afvae.quality import edit_quality, edit_set
+    from afvae.train import fit
+
+    cfg = cfg or get_config("default")
+    scorer = load_factor_net(cfg.data, CACHE)
+    edits = edit_set(build_dataset(cfg.data, "test"), n_yaw=200, n_expression=200, seed=0)
+    per_image = flops_per_image(cfg)
+    points = {round(cfg.train.steps * (i + 1) / eval_points) for i in range(eval_points)}
+    curve: list[dict[str, float]] = []
+    clock = {"eval": 0.0}
+
+    def evaluate(done: int, method: Any) -> None:
+        if done not in points:
+            return
+        t0 = time.perf_counter()
+        images = done * cfg.train.batch_size
+        row = {"step": done, "images_seen": images, "train_tflop": per_image * images / 1e12,
+               "train_minutes": (t0 - clock["start"] - clock["eval"]) / 60, **edit_quality(method.evaluated, edits, scorer)}
+        curve.append(row)
+        clock["eval"] += time.perf_counter() - t0
+
+    with tempfile.TemporaryDirectory(prefix="afvae-quality-") as out:
+        clock["start"] = time.perf_counter()
+        fit(cfg, out, cache_root=CACHE, callback=evaluate)
+    final = curve[-1]
+    return {**final, "flops_per_image": per_image, "eval_seconds": clock["eval"], "n_edits": len(edits.kind),
+            "recipe": cfg.train.__dict__ | {"model": cfg.model.__dict__, "loss": cfg.loss.__dict__},
+            "targets_met": {name: bool(ok(final)) for name, ok in TARGETS.items()}, "curve": curve}

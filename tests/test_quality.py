@@ -1,0 +1,84 @@
+"""Edit quality against the truth (afvae.quality): the edits, the changed region, and scores that separate an
+oracle, doing nothing and a blank image."""
+import pytest
+import torch
+
+from afvae.config import get_config
+from afvae.data.datasets import build_dataset
+from afvae.features import load_factor_net
+from afvae.quality import EditSet, changed_region_l1, edit_quality, edit_set
+
+pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def edits() -> EditSet:
+    return edit_set(build_dataset(get_config("smoke").data, "test"), n_yaw=24, n_expression=24, seed=3)
+
+
+@pytest.fixture(scope="module")
+def scorer(one_thread, tmp_path_factory):
+    return load_factor_net(get_config("smoke").data, root=tmp_path_factory.mktemp("quality_cache"), progress=False)
+
+
+class Lookup(torch.nn.Module):
+    """A stand-in method: answers each target map with a fixed image per pair (found by its map)."""
+
+    def __init__(self, edits: EditSet, images: torch.Tensor, reconstruction: torch.Tensor):
+        super().__init__()
+        self.sources, self.targets = edits.c.flatten(1), edits.c_target.flatten(1)
+        self.images, self.rec = images, reconstruction
+        self.dummy = torch.nn.Parameter(torch.zeros(()))
+
+    @staticmethod
+    def find(c, keys):
+        return (c.flatten(1)[:, None] == keys[None]).all(-1).float().argmax(1)
+
+    def translate(self, x, c_source, c_target):
+        if torch.equal(c_source, c_target):  # a reconstruction
+            return self.rec[self.find(c_source, self.sources)]
+        return self.images[self.find(c_target, self.targets)]
+
+
+def test_edits_are_seeded_and_change_what_they_say(edits):
+    again = edit_set(build_dataset(get_config("smoke").data, "test"), n_yaw=24, n_expression=24, seed=3)
+    assert torch.equal(edits.x_truth, again.x_truth) and torch.equal(edits.items, again.items)
+    yaw, expr = edits.mask("yaw"), edits.mask("expression")
+    assert yaw.sum() == expr.sum() == 24
+    # yaw edits move the face; expression edits keep most pixels (a small changed region)
+    region = lambda m: ((edits.x[m] - edits.x_truth[m]).abs().amax(1) > 0.1).float().mean()  # noqa: E731
+    assert region(yaw) > 2 * region(expr) > 0
+
+
+def test_yaw_targets_are_far_enough_and_in_range():
+    from afvae.data.synthetic import Structure
+    from afvae.quality import MAX_YAW, _yaw_targets
+
+    src = Structure.create(yaw=torch.linspace(-60, 60, 500))
+    new = _yaw_targets(src, 20.0, torch.Generator().manual_seed(0))
+    assert ((new.yaw - src.yaw).abs() >= 20 - 1e-4).all() and (new.yaw.abs() <= MAX_YAW + 1e-4).all()
+    assert new.yaw.min() < -50 and new.yaw.max() > 50  # both directions are drawn
+
+
+def test_changed_region_l1_scores_truth_zero_and_source_the_whole_change(edits):
+    x, t = edits.x, edits.x_truth
+    assert torch.allclose(changed_region_l1(t, x, t), torch.zeros(len(x)))
+    copy = changed_region_l1(x, x, t)
+    assert (copy > 0.05 / 3).all()  # in the region one channel of three differs by more than the threshold
+    blank = changed_region_l1(torch.zeros_like(t), x, t)
+    assert blank.mean() > 0.1
+
+
+def test_oracle_copy_and_blank_are_told_apart(edits, scorer):
+    oracle = edit_quality(Lookup(edits, edits.x_truth, edits.x), edits, scorer)
+    assert oracle["yaw_ssim"] == pytest.approx(1.0) and oracle["expr_changed_l1"] == pytest.approx(0.0, abs=1e-6)
+    assert oracle["identity_sim"] == pytest.approx(oracle["identity_sim_truth"], abs=1e-6)
+    assert oracle["landmark_nme"] == pytest.approx(oracle["landmark_nme_floor"], abs=1e-6)
+    assert oracle["rec_ssim"] == pytest.approx(1.0)
+    copy = edit_quality(Lookup(edits, edits.x, edits.x), edits, scorer)
+    assert copy["yaw_ssim"] == pytest.approx(copy["yaw_ssim_copy"], abs=1e-6) and copy["yaw_ssim"] < 0.99
+    assert copy["expr_changed_l1"] == pytest.approx(copy["expr_changed_l1_copy"], abs=1e-6)
+    blank = torch.zeros_like(edits.x)
+    bad = edit_quality(Lookup(edits, blank, blank), edits, scorer)
+    assert bad["yaw_ssim"] < copy["yaw_ssim"] and bad["expr_changed_l1"] > 2 * oracle["expr_changed_l1"] + 0.05
+    assert bad["identity_sim"] < oracle["identity_sim"] - 0.3 and bad["rec_ssim"] < 0.5
