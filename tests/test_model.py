@@ -110,3 +110,29 @@ def test_pixel_shuffle_starts_checkerboard_free():
     up = Upsample(4, 3, "pixel_shuffle", "weight", act=False)
     h = up(torch.randn(1, 4, 8, 8))  # (1, 3, 16, 16)
     assert torch.allclose(h[..., 0::2, 0::2], h[..., 1::2, 1::2], atol=1e-6)  # each 2x2 block is constant
+
+
+def test_film_starts_as_the_plain_decoder_and_then_uses_z():
+    """z_film adds zero-initialised FiLM layers: the same function at init, z-dependent after a change."""
+    plain, film = _model(), _model(z_film=True)
+    missing, unexpected = film.load_state_dict(plain.state_dict(), strict=False)
+    assert not unexpected and all(".film." in k for k in missing)
+    _, c = _inputs()
+    z = torch.randn(4, 16, generator=torch.Generator().manual_seed(2))
+    y, skips = film.structure(c)
+    assert torch.allclose(film.decoder(z, y, skips, c), plain.decoder(z, y, skips, c), atol=1e-6)
+    with torch.no_grad():
+        film.decoder.film[0].proj.weight.normal_()
+    assert not torch.allclose(film.decoder(z, y, skips, c), plain.decoder(z, y, skips, c), atol=1e-3)
+
+
+@pytest.mark.parametrize("upsample", ["pixel_shuffle", "deconv"])
+def test_full_res_head_sees_the_boundary_map(upsample):
+    model = _model(full_res_width=8, upsample=upsample)
+    x, c = _inputs()
+    mu, _ = model.encode(x, c)
+    out = model.decode(mu, c)
+    assert out.shape == x.shape and out.abs().max() <= 1
+    c2 = c.clone()
+    c2[:, :, :2, :2] += 1.0  # a change at full resolution, in pixels the pyramid pools away almost entirely
+    assert not torch.allclose(model.decode(mu, c2)[:, :, :2, :2], out[:, :, :2, :2])
