@@ -538,3 +538,36 @@ def plot_synthetic_samples(n_identities: int = 6, size: int = 64, seed: int = 0,
     for ax in axes.flat:
         ax.set_axis_off()
     return fig
+
+
+# The quality benchmark's panels: (metric, its "source unchanged" / truth reference, bar, better direction).
+QUALITY_PANELS = (
+    ("yaw_ssim", "yaw_ssim_copy", 0.85, "higher"),
+    ("expr_changed_l1", "expr_changed_l1_copy", None, "lower"),
+    ("identity_sim", "identity_sim_truth", 0.85, "higher"),
+    ("landmark_nme", "landmark_nme_floor", 0.095, "lower"),
+)
+
+
+def plot_time_to_quality(curves: dict[str, list[dict]],
+                         x_keys: Sequence[str] = ("train_tflop", "train_minutes")) -> plt.Figure:
+    """Each recipe's quality curve (``afvae.bench quality``) against training TFLOP and CPU minutes: one row per
+    x axis, one panel per metric. Dotted: the metric's reference (source unchanged, or the truth); dashed: the
+    bar (for ``expr_changed_l1``: half the unchanged source's error).
+    """
+    use_style()
+    labels = {"train_tflop": "training TFLOP", "train_minutes": "training CPU minutes"}
+    fig, axes = plt.subplots(len(x_keys), len(QUALITY_PANELS), figsize=(3.3 * len(QUALITY_PANELS), 2.9 * len(x_keys)),
+                             squeeze=False)
+    for row, x_key in zip(axes, x_keys):
+        for ax, (metric, ref, bar, better) in zip(row, QUALITY_PANELS):
+            for i, (name, curve) in enumerate(curves.items()):
+                ax.plot([r[x_key] for r in curve], [r[metric] for r in curve], "o-", color=f"C{i}", label=name, ms=3)
+            last = next(iter(curves.values()))[-1]
+            ax.axhline(last[ref], color="0.4", ls=":", lw=1, label="source unchanged" if "copy" in ref else "truth")
+            ax.axhline(bar if bar is not None else 0.5 * last[ref], color="C3", ls="--", lw=1, label="bar")
+            ax.set_title(f"{metric} ({better} is better)")
+            ax.set_xlabel(labels.get(x_key, x_key))
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig

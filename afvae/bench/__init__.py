@@ -1,7 +1,8 @@
 """Benchmarks: ``python -m afvae.bench NAME`` runs ``afvae.bench.NAME.run()``.
 
 Each benchmark module has ``run() -> dict[str, float | int | str]``; the runner prints
-``key: value`` lines and writes the flat dict to ``results/bench/NAME.json``.
+``key: value`` lines and writes the flat dict to ``results/bench/NAME.json``, then calls the module's
+``figure(bench_dir)`` when it has one.
 Speed targets are shown here, never asserted by timed tests.
 """
 from __future__ import annotations
@@ -61,4 +62,6 @@ def main(name: str, out_dir: str | Path = "results/bench") -> dict[str, Any]:
     for key, value in results.items():
         print(f"{key}: {value}")
     print(f"written: {write_results(name, results, out_dir)}")
+    if hasattr(module, "figure"):  # a benchmark that also draws from its results
+        print(f"figure: {module.figure(out_dir)}")
     return results

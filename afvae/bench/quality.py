@@ -9,8 +9,10 @@ Evaluation time is excluded from ``train_minutes``.
 """
 from __future__ import annotations
 
+import json
 import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -43,6 +45,26 @@ def flops_per_image(cfg: Config, cache_root: str = CACHE) -> float:
         with FlopCounterMode(display=False) as counter:
             method.step(batch, torch.Generator().manual_seed(0))
     return counter.get_total_flops() / B
+
+
+def before_recipe() -> Config:
+    """The default preset as it was before the time-to-quality work: Adam (0.9, 0.999) at a constant 5e-4,
+    batch 32 x 900 steps, no FiLM (``python -m afvae.bench quality_before`` measures it)."""
+    return get_config("default").replace(
+        train={"steps": 900, "batch_size": 32, "lr": 5e-4, "betas": (0.9, 0.999), "warmup": 0.0, "decay": "constant",
+               "ema": 0.0, "sample_every": 300, "checkpoint_every": 150},
+        model={"z_film": False, "full_res_width": 0})
+
+
+def figure(bench_dir: str | Path = "results/bench", figures: str | Path = "figures") -> Path | None:
+    """``figures/time_to_quality.png`` from the two benchmarks' curves, once both have run."""
+    from afvae.plotting import plot_time_to_quality, save_figure
+
+    paths = {"before": Path(bench_dir) / "quality_before.json", "default recipe": Path(bench_dir) / "quality.json"}
+    if not all(p.exists() for p in paths.values()):
+        return None
+    curves = {name: json.loads(p.read_text())["curve"] for name, p in paths.items()}
+    return save_figure(plot_time_to_quality(curves), "time_to_quality", figures)
 
 
 def run(cfg: Config | None = None, eval_points: int = EVAL_POINTS) -> dict[str, Any]:
