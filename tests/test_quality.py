@@ -82,3 +82,24 @@ def test_oracle_copy_and_blank_are_told_apart(edits, scorer):
     bad = edit_quality(Lookup(edits, blank, blank), edits, scorer)
     assert bad["yaw_ssim"] < copy["yaw_ssim"] and bad["expr_changed_l1"] > 2 * oracle["expr_changed_l1"] + 0.05
     assert bad["identity_sim"] < oracle["identity_sim"] - 0.3 and bad["rec_ssim"] < 0.5
+
+
+def test_flops_are_counted_per_image_and_follow_the_model():
+    from afvae.bench.quality import flops_per_image
+
+    cfg = get_config("smoke").replace(loss={"feature_net": "none"})
+    plain = flops_per_image(cfg)
+    assert flops_per_image(cfg.replace(train={"batch_size": 4})) == pytest.approx(plain, rel=1e-6)
+    assert flops_per_image(cfg.replace(model={"full_res_width": 8})) > 1.05 * plain
+    assert plain < flops_per_image(cfg.replace(model={"z_film": True})) < 1.01 * plain
+
+
+def test_recipe_ladder_ends_at_the_default_preset_within_the_budget():
+    from afvae.bench.quality import before_recipe
+    from afvae.bench.recipe import ladder
+
+    steps = ladder()
+    assert steps["film (default)"] == get_config("default") and steps["before"] == before_recipe()
+    images = {k: c.train.steps * c.train.batch_size for k, c in steps.items()}
+    assert images["before"] == 28_800 and all(v == 27_200 for k, v in images.items() if k != "before")
+    assert 1.42e9 * images["film (default)"] / 1e12 <= 40  # 1.43 GFLOP per image (bench quality)
