@@ -17,7 +17,6 @@ import platform
 import re
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -50,8 +49,7 @@ def runs_of(nb: Path, base: dict[str, Any]) -> list[dict[str, Any]]:
     return [base]
 
 
-# The kernel reaches papermill over Unix sockets (no TCP port, so ipykernel has no plain-text TCP to warn about)
-# and draws tqdm bars as text on its stderr, not as widgets no one sees, so that they reach the terminal.
+# tqdm bars drawn as text on the kernel's stderr, which reaches the terminal, rather than as widgets no one sees
 _TEXT_BARS = "import tqdm.auto, tqdm.std; tqdm.auto.tqdm = tqdm.std.tqdm"
 
 
@@ -72,11 +70,27 @@ class _Echo:
         sys.stderr.flush()
 
 
+def _kernel_options() -> dict[str, Any]:
+    """papermill's kernel options for a quiet terminal: CurveZMQ keys from the kernel manager (so the kernel's TCP
+    is encrypted and ipykernel has nothing to warn about), text progress bars, carriage returns folded in the
+    executed copies, and no interrupt before shutdown (papermill shuts down an idle kernel; jupyter_client's
+    SIGINT can land while it finishes its last reply, which it then logs as an error)."""
+    from jupyter_client import AsyncKernelManager
+    from traitlets.config import Config
+
+    class Manager(AsyncKernelManager):
+        async def _async_interrupt_kernel(self) -> None:
+            if not self.shutting_down:
+                await super()._async_interrupt_kernel()
+
+    return {"config": Config({"KernelManager": {"transport_encryption": "required"}}), "kernel_manager_class": Manager,
+            "extra_arguments": [f"--IPKernelApp.exec_lines={_TEXT_BARS}"], "coalesce_streams": True}
+
+
 def execute(nb: Path, params: dict[str, Any], echo: _Echo | None = None) -> float:
     """Run one notebook with papermill, its stderr (progress bars, warnings) to ``echo``; returns wall seconds.
     A failure names notebook and cell."""
     import papermill as pm
-    from traitlets.config import Config
 
     executed = Path(params["RESULTS"]) / "executed"
     executed.mkdir(parents=True, exist_ok=True)
@@ -85,11 +99,8 @@ def execute(nb: Path, params: dict[str, Any], echo: _Echo | None = None) -> floa
     echo = echo or _Echo()
     t0 = time.perf_counter()
     try:
-        with tempfile.TemporaryDirectory() as sockets:
-            kernel = Config({"KernelManager": {"transport": "ipc", "ip": str(Path(sockets) / "kernel")}})
-            pm.execute_notebook(str(nb), str(out), parameters=params, progress_bar=False, cwd=".", log_output=False,
-                                stderr_file=echo, coalesce_streams=True, config=kernel,
-                                extra_arguments=[f"--IPKernelApp.exec_lines={_TEXT_BARS}"])
+        pm.execute_notebook(str(nb), str(out), parameters=params, progress_bar=False, cwd=".", log_output=False,
+                            stderr_file=echo, **_kernel_options())
     except pm.PapermillExecutionError as e:
         echo.write("")
         raise SystemExit(
