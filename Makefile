@@ -23,6 +23,14 @@ SITE_CONSTRAINTS := $(VENV)/pip-config-constraints.txt
 LOCK_FLAGS = --generate-hashes --python-version 3.11 --python-platform x86_64-manylinux_2_28 --quiet \
 	--custom-compile-command "make lock" -c $(SITE_CONSTRAINTS) $(if $(UPGRADE),--upgrade)
 
+define LOCK_PLATFORM_CHECK
+import platform, sys
+here = f"CPython {platform.python_version()} on {platform.system()} {platform.machine()}"
+if sys.version_info[:2] != (3, 11) or (platform.system(), platform.machine()) != ("Linux", "x86_64"):
+    sys.exit(f"requirements/*.lock are for CPython 3.11 on Linux x86_64, not {here}: use PYTHON=python3.11 (and a new VENV) or make setup UNLOCKED=1")
+endef
+export LOCK_PLATFORM_CHECK
+
 .PHONY: paper test test-fast bench setup setup-dev lock clean-results
 
 setup: $(VENV)/.runtime-$(MODE)
@@ -34,6 +42,7 @@ $(PY):
 
 # dev.lock pins the runtime packages at runtime.lock's versions (tests/test_packaging.py), so it stamps both.
 $(VENV)/.%-locked: requirements/%.lock pyproject.toml | $(PY)
+	@$(PY) -c "$$LOCK_PLATFORM_CHECK"
 	$(PY) -m pip install -q --require-hashes -r $<
 	$(PY) -m pip install -q --no-deps -e .
 	@rm -f $(STAMPS) && touch $@ $(VENV)/.runtime-locked
