@@ -18,9 +18,11 @@ the functions that run networks only embed images and call them. Per-image metri
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
 import socket
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
@@ -162,7 +164,8 @@ def fidelity_options(*, isc: bool, fid: bool, kid: bool, n_real: int, n_fake: in
     if kid:
         size = min(kid_subset_size, n_real, n_fake)
         if size < kid_subset_size:
-            log.warning("KID subset size reduced from %d to %d (the smaller sample count)", kid_subset_size, size)
+            # routine below paper scale; the size used is among the recorded options
+            log.info("KID subset size reduced from %d to %d (the smaller sample count)", kid_subset_size, size)
         opts.update(feature_layer_kid=Inception.get_default_feature_layer_for_metric("kid"), kid_subsets=kid_subsets,
                     kid_subset_size=size, kid_kernel="poly", kid_kernel_poly_degree=3, kid_kernel_poly_coef0=1,
                     kid_kernel_poly_gamma="1/d")  # torch-fidelity's default gamma (None) is 1 / feature dim
@@ -218,10 +221,16 @@ def fidelity_metrics(real: Tensor | str | Path, fake: Tensor | str | Path, *, is
         weights = resolve_inception_weights(weights_path, download=download)
     except WeightsUnavailable as e:
         reason = f"FID / IS / KID not computed: {e}"
-        log.warning(reason)
+        _warn_once(reason)
         return {"available": False, "reason": reason, "weights_file": None, **_unavailable(isc, fid, kid), **opts}
     values = _run_fidelity(_fidelity_input(fake), _fidelity_input(real), opts, weights, isc, fid, kid, device)
     return {"available": True, "reason": None, "weights_file": str(weights), **values, **opts}
+
+
+@functools.cache
+def _warn_once(message: str) -> None:
+    """One warning per process for a reason every later evaluation shares (each result records it too)."""
+    log.warning(message)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -249,7 +258,12 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
     sigma1, sigma2 = np.atleast_2d(np.asarray(sigma1, np.float64)), np.atleast_2d(np.asarray(sigma2, np.float64))
     if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape or sigma1.shape != (mu1.size, mu1.size):
         raise ValueError(f"shape mismatch: mu {mu1.shape} {mu2.shape}, sigma {sigma1.shape} {sigma2.shape}")
-    covmean = linalg.sqrtm(sigma1 @ sigma2)
+    with warnings.catch_warnings():  # SciPy 1.17 flags a singular product with a warning and a finite result
+        warnings.simplefilter("error", linalg.LinAlgWarning)
+        try:
+            covmean = linalg.sqrtm(sigma1 @ sigma2)
+        except linalg.LinAlgWarning:
+            covmean = np.full_like(sigma1, np.nan)
     if not np.isfinite(covmean).all():
         log.info("frechet_distance: singular product of covariances; adding %g to the diagonals", eps)
         offset = np.eye(mu1.size) * eps

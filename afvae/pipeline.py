@@ -3,14 +3,18 @@
     python -m afvae.pipeline --scale default --data synthetic [--only 00_data 02_train]
 
 Executed copies go to ``results/executed/``, figures to ``figures/``, tables and headline numbers to
-``results/``; ``results/manifest.json`` records scale, commit, seeds, versions, device and wall times.
+``results/``; ``results/manifest.json`` records scale, commit, seeds, versions (and the hash of the lock they were
+installed from), device and wall times. The terminal gets one line per notebook with its wall time, and the
+kernel's stderr as it comes: the progress bars of training and evaluation, and any warning.
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import importlib.metadata as md
 import json
 import platform
+import re
 import subprocess
 import sys
 import time
@@ -23,6 +27,7 @@ from afvae.config import PRESETS, VARIANTS
 NOTEBOOKS = Path("notebooks")
 PER_VARIANT = {"02_train"}  # executed once per ablation variant (Table 3)
 SYNTHETIC_ONLY = {"07_manipulation", "08_identity"}  # need the renderer's ground truth
+LOCK = Path(__file__).resolve().parents[1] / "requirements" / "runtime.lock"
 PACKAGES = ("torch", "torchvision", "numpy", "scikit-learn", "papermill", "torch-fidelity", "face-alignment")
 
 
@@ -44,18 +49,60 @@ def runs_of(nb: Path, base: dict[str, Any]) -> list[dict[str, Any]]:
     return [base]
 
 
-def execute(nb: Path, params: dict[str, Any]) -> float:
-    """Run one notebook with papermill; returns wall seconds. A failure names notebook and cell."""
+# tqdm bars drawn as text on the kernel's stderr, which reaches the terminal, rather than as widgets no one sees
+_TEXT_BARS = "import tqdm.auto, tqdm.std; tqdm.auto.tqdm = tqdm.std.tqdm"
+
+
+class _Echo:
+    """papermill's ``stderr_file``: the kernel's stderr, passed to ours after a line break that ends the
+    notebook's status line (``used`` says whether one was needed)."""
+
+    def __init__(self) -> None:
+        self.used = False
+
+    def write(self, text: str) -> int:
+        if not self.used:
+            print(flush=True)
+            self.used = True
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
+def _kernel_options() -> dict[str, Any]:
+    """papermill's kernel options for a quiet terminal: CurveZMQ keys from the kernel manager (so the kernel's TCP
+    is encrypted and ipykernel has nothing to warn about), text progress bars, carriage returns folded in the
+    executed copies, and no interrupt before shutdown (papermill shuts down an idle kernel; jupyter_client's
+    SIGINT can land while it finishes its last reply, which it then logs as an error)."""
+    from jupyter_client import AsyncKernelManager
+    from traitlets.config import Config
+
+    class Manager(AsyncKernelManager):
+        async def _async_interrupt_kernel(self) -> None:
+            if not self.shutting_down:
+                await super()._async_interrupt_kernel()
+
+    return {"config": Config({"KernelManager": {"transport_encryption": "required"}}), "kernel_manager_class": Manager,
+            "extra_arguments": [f"--IPKernelApp.exec_lines={_TEXT_BARS}"], "coalesce_streams": True}
+
+
+def execute(nb: Path, params: dict[str, Any], echo: _Echo | None = None) -> float:
+    """Run one notebook with papermill, its stderr (progress bars, warnings) to ``echo``; returns wall seconds.
+    A failure names notebook and cell."""
     import papermill as pm
 
     executed = Path(params["RESULTS"]) / "executed"
     executed.mkdir(parents=True, exist_ok=True)
     suffix = f"-{params['VARIANT']}" if "VARIANT" in params else ""
     out = executed / f"{nb.stem}{suffix}.ipynb"
+    echo = echo or _Echo()
     t0 = time.perf_counter()
     try:
-        pm.execute_notebook(str(nb), str(out), parameters=params, progress_bar=False, cwd=".", log_output=False)
+        pm.execute_notebook(str(nb), str(out), parameters=params, progress_bar=False, cwd=".", log_output=False,
+                            stderr_file=echo, **_kernel_options())
     except pm.PapermillExecutionError as e:
+        echo.write("")
         raise SystemExit(
             f"notebook {nb.name}{suffix} failed in cell {e.exec_count} ({e.ename}: {e.evalue}); "
             f"the executed copy with the traceback is {out}"
@@ -76,11 +123,27 @@ def manifest(scale: str, data: str, seed: int, times: dict[str, float], t_total:
         "commit": _git_commit(),
         "python": platform.python_version(),
         "packages": {p: _version(p) for p in PACKAGES},
+        "lock": lock_record(),
         "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu ({platform.processor() or platform.machine()})",
         "threads": torch.get_num_threads(),
         "wall_seconds": {**{k: round(v, 1) for k, v in times.items()}, "total": round(t_total, 1)},
         "headline": headline,
     }
+
+
+def lock_pins(path: Path) -> dict[str, str]:
+    """``name -> version`` of every ``name==version`` line of a requirements (lock) file."""
+    return dict(re.findall(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;\\]+)", path.read_text(), re.MULTILINE))
+
+
+def lock_record(path: Path = LOCK) -> dict[str, Any]:
+    """The lock ``make setup`` installs from: its sha256, and every package it pins that is installed at another
+    version (``{}`` after a locked install; ``make setup UNLOCKED=1`` resolves anew)."""
+    if not path.is_file():
+        return {"file": path.name, "sha256": None, "not_as_locked": None}
+    installed = {name: (_version(name), pinned) for name, pinned in sorted(lock_pins(path).items())}
+    return {"file": f"{path.parent.name}/{path.name}", "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+            "not_as_locked": {name: have for name, (have, pinned) in installed.items() if have != pinned}}
 
 
 def _version(pkg: str) -> str:
@@ -128,9 +191,11 @@ def run(scale: str, data: str = "synthetic", seed: int = 0, only: list[str] | No
             continue
         for params in runs_of(nb, base):
             key = nb.stem + (f"-{params['VARIANT']}" if "VARIANT" in params else "")
-            print(f"[{time.perf_counter() - t0:7.1f} s] {key} ...", flush=True)
-            times[key] = execute(nb, params)
-            print(f"[{time.perf_counter() - t0:7.1f} s] {key} done in {times[key]:.1f} s", flush=True)
+            print(f"[{time.perf_counter() - t0:7.1f} s] {key} ...", end="", flush=True)
+            echo = _Echo()
+            times[key] = execute(nb, params, echo)
+            again = f"[{time.perf_counter() - t0:7.1f} s] {key}" if echo.used else ""
+            print(f"{again} done in {times[key]:.1f} s", flush=True)
     result = manifest(scale, data, seed, times, time.perf_counter() - t0, results)
     path = results / "manifest.json"
     if only:

@@ -9,6 +9,7 @@ import importlib.util
 import math
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -77,6 +78,16 @@ def test_frechet_distance_general_covariance():
     sigma2 = B @ B.T + 0.1 * np.eye(4)
     d12, d21 = frechet_distance(mu1, sigma, mu2, sigma2), frechet_distance(mu2, sigma2, mu1, sigma)
     assert d12 == pytest.approx(d21, rel=1e-6) and d12 > np.sum((mu1 - mu2) ** 2)
+
+
+def test_frechet_distance_of_singular_covariances_is_regularised_quietly():
+    # a dimension without variance in both (a dead feature) makes sigma1 sigma2 singular; SciPy warns and the
+    # documented eps * I regularisation applies: equal Gaussians still give ~0, and nothing is printed
+    sigma = np.diag([1.0, 4.0, 0.0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert abs(frechet_distance(np.zeros(3), sigma, np.zeros(3), sigma)) < 1e-4
+        assert frechet_distance(np.zeros(3), sigma, np.ones(3), sigma) == pytest.approx(3.0, abs=1e-4)
 
 
 def test_frechet_distance_matches_torch_fidelity_statistics():
@@ -224,6 +235,15 @@ def test_fidelity_metrics_missing_explicit_path_names_it(tmp_path):
     missing = tmp_path / "nope.pth"
     res = fidelity_metrics(_smooth_images(4, 8), _smooth_images(4, 8), isc=False, kid=False, weights_path=missing)
     assert res["available"] is False and str(missing) in res["reason"] and INCEPTION_FILE in res["reason"]
+
+
+def test_unavailable_weights_are_reported_once_per_process(tmp_path, caplog):
+    metrics._warn_once.cache_clear()
+    missing, x = tmp_path / "nope.pth", _smooth_images(4, 8)
+    with caplog.at_level("WARNING", logger="afvae.metrics"):
+        reasons = [fidelity_metrics(x, x, isc=False, kid=False, weights_path=missing)["reason"] for _ in range(3)]
+    assert len(set(reasons)) == 1 and all(r and str(missing) in r for r in reasons)  # every result says why
+    assert [r.getMessage() for r in caplog.records] == reasons[:1]  # the terminal hears it once
 
 
 def test_to_uint8_range():

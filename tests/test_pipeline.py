@@ -77,3 +77,21 @@ def test_partial_runs_merge_into_the_manifest(tmp_path):
     merged = pipeline._merged(new, path)
     assert merged["wall_seconds"] == {"00_data": 5.0, "03_ablation": 2.0, "total": 7.0} and merged["partial_runs"] == 2
     assert pipeline._merged({**new, "scale": "default"}, path)["wall_seconds"] == new["wall_seconds"]
+
+
+def test_a_notebook_run_shows_its_progress_bar_and_no_kernel_warning(tmp_path, capfd):
+    import nbformat
+
+    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                                           "language": "python"}})
+    nb.cells = [nbformat.v4.new_code_cell('RESULTS = "results"', metadata={"tags": ["parameters"]}),
+                nbformat.v4.new_code_cell("from tqdm.auto import tqdm\nfor _ in tqdm(range(3), desc='steps'):\n"
+                                          "    pass")]
+    path = tmp_path / "00_tiny.ipynb"
+    nbformat.write(nb, path)
+    pipeline.execute(path, {"RESULTS": str(tmp_path / "results")})
+    err = capfd.readouterr().err
+    assert "steps: 100%|" in err  # the kernel's text bar, passed through live
+    assert "WARNING" not in err and "ERROR" not in err and "IPKernelApp" not in err, err
+    saved = nbformat.read(tmp_path / "results" / "executed" / "00_tiny.ipynb", 4).cells[-1].outputs
+    assert [o["text"].count("\r") for o in saved if o.get("name") == "stderr"] == [0]  # folded in the copy
