@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-COMMANDS = ["afvae.train", "afvae.evaluate", "afvae.explore", "afvae.bench", "afvae.pipeline", "afvae.study"]
+COMMANDS = ["afvae.train", "afvae.evaluate", "afvae.explore", "afvae.bench", "afvae.pipeline", "afvae.study",
+            "afvae.data.synthetic"]
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:

@@ -1,10 +1,13 @@
 """The embedded synthetic faces: determinism, landmark geometry, image <-> landmark agreement, datasets."""
+import importlib
 import json
 
+import pytest
 import torch
 
 from afvae.data import synthetic as S
 from afvae.data.datasets import FolderFaces, SyntheticFaces, collate, export_synthetic
+from afvae.data.synthetic import raster
 from afvae.images import to_uint8
 
 
@@ -203,14 +206,24 @@ def test_camera_rays_through_landmarks_hit_the_surface_at_them():
     st = S.Structure.create(yaw=[0.0, 25.0, -40.0, 55.0, 10.0, -20.0], pitch=[0.0, 10.0, -15.0, 5.0, 20.0, -20.0],
                             roll=[0.0, -10.0, 5.0, 15.0, -15.0, 0.0],
                             expression=["neutral", "smile", "surprise", "anger", "disgust", "eyes_closed"])
-    scene = S._scene(app, st)
+    scene = raster._scene(app, st)
     lm = S.Camera.for_size(size).project(scene.points)  # (B, 68, 2)
     cam = S.Camera.for_size(size)
-    rays = S._Rays(((lm[..., 0] - cam.cx) / cam.f)[:, None], ((cam.cy - lm[..., 1]) / cam.f)[:, None], 1 / cam.f)
-    skin, p = S._skin_hits(scene, rays, S.FACE_SURFACES)  # (B, 3, 1, 68) head-frame hit points
+    u, v = ((lm[..., 0] - cam.cx) / cam.f)[:, None], ((cam.cy - lm[..., 1]) / cam.f)[:, None]  # (B, 1, 68)
+    rays = raster._Rays(u, v, 1 / cam.f)
+    skin, p = raster._skin_hits(scene, rays, S.FACE_SURFACES)  # (B, 3, 1, 68) head-frame hit points
     hit_xy = p[:, :2, 0].transpose(1, 2)  # (B, 68, 2)
     depth = scene.points @ S.head_rotation(st)  # back to the head frame
     visible = (p[:, 2, 0] - depth[..., 2]).abs() < 1e-3  # the ray's first hit is the landmark itself
     assert visible[:, 36:68].float().mean() > 0.8 and visible[0, 17:].all(), "inner-face landmarks are visible"
     err = (hit_xy - scene.xy).norm(dim=-1)[visible]
     assert err.max() < 1e-3, f"texture coordinates drift from the landmarks by {err.max():.4f} head units"
+
+
+def test_package_names_resolve_to_their_modules():
+    """Each re-exported name is loaded on first use from the module that defines it."""
+    modules = [importlib.import_module(f"afvae.data.synthetic.{m}") for m in ("factors", "geometry", "raster", "faceset")]
+    assert all(any(getattr(m, n, None) is getattr(S, n) for m in modules) for n in S.__all__)
+    assert {"render", "landmarks", "Appearance", "make_faces"} <= set(dir(S)) and "_scene" not in S.__all__
+    with pytest.raises(AttributeError):
+        S.no_such_name
