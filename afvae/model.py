@@ -152,6 +152,8 @@ class AFVAE(nn.Module):
         self.appearance_encoder = AppearanceEncoder(widths, cfg.z_dim, cfg.norm)
         self.decoder = Decoder(widths, cfg.z_dim, cfg.upsample, cfg.norm)
         self.prior = AdditiveFocalPrior(centres, cfg.z_dim, kind=cfg.prior, temperature=cfg.focal_temperature)
+        if not cfg.kl:  # no KL term: mu_k, sigma_k get no gradient, and DDP rejects unused trainable parameters
+            self.prior.requires_grad_(False)
 
     def structure(self, c: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """E_mu(c): boundary map (B, C_b, R, R) -> y (B, C_y, 4, 4) and skips at every scale."""

@@ -11,6 +11,7 @@ import torch.multiprocessing as mp
 from afvae import losses
 from afvae.checkpoint import load_checkpoint
 from afvae.checkpoint import load_model
+from afvae.config import VARIANTS
 from afvae.experiment import train_cached
 from afvae.train import fit, train
 
@@ -87,11 +88,13 @@ def _ddp_worker(rank: int, port: int, cfg, out: str) -> None:
         dist.destroy_process_group()
 
 
-def test_ddp_replicas_agree(tiny_cfg, tmp_path):
+@pytest.mark.parametrize("variant", ["full", "no_kl"])  # no_kl: its unused prior must not be trainable under DDP
+def test_ddp_replicas_agree(tiny_cfg, tmp_path, variant):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    cfg = tiny_cfg.replace(train={"steps": 3, "batch_size": 8, "channels_last": False})
+    cfg = tiny_cfg.replace(name=variant, **VARIANTS[variant], train={"steps": 3, "batch_size": 8,
+                                                                      "channels_last": False})
     mp.spawn(_ddp_worker, args=(port, cfg, str(tmp_path)), nprocs=2, join=True)
     rep = torch.load(tmp_path / "replicas.pt", weights_only=True)
     assert torch.equal(rep["r0"], rep["r1"])
