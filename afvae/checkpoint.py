@@ -7,6 +7,7 @@ state of everything else an exact resume needs (the optimisers, by name), saved 
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -16,6 +17,7 @@ from afvae.atomic import atomic_path
 from afvae.config import Config
 from afvae.methods import build_network
 
+log = logging.getLogger(__name__)
 CHECKPOINT, METRICS = "checkpoint.pt", "metrics.jsonl"
 REQUIRED = ("model", "step", "config", "centres")
 
@@ -89,7 +91,17 @@ def read_history(run: str | Path, upto: int | None = None) -> list[dict[str, flo
     path = Path(run) / METRICS
     if not path.exists():
         return []
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    lines = path.read_text().splitlines()
+    rows = []
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            if n < len(lines):
+                raise ValueError(f"{path}:{n} is not a JSON row; repair or delete that line") from None
+            log.warning("%s:%d: dropping a torn last row (a write was interrupted)", path, n)
     return rows if upto is None else [r for r in rows if r["step"] <= upto]
 
 

@@ -33,6 +33,8 @@ def test_resume_equals_uninterrupted(tiny_cfg, tmp_path):
     train(tiny_cfg, tmp_path / "full", progress=False)
     train(tiny_cfg, tmp_path / "cut", stop_at=3, progress=False)  # interrupted after step 3
     assert load_checkpoint(tmp_path / "cut" / "checkpoint.pt")["step"] == 3
+    with open(tmp_path / "cut" / "metrics.jsonl", "a") as f:
+        f.write('{"step": 4, "lo')  # killed while logging
     history = train(tiny_cfg, tmp_path / "cut", resume=True, progress=False)
     full, cut = _params(tmp_path / "full"), _params(tmp_path / "cut")
     assert full.keys() == cut.keys()
