@@ -18,12 +18,13 @@ from typing import Iterator
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary sibling of ``path`` to write; it replaces ``path`` when the block succeeds.
 
-    The temporary keeps the suffix (``.a.tmp.png`` for ``a.png``) so writers that infer the format from the
-    name (matplotlib, PIL) still work; it is removed if the block fails. Parent folders are created.
+    The temporary has a unique name, so concurrent writers never share one, and keeps the suffix
+    (``.a.1f2e3d4c.tmp.png`` for ``a.png``) so writers that infer the format from the name (matplotlib, PIL)
+    still work; it is removed if the block fails. Parent folders are created.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    tmp = path.with_name(f".{path.stem}.{uuid.uuid4().hex[:8]}.tmp{path.suffix}")
     try:
         yield tmp
         durable_replace(tmp, path)

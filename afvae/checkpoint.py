@@ -3,13 +3,16 @@
 A run folder holds ``checkpoint.pt``, ``metrics.jsonl`` (one JSON row per logged step), ``config.json`` and
 ``samples/``. A checkpoint holds the network, the focal points, the config, the step and ``states``: the
 state of everything else an exact resume needs (the optimisers, by name), saved and restored generically.
+One training at a time owns a folder: it holds ``train.lock`` (an OS lock; the file names its PID).
 """
 from __future__ import annotations
 
 import json
 import logging
+import os
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import torch
 
@@ -18,8 +21,42 @@ from afvae.config import Config
 from afvae.methods import build_network
 
 log = logging.getLogger(__name__)
-CHECKPOINT, METRICS = "checkpoint.pt", "metrics.jsonl"
+CHECKPOINT, METRICS, LOCK = "checkpoint.pt", "metrics.jsonl", "train.lock"
 REQUIRED = ("model", "step", "config", "centres")
+
+
+class RunFolderError(ValueError):
+    """A run folder that cannot be trained into as asked (in use by another training, ...)."""
+
+
+@contextmanager
+def lock_run(run: str | Path) -> Iterator[Path]:
+    """Hold ``run``'s lock for a training (POSIX ``flock`` on ``run/train.lock``, which gets this PID) -> the
+    folder. Refuses a folder another process holds; the OS releases the lock however the holder ends (kill -9).
+    Temporaries a killed writer left in the folder are removed once the lock is held.
+    """
+    import fcntl  # POSIX only, like the rest of the run-folder handling
+
+    run = Path(run)
+    run.mkdir(parents=True, exist_ok=True)
+    f = open(run / LOCK, "a+")  # "a+": never truncate the holder's PID before holding the lock
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.seek(0)
+        holder = f.read().strip() or "unknown"
+        f.close()
+        raise RunFolderError(f"{run} is in use by another training (PID {holder}); wait for it to end, or train "
+                             f"into another folder (--out)") from None
+    try:
+        f.truncate(0)
+        f.write(f"{os.getpid()}\n")
+        f.flush()
+        for stale in run.glob(".*.tmp*"):  # atomic_path's temporaries of a killed write
+            stale.unlink()
+        yield run
+    finally:
+        f.close()  # releases the lock
 
 
 def save_checkpoint(path: str | Path, *, model: torch.nn.Module, states: Mapping[str, Any], step: int, cfg: Config,

@@ -39,6 +39,7 @@ import json
 import logging
 import os
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,7 +49,7 @@ import torch.distributed as dist
 from tqdm.auto import tqdm
 
 from afvae.atomic import write_text
-from afvae.checkpoint import (CHECKPOINT, METRICS, load_checkpoint, read_history, restore, run_dir,
+from afvae.checkpoint import (CHECKPOINT, METRICS, load_checkpoint, lock_run, read_history, restore, run_dir,
                               save_checkpoint)
 from afvae.config import Config, ModelConfig, load_config
 from afvae.data.datasets import build_dataset, collate
@@ -138,8 +139,18 @@ def train(cfg: Config, out_dir: str | Path, *, resume: bool = False, stop_at: in
 def fit(cfg: Config, out_dir: str | Path, *, resume: bool = False, stop_at: int | None = None,
         progress: bool = True, cache_root: str | Path = "results/cache"
         ) -> tuple[torch.nn.Module, list[dict[str, float]]]:
-    """``train``, also returning this process's trained network (each DDP rank has its replica)."""
+    """``train``, also returning this process's trained network (each DDP rank has its replica).
+
+    Rank 0 holds the run folder's lock (``lock_run``) throughout: a second training there is refused.
+    """
     out, d = Path(out_dir), setup_distributed(cfg.train.device)
+    with lock_run(out) if d.rank == 0 else nullcontext(out):
+        return _fit(cfg, out, d, resume, stop_at, progress, cache_root)
+
+
+def _fit(cfg: Config, out: Path, d: Dist, resume: bool, stop_at: int | None, progress: bool,
+         cache_root: str | Path) -> tuple[torch.nn.Module, list[dict[str, float]]]:
+    """``fit`` in a run folder this process may write."""
     out.mkdir(parents=True, exist_ok=True)
     dataset = build_dataset(cfg.data, "train")
     state = load_checkpoint(out / CHECKPOINT) if resume and (out / CHECKPOINT).exists() else None

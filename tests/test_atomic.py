@@ -31,3 +31,12 @@ def test_file_and_folder_are_synced_around_the_rename(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "replace", lambda a, b: events.append("rename") or real_replace(a, b))
     write_text(tmp_path / "checkpoint.pt", "weights")
     assert events == ["fsync file", "rename", "fsync folder"]  # the data is on disk before the name points at it
+
+
+def test_concurrent_writers_get_their_own_temporary(tmp_path):
+    path = tmp_path / "checkpoint.pt"
+    with atomic_path(path) as a, atomic_path(path) as b:  # two processes saving the same file at once
+        assert a != b
+        a.write_text("first")
+        b.write_text("second")
+    assert path.read_text() == "first" and [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]
