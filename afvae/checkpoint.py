@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Mapping
@@ -76,6 +77,20 @@ def save_checkpoint(path: str | Path, *, model: torch.nn.Module, states: Mapping
     with atomic_path(path) as tmp:  # a crash leaves the previous checkpoint intact
         torch.save(state, tmp)
     return path
+
+
+def start_over(run: str | Path, overwrite: bool = False) -> None:
+    """Ready ``run`` for a training from step 0: a folder that holds a run (a checkpoint or logged metrics) is
+    refused, unless ``overwrite``, which deletes that run's checkpoint, metrics and samples."""
+    run = Path(run)
+    found = [name for name in (CHECKPOINT, METRICS) if (run / name).exists()]
+    if found and not overwrite:
+        raise RunFolderError(f"{run} already holds a run ({', '.join(found)}): pass --resume to continue it, or "
+                             f"--overwrite to delete it and start over")
+    if found:  # overwrite: the old run's files only (the folder may hold other things)
+        for name in found:
+            (run / name).unlink()
+        shutil.rmtree(run / "samples", ignore_errors=True)
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -24,7 +24,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("config", help=f"preset ({' | '.join(PRESETS)}) or a config JSON (e.g. a run's config.json)")
     p.add_argument("--variant", default="full", choices=sorted(VARIANTS))
     p.add_argument("--out", help="run folder (default results/runs/NAME-HASH)")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    again = p.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    again.add_argument("--overwrite", action="store_true", help="delete the run OUT holds and start over")
     p.add_argument("--device", help="cpu | cuda | cuda:N (overrides the config)")
     p.add_argument("--steps", type=int, help="total steps (overrides the config)")
     p.add_argument("--data", help="'synthetic' or a prepared data folder (overrides the config)")
@@ -49,8 +51,8 @@ import torch.distributed as dist
 from tqdm.auto import tqdm
 
 from afvae.atomic import write_text
-from afvae.checkpoint import (CHECKPOINT, METRICS, load_checkpoint, lock_run, read_history, restore, run_dir,
-                              save_checkpoint)
+from afvae.checkpoint import (CHECKPOINT, METRICS, RunFolderError, load_checkpoint, lock_run, read_history,
+                              restore, run_dir, save_checkpoint, start_over)
 from afvae.config import Config, ModelConfig, load_config
 from afvae.data.datasets import build_dataset, collate
 from afvae.images import save_grid
@@ -125,26 +127,33 @@ def save_samples(model: torch.nn.Module, batch: dict, path: Path) -> None:
     save_grid(torch.cat(rows), path, nrow=x.shape[0])
 
 
-def train(cfg: Config, out_dir: str | Path, *, resume: bool = False, stop_at: int | None = None,
-          progress: bool = True, cache_root: str | Path = "results/cache") -> list[dict[str, float]]:
+def train(cfg: Config, out_dir: str | Path, *, resume: bool = False, overwrite: bool = False,
+          stop_at: int | None = None, progress: bool = True, cache_root: str | Path = "results/cache"
+          ) -> list[dict[str, float]]:
     """Train ``cfg`` (AF-VAE or a baseline) into ``out_dir`` (checkpoint.pt, metrics.jsonl, samples/); return
     the logged history.
 
-    ``resume`` continues from ``out_dir/checkpoint.pt`` when it exists. ``stop_at`` ends the run early
+    ``resume`` continues from ``out_dir/checkpoint.pt`` when it exists; a folder that holds a run is
+    otherwise refused, unless ``overwrite`` (delete that run, start over). ``stop_at`` ends the run early
     at that step (with a checkpoint), as an interruption would.
     """
-    return fit(cfg, out_dir, resume=resume, stop_at=stop_at, progress=progress, cache_root=cache_root)[1]
+    return fit(cfg, out_dir, resume=resume, overwrite=overwrite, stop_at=stop_at, progress=progress,
+               cache_root=cache_root)[1]
 
 
-def fit(cfg: Config, out_dir: str | Path, *, resume: bool = False, stop_at: int | None = None,
-        progress: bool = True, cache_root: str | Path = "results/cache"
+def fit(cfg: Config, out_dir: str | Path, *, resume: bool = False, overwrite: bool = False,
+        stop_at: int | None = None, progress: bool = True, cache_root: str | Path = "results/cache"
         ) -> tuple[torch.nn.Module, list[dict[str, float]]]:
     """``train``, also returning this process's trained network (each DDP rank has its replica).
 
     Rank 0 holds the run folder's lock (``lock_run``) throughout: a second training there is refused.
     """
     out, d = Path(out_dir), setup_distributed(cfg.train.device)
+    if resume and overwrite:
+        raise ValueError("resume and overwrite exclude each other")
     with lock_run(out) if d.rank == 0 else nullcontext(out):
+        if not resume:
+            start_over(out, overwrite)
         return _fit(cfg, out, d, resume, stop_at, progress, cache_root)
 
 
@@ -229,7 +238,10 @@ def run(a: argparse.Namespace) -> None:
         fail("python -m afvae.train", e)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     out = Path(a.out) if a.out else run_dir(cfg)
-    history = train(cfg, out, resume=a.resume)
+    try:
+        history = train(cfg, out, resume=a.resume, overwrite=a.overwrite)
+    except RunFolderError as e:
+        fail("python -m afvae.train", e)
     if history:
         last = history[-1]
         shown = [k for k in ("loss", "l1", "kl", "d_loss", "g_loss") if k in last]

@@ -43,6 +43,19 @@ def test_resume_equals_uninterrupted(tiny_cfg, tmp_path):
     assert logged == list(range(1, 7)) and history[-1]["step"] == 6
 
 
+def test_rerun_without_resume_or_overwrite_is_refused(tiny_cfg, tmp_path):
+    train(tiny_cfg, tmp_path, stop_at=2, progress=False)
+    logged = (tmp_path / "metrics.jsonl").read_bytes()
+    with pytest.raises(ValueError, match="already holds a run.*--resume.*--overwrite"):
+        train(tiny_cfg, tmp_path, progress=False)
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["step"] == 2  # untouched
+    assert (tmp_path / "metrics.jsonl").read_bytes() == logged
+    train(tiny_cfg, tmp_path, overwrite=True, stop_at=1, progress=False)  # starts over, on purpose
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["step"] == 1
+    assert [json.loads(line)["step"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()] == [1]
+    assert [p.name for p in (tmp_path / "samples").iterdir()] == ["step_000001.png"]  # none of the old run's
+
+
 def test_nan_stops_and_keeps_last_checkpoint(tiny_cfg, tmp_path, monkeypatch):
     real = losses.elbo_terms
     calls = {"n": 0}
