@@ -18,7 +18,7 @@ from typing import Any, Iterator, Mapping
 import torch
 
 from afvae.atomic import atomic_path
-from afvae.config import Config
+from afvae.config import RESUMABLE, UNHASHED, Config
 from afvae.methods import build_network
 
 log = logging.getLogger(__name__)
@@ -106,6 +106,23 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if missing:
         raise ValueError(f"{path} is not an afvae checkpoint: missing {missing}")
     return state
+
+
+def check_resumable(state: dict[str, Any], cfg: Config, path: str | Path) -> None:
+    """Refuse to resume the checkpoint ``state`` (read from ``path``) with a config whose hash differs from the
+    one it was trained with, except in the fields a resume may change (``RESUMABLE``: steps, lr)."""
+    saved = Config.from_dict(state["config"])
+    if saved.replace(train={k: getattr(cfg.train, k) for k in RESUMABLE}).hash() == cfg.hash():
+        return
+    old, new = saved.to_dict(), cfg.to_dict()
+    changed = [f"name: {old['name']!r} -> {new['name']!r}"] if old["name"] != new["name"] else []
+    for section in ("data", "model", "loss", "train"):
+        skip = UNHASHED + RESUMABLE if section == "train" else ()
+        changed += [f"{section}.{k}: {old[section].get(k)!r} -> {v!r}" for k, v in new[section].items()
+                    if k not in skip and old[section].get(k) != v]
+    raise RunFolderError(f"{path} was trained with a different config ({', '.join(changed) or 'another hash'}): "
+                         f"resume it with its own config ({Path(path).parent / 'config.json'}), or train into "
+                         f"another folder")
 
 
 def restore(state: dict[str, Any], model: torch.nn.Module, states: Mapping[str, Any]) -> int:

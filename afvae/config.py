@@ -16,6 +16,9 @@ from typing import Any, Literal
 Prior = Literal["additive", "gmm_sampled", "standard"]
 Upsample = Literal["pixel_shuffle", "deconv"]
 Norm = Literal["weight", "batch", "none"]
+# Train fields that do not change the weights (left out of the hash), and those a resume may change.
+UNHASHED = ("device", "num_workers", "log_every", "sample_every", "checkpoint_every")
+RESUMABLE = ("steps", "lr")  # run longer; lower the learning rate after a NaN stop
 
 
 @dataclass(frozen=True)
@@ -107,7 +110,7 @@ class Config:
     def hash(self) -> str:
         """Short stable key of everything that changes the trained weights (not device or logging)."""
         d = self.to_dict()
-        for k in ("device", "num_workers", "log_every", "sample_every", "checkpoint_every"):
+        for k in UNHASHED:
             d["train"].pop(k)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 

@@ -51,8 +51,8 @@ import torch.distributed as dist
 from tqdm.auto import tqdm
 
 from afvae.atomic import write_text
-from afvae.checkpoint import (CHECKPOINT, METRICS, RunFolderError, load_checkpoint, lock_run, read_history,
-                              restore, run_dir, save_checkpoint, start_over)
+from afvae.checkpoint import (CHECKPOINT, METRICS, RunFolderError, check_resumable, load_checkpoint, lock_run,
+                              read_history, restore, run_dir, save_checkpoint, start_over)
 from afvae.config import Config, ModelConfig, load_config
 from afvae.data.datasets import build_dataset, collate
 from afvae.images import save_grid
@@ -161,8 +161,10 @@ def _fit(cfg: Config, out: Path, d: Dist, resume: bool, stop_at: int | None, pro
          cache_root: str | Path) -> tuple[torch.nn.Module, list[dict[str, float]]]:
     """``fit`` in a run folder this process may write."""
     out.mkdir(parents=True, exist_ok=True)
-    dataset = build_dataset(cfg.data, "train")
     state = load_checkpoint(out / CHECKPOINT) if resume and (out / CHECKPOINT).exists() else None
+    if state:
+        check_resumable(state, cfg, out / CHECKPOINT)
+    dataset = build_dataset(cfg.data, "train")
     centres = state["centres"] if state else fit_centres(dataset, cfg.model, cfg.data.seed)
     method = build_method(cfg, centres, d.device, d.world, progress, cache_root)
     # Everything an exact resume restores besides the weights; a scheduler or an EMA of the weights joins here.

@@ -56,6 +56,18 @@ def test_rerun_without_resume_or_overwrite_is_refused(tiny_cfg, tmp_path):
     assert [p.name for p in (tmp_path / "samples").iterdir()] == ["step_000001.png"]  # none of the old run's
 
 
+def test_resume_with_another_config_is_refused(tiny_cfg, tmp_path):
+    train(tiny_cfg, tmp_path, stop_at=2, progress=False)
+    no_kl = tiny_cfg.replace(name="no_kl", model={"kl": False})  # the same shapes: the weights would load
+    with pytest.raises(ValueError, match=r"different config \(name: 'full' -> 'no_kl', model.kl: True -> False\)"):
+        train(no_kl, tmp_path, resume=True, progress=False)
+    state = load_checkpoint(tmp_path / "checkpoint.pt")
+    assert state["step"] == 2 and state["config"]["name"] == "full"
+    assert json.loads((tmp_path / "config.json").read_text())["name"] == "full"
+    longer = tiny_cfg.replace(train={"steps": 8, "log_every": 2, "device": "cpu"})  # a resume may change these
+    assert train(longer, tmp_path, resume=True, stop_at=3, progress=False)[-1]["step"] == 3
+
+
 def test_nan_stops_and_keeps_last_checkpoint(tiny_cfg, tmp_path, monkeypatch):
     real = losses.elbo_terms
     calls = {"n": 0}
