@@ -1,8 +1,9 @@
 """Checkpoints and run folders as data: written atomically, loaded with ``weights_only=True``, never as code.
 
 A run folder holds ``checkpoint.pt``, ``metrics.jsonl`` (one JSON row per logged step), ``config.json`` and
-``samples/``. A checkpoint holds the network, the focal points, the config, the step and ``states``: the
-state of everything else an exact resume needs (the optimisers, by name), saved and restored generically.
+``samples/``; while training, ``checkpoint.pending.pt`` is the newest checkpoint, not yet known to train on.
+A checkpoint holds the network, the focal points, the config, the step and ``states``: the state of everything
+else an exact resume needs (the optimisers, by name), saved and restored generically.
 One training at a time owns a folder: it holds ``train.lock`` (an OS lock; the file names its PID).
 """
 from __future__ import annotations
@@ -23,6 +24,7 @@ from afvae.methods import build_network
 
 log = logging.getLogger(__name__)
 CHECKPOINT, METRICS, LOCK = "checkpoint.pt", "metrics.jsonl", "train.lock"
+PENDING = "checkpoint.pending.pt"  # a checkpoint whose parameters have not yet shown a finite loss
 REQUIRED = ("model", "step", "config", "centres")
 
 
@@ -83,7 +85,7 @@ def start_over(run: str | Path, overwrite: bool = False) -> None:
     """Ready ``run`` for a training from step 0: a folder that holds a run (a checkpoint or logged metrics) is
     refused, unless ``overwrite``, which deletes that run's checkpoint, metrics and samples."""
     run = Path(run)
-    found = [name for name in (CHECKPOINT, METRICS) if (run / name).exists()]
+    found = [name for name in (CHECKPOINT, PENDING, METRICS) if (run / name).exists()]
     if found and not overwrite:
         raise RunFolderError(f"{run} already holds a run ({', '.join(found)}): pass --resume to continue it, or "
                              f"--overwrite to delete it and start over")

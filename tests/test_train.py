@@ -2,6 +2,7 @@
 import json
 import math
 import os
+import re
 import socket
 
 import pytest
@@ -80,9 +81,52 @@ def test_nan_stops_and_keeps_last_checkpoint(tiny_cfg, tmp_path, monkeypatch):
         return terms
 
     monkeypatch.setattr(losses, "elbo_terms", poisoned)
-    with pytest.raises(FloatingPointError, match="full at step 4: non-finite loss"):
+    with pytest.raises(FloatingPointError, match=r"full at step 4: non-finite loss .*checkpoint.pt from step 2"):
         train(tiny_cfg, tmp_path, progress=False)
-    assert load_checkpoint(tmp_path / "checkpoint.pt")["step"] == 4
+    # the step-4 checkpoint is the one whose parameters gave the NaN: the step-2 one is kept
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["step"] == 2
+    assert sorted(p.name for p in tmp_path.glob("checkpoint*")) == ["checkpoint.pt"]
+
+
+def test_non_finite_parameters_are_never_checkpointed(tiny_cfg, tmp_path, monkeypatch):
+    real, calls = torch.optim.Adam.step, {"n": 0}
+
+    def poisoned(self, *args, **kw):  # the last update leaves a NaN weight behind a finite loss
+        out = real(self, *args, **kw)
+        calls["n"] += 1
+        if calls["n"] == tiny_cfg.train.steps:
+            self.param_groups[0]["params"][0].data.fill_(float("nan"))
+        return out
+
+    monkeypatch.setattr(torch.optim.Adam, "step", poisoned)
+    with pytest.raises(FloatingPointError, match="at step 6: non-finite parameters; kept .* from step 4"):
+        train(tiny_cfg, tmp_path, progress=False)
+    state = load_checkpoint(tmp_path / "checkpoint.pt")
+    assert state["step"] == 4 and all(torch.isfinite(v).all() for v in state["model"].values())
+
+
+def test_nan_stop_keeps_a_checkpoint_that_trains_on_at_a_lower_lr(tiny_cfg, tmp_path):
+    cfg = tiny_cfg.replace(train={"lr": 100.0, "checkpoint_every": 1})  # diverges within a few steps
+    with pytest.raises(FloatingPointError, match="non-finite loss") as stop:
+        train(cfg, tmp_path, progress=False)
+    failed = int(re.search(r"at step (\d+)", str(stop.value)).group(1))
+    kept = load_checkpoint(tmp_path / "checkpoint.pt")
+    assert failed >= 2 and kept["step"] == failed - 1 and f"from step {kept['step']}" in str(stop.value)
+    assert "--resume --lr 10 " in str(stop.value)
+    lower = cfg.replace(train={"lr": 1e-4})
+    history = train(lower, tmp_path, resume=True, progress=False)  # the advice works: lower lr, resume
+    assert history[-1]["step"] == 6 and all(math.isfinite(r["loss"]) for r in history)
+    state = load_checkpoint(tmp_path / "checkpoint.pt")
+    assert state["states"]["model"]["param_groups"][0]["lr"] == 1e-4 and state["config"]["train"]["lr"] == 1e-4
+    assert json.loads((tmp_path / "config.json").read_text())["train"]["lr"] == 1e-4
+    assert [r["lr"] for r in history] == [100.0] * kept["step"] + [1e-4] * (6 - kept["step"])  # what ran
+
+
+def test_nan_stop_before_any_good_checkpoint_says_so(tiny_cfg, tmp_path):
+    cfg = tiny_cfg.replace(train={"lr": 100.0, "checkpoint_every": 5})
+    with pytest.raises(FloatingPointError, match="no checkpoint was kept") as stop:
+        train(cfg, tmp_path, progress=False)
+    assert "is kept" not in str(stop.value) and not list(tmp_path.glob("checkpoint*"))
 
 
 def test_checkpoint_is_data(tiny_cfg, tmp_path):
