@@ -1,23 +1,65 @@
 """Checkpoints and run folders as data: written atomically, loaded with ``weights_only=True``, never as code.
 
 A run folder holds ``checkpoint.pt``, ``metrics.jsonl`` (one JSON row per logged step), ``config.json`` and
-``samples/``. A checkpoint holds the network, the focal points, the config, the step and ``states``: the
-state of everything else an exact resume needs (the optimisers, by name), saved and restored generically.
+``samples/``; while training, ``checkpoint.pending.pt`` is the newest checkpoint, not yet known to train on.
+A checkpoint holds the network, the focal points, the config, the step and ``states``: the state of everything
+else an exact resume needs (the optimisers, by name), saved and restored generically.
+One training at a time owns a folder: it holds ``train.lock`` (an OS lock; the file names its PID).
 """
 from __future__ import annotations
 
 import json
+import logging
+import os
+import shutil
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import torch
 
 from afvae.atomic import atomic_path
-from afvae.config import Config
+from afvae.config import RESUMABLE, UNHASHED, Config
 from afvae.methods import build_network
 
-CHECKPOINT, METRICS = "checkpoint.pt", "metrics.jsonl"
+log = logging.getLogger(__name__)
+CHECKPOINT, METRICS, LOCK = "checkpoint.pt", "metrics.jsonl", "train.lock"
+PENDING = "checkpoint.pending.pt"  # a checkpoint whose parameters have not yet shown a finite loss
 REQUIRED = ("model", "step", "config", "centres")
+
+
+class RunFolderError(ValueError):
+    """A run folder that cannot be trained into as asked (in use by another training, ...)."""
+
+
+@contextmanager
+def lock_run(run: str | Path) -> Iterator[Path]:
+    """Hold ``run``'s lock for a training (POSIX ``flock`` on ``run/train.lock``, which gets this PID) -> the
+    folder. Refuses a folder another process holds; the OS releases the lock however the holder ends (kill -9).
+    Temporaries a killed writer left in the folder are removed once the lock is held.
+    """
+    import fcntl  # POSIX only, like the rest of the run-folder handling
+
+    run = Path(run)
+    run.mkdir(parents=True, exist_ok=True)
+    f = open(run / LOCK, "a+")  # "a+": never truncate the holder's PID before holding the lock
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.seek(0)
+        holder = f.read().strip() or "unknown"
+        f.close()
+        raise RunFolderError(f"{run} is in use by another training (PID {holder}); wait for it to end, or train "
+                             f"into another folder (--out)") from None
+    try:
+        f.truncate(0)
+        f.write(f"{os.getpid()}\n")
+        f.flush()
+        for stale in run.glob(".*.tmp*"):  # atomic_path's temporaries of a killed write
+            stale.unlink()
+        yield run
+    finally:
+        f.close()  # releases the lock
 
 
 def save_checkpoint(path: str | Path, *, model: torch.nn.Module, states: Mapping[str, Any], step: int, cfg: Config,
@@ -39,6 +81,20 @@ def save_checkpoint(path: str | Path, *, model: torch.nn.Module, states: Mapping
     return path
 
 
+def start_over(run: str | Path, overwrite: bool = False) -> None:
+    """Ready ``run`` for a training from step 0: a folder that holds a run (a checkpoint or logged metrics) is
+    refused, unless ``overwrite``, which deletes that run's checkpoint, metrics and samples."""
+    run = Path(run)
+    found = [name for name in (CHECKPOINT, PENDING, METRICS) if (run / name).exists()]
+    if found and not overwrite:
+        raise RunFolderError(f"{run} already holds a run ({', '.join(found)}): pass --resume to continue it, or "
+                             f"--overwrite to delete it and start over")
+    if found:  # overwrite: the old run's files only (the folder may hold other things)
+        for name in found:
+            (run / name).unlink()
+        shutil.rmtree(run / "samples", ignore_errors=True)
+
+
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Load a checkpoint saved by ``save_checkpoint``; clear errors for missing or foreign files."""
     path = Path(path)
@@ -52,6 +108,23 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if missing:
         raise ValueError(f"{path} is not an afvae checkpoint: missing {missing}")
     return state
+
+
+def check_resumable(state: dict[str, Any], cfg: Config, path: str | Path) -> None:
+    """Refuse to resume the checkpoint ``state`` (read from ``path``) with a config whose hash differs from the
+    one it was trained with, except in the fields a resume may change (``RESUMABLE``: steps, lr)."""
+    saved = Config.from_dict(state["config"])
+    if saved.replace(train={k: getattr(cfg.train, k) for k in RESUMABLE}).hash() == cfg.hash():
+        return
+    old, new = saved.to_dict(), cfg.to_dict()
+    changed = [f"name: {old['name']!r} -> {new['name']!r}"] if old["name"] != new["name"] else []
+    for section in ("data", "model", "loss", "train"):
+        skip = UNHASHED + RESUMABLE if section == "train" else ()
+        changed += [f"{section}.{k}: {old[section].get(k)!r} -> {v!r}" for k, v in new[section].items()
+                    if k not in skip and old[section].get(k) != v]
+    raise RunFolderError(f"{path} was trained with a different config ({', '.join(changed) or 'another hash'}): "
+                         f"resume it with its own config ({Path(path).parent / 'config.json'}), or train into "
+                         f"another folder")
 
 
 def restore(state: dict[str, Any], model: torch.nn.Module, states: Mapping[str, Any]) -> int:
@@ -89,7 +162,17 @@ def read_history(run: str | Path, upto: int | None = None) -> list[dict[str, flo
     path = Path(run) / METRICS
     if not path.exists():
         return []
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    lines = path.read_text().splitlines()
+    rows = []
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            if n < len(lines):
+                raise ValueError(f"{path}:{n} is not a JSON row; repair or delete that line") from None
+            log.warning("%s:%d: dropping a torn last row (a write was interrupted)", path, n)
     return rows if upto is None else [r for r in rows if r["step"] <= upto]
 
 

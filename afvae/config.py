@@ -2,25 +2,94 @@
 
 Imports nothing from afvae: every other module takes these as plain data.
 A config round-trips through JSON (``to_dict`` / ``from_dict``) and hashes to a
-short stable key, so trained models can be cached by what produced them.
+short stable key, so trained models can be cached by what produced them. Every section checks its fields
+when it is built (``Checked``), so a bad value fails at once, by name, and never deep inside training.
 """
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
+import math
+import re
+import typing
 from dataclasses import dataclass, field
+from operator import attrgetter
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 Prior = Literal["additive", "gmm_sampled", "standard"]
 Upsample = Literal["pixel_shuffle", "deconv"]
 Norm = Literal["weight", "batch", "none"]
 Decay = Literal["constant", "linear", "cosine"]
+FeatureNetName = Literal["auto", "vgg19", "factor", "none"]
+# Train fields that do not change the weights (left out of the hash), and those a resume may change.
+UNHASHED = ("device", "num_workers", "log_every", "sample_every", "checkpoint_every")
+RESUMABLE = ("steps", "lr")  # run longer; lower the learning rate after a NaN stop
+
+# What a number must be, by field name (any section); every other number must be >= 0. Strings by pattern.
+RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    **dict.fromkeys(("size", "n_identities", "images_per_identity", "boundary_channels", "base_width", "max_width",
+                     "z_dim", "n_focal", "focal_downsample", "steps", "batch_size", "log_every", "sample_every",
+                     "checkpoint_every"), (lambda v: v >= 1, ">= 1")),
+    **dict.fromkeys(("focal_temperature", "lr"), (lambda v: v > 0, "> 0")),
+    "resolution": (lambda v: v >= 8 and not v & (v - 1), "a power of two >= 8"),  # one stage per factor 2 to 4 px
+    **dict.fromkeys(("betas", "warmup", "ema"), (lambda v: 0 <= v < 1, "in [0, 1)")),
+}
+PATTERNS: dict[str, tuple[str, str]] = {"device": (r"cpu|cuda(:\d+)?|mps", "cpu, cuda, cuda:N or mps")}
+AGREE = (("data.size", "model.resolution"), ("data.boundary_channels", "model.boundary_channels"))
+
+
+class Checked:
+    """Base of the config dataclasses: ``validate`` runs when one is built. It reads the annotations, so a field
+    added later is checked too: its type, its Literal values, its range (``RULES``)."""
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first bad field (``train.batch_size must be >= 1, got 0``)."""
+        section = type(self).__name__.removesuffix("Config").lower()
+        for name, hint in _hints(type(self)).items():
+            value = getattr(self, name)
+            wanted = _wanted(value, hint, name)
+            if wanted:
+                raise ValueError(f"{section + '.' if section else ''}{name} must be {wanted}, got {value!r}")
+
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def _wanted(value: Any, hint: Any, name: str) -> str | None:
+    """What field ``name`` (annotated ``hint``) must be, when ``value`` is not that; else None."""
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) is Literal:
+        return None if value in args else "one of " + ", ".join(map(repr, args))
+    if typing.get_origin(hint) is tuple:
+        if not isinstance(value, tuple) or len(value) != len(args):
+            return f"{len(args)} values"
+        return next((w for v, t in zip(value, args) if (w := _wanted(v, t, name))), None)
+    if hint is bool:
+        return None if isinstance(value, bool) else "true or false"
+    if hint is str:
+        pattern, says = PATTERNS.get(name, (r"(?s).*", "a string"))
+        return None if isinstance(value, str) and re.fullmatch(pattern, value) else says
+    if hint in (int, float):
+        if isinstance(value, bool) or not isinstance(value, int if hint is int else (int, float)):
+            return "an integer" if hint is int else "a number"
+        test, says = RULES.get(name, (lambda v: v >= 0, ">= 0"))
+        return None if math.isfinite(value) and test(value) else says
+    if isinstance(hint, type) and not isinstance(value, hint):
+        return f"a {hint.__name__}"
+    return None
 
 
 @dataclass(frozen=True)
-class DataConfig:
+class DataConfig(Checked):
     """Which images to train on: the embedded synthetic faces or a prepared folder."""
 
     source: str = "synthetic"  # "synthetic" or a path to a prepared folder
@@ -32,7 +101,7 @@ class DataConfig:
 
 
 @dataclass(frozen=True)
-class ModelConfig:
+class ModelConfig(Checked):
     """AF-VAE architecture and the paper's ablation switches (Table 3, Fig. 8)."""
 
     resolution: int = 64  # depth follows resolution: one down/up stage per factor 2 to 4 px
@@ -53,18 +122,18 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
-class LossConfig:
+class LossConfig(Checked):
     """Total = L1 + sum_l lambda_l * feature matching + beta * KL."""
 
     # KL weight. The KL is summed over z's dimensions while L1 is averaged over pixels, so beta = 1e-5 is
     # the ELBO of a Laplace likelihood with scale ~0.1 on 64-px images; 1e-3 collapses the posterior.
     beta: float = 1e-5
     feature_weight: float = 0.1  # overall weight of the feature-matching term
-    feature_net: str = "auto"  # "auto" | "vgg19" | "factor" | "none"
+    feature_net: FeatureNetName = "auto"
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(Checked):
     """Optimisation and bookkeeping."""
 
     steps: int = 3000
@@ -85,7 +154,7 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(Checked):
     """Everything one training run needs."""
 
     name: str = "afvae"
@@ -94,15 +163,27 @@ class Config:
     loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
+    def validate(self) -> None:
+        """``Checked.validate``, and the sections agree (``AGREE``): the model is built for the images."""
+        super().validate()
+        for a, b in AGREE:
+            if attrgetter(a)(self) != attrgetter(b)(self):
+                raise ValueError(f"{a} ({attrgetter(a)(self)}) must equal {b} ({attrgetter(b)(self)}); change both")
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Config":
         parts = {"data": DataConfig, "model": ModelConfig, "loss": LossConfig, "train": TrainConfig}
+        if not isinstance(d, dict):
+            raise ValueError(f"a config is a JSON object with sections {sorted(parts)}, got {type(d).__name__}")
         unknown = set(d) - set(parts) - {"name"}
         if unknown:
             raise ValueError(f"unknown config sections {sorted(unknown)}; expected name, {sorted(parts)}")
+        bad = [k for k in parts if not isinstance(d.get(k, {}), dict)]
+        if bad:
+            raise ValueError(f"section {bad[0]} must be an object of fields, got {d[bad[0]]!r}")
         # JSON has no tuples: lists (Adam's betas) come back as the tuples the frozen dataclasses hold
         kwargs: dict[str, Any] = {k: t(**{f: tuple(v) if isinstance(v, list) else v for f, v in d.get(k, {}).items()})
                                   for k, t in parts.items()}
@@ -113,10 +194,7 @@ class Config:
 
     def hash(self) -> str:
         """Short stable key of everything that changes the trained weights (not device or logging)."""
-        d = self.to_dict()
-        for k in ("device", "num_workers", "log_every", "sample_every", "checkpoint_every"):
-            d["train"].pop(k)
-        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
+        return config_hash(self.to_dict())
 
     def replace(self, **sections: dict[str, Any]) -> "Config":
         """Copy with some fields changed: ``cfg.replace(model={"prior": "standard"})``."""
@@ -127,6 +205,13 @@ class Config:
                 continue
             new[key] = dataclasses.replace(getattr(self, key), **changes)
         return dataclasses.replace(self, **new)
+
+
+def config_hash(d: dict[str, Any]) -> str:
+    """``Config.hash`` of a config's ``to_dict()``; also a key for parts of one (a data section with the other
+    sections' defaults keys a feature network), which need not be a valid whole config."""
+    d = {**d, "train": {k: v for k, v in d["train"].items() if k not in UNHASHED}}
+    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
 
 # The paper's Table 3 / Fig. 8 variants, each a set of config changes, never a code copy.

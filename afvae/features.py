@@ -10,7 +10,7 @@ The name of the network used goes into every config and result.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -118,9 +118,10 @@ def _frozen(net: nn.Module) -> nn.Module:
 
 
 def factor_net_path(data: DataConfig, root: str | Path = "results/cache") -> Path:
-    from afvae.config import Config
+    from afvae.config import Config, config_hash
 
-    return Path(root) / f"factor_net-{Config(data=data).hash()}.pt"
+    key = config_hash({**Config().to_dict(), "data": asdict(data)})  # the data, other fields default
+    return Path(root) / f"factor_net-{key}.pt"
 
 
 def train_factor_net(data: DataConfig, *, steps: int | None = None, batch_size: int = 64, seed: int = 0,

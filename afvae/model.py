@@ -188,6 +188,8 @@ class AFVAE(nn.Module):
         self.decoder = Decoder(widths, cfg.z_dim, cfg.upsample, cfg.norm, film=cfg.z_film,
                                full_res_width=cfg.full_res_width, c_channels=cfg.boundary_channels)
         self.prior = AdditiveFocalPrior(centres, cfg.z_dim, kind=cfg.prior, temperature=cfg.focal_temperature)
+        if not cfg.kl:  # no KL term: mu_k, sigma_k get no gradient, and DDP rejects unused trainable parameters
+            self.prior.requires_grad_(False)
 
     def structure(self, c: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """E_mu(c): boundary map (B, C_b, R, R) -> y (B, C_y, 4, 4) and skips at every scale."""

@@ -24,9 +24,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("config", help=f"preset ({' | '.join(PRESETS)}) or a config JSON (e.g. a run's config.json)")
     p.add_argument("--variant", default="full", choices=sorted(VARIANTS))
     p.add_argument("--out", help="run folder (default results/runs/NAME-HASH)")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    again = p.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    again.add_argument("--overwrite", action="store_true", help="delete the run OUT holds and start over")
     p.add_argument("--device", help="cpu | cuda | cuda:N (overrides the config)")
     p.add_argument("--steps", type=int, help="total steps (overrides the config)")
+    p.add_argument("--lr", type=float, help="learning rate (overrides the config; a --resume may lower it)")
     p.add_argument("--data", help="'synthetic' or a prepared data folder (overrides the config)")
     return p
 
@@ -39,6 +42,7 @@ import json
 import logging
 import os
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -47,9 +51,9 @@ import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
-from afvae.atomic import write_text
-from afvae.checkpoint import (CHECKPOINT, METRICS, load_checkpoint, read_history, restore, run_dir,
-                              save_checkpoint)
+from afvae.atomic import durable_replace, write_text
+from afvae.checkpoint import (CHECKPOINT, METRICS, PENDING, RunFolderError, check_resumable, load_checkpoint, lock_run,
+                              read_history, restore, run_dir, save_checkpoint, start_over)
 from afvae.config import Config, ModelConfig, load_config
 from afvae.data.datasets import build_dataset, collate
 from afvae.images import save_grid
@@ -124,32 +128,53 @@ def save_samples(model: torch.nn.Module, batch: dict, path: Path) -> None:
     save_grid(torch.cat(rows), path, nrow=x.shape[0])
 
 
-def train(cfg: Config, out_dir: str | Path, *, resume: bool = False, stop_at: int | None = None,
-          progress: bool = True, cache_root: str | Path = "results/cache") -> list[dict[str, float]]:
+def train(cfg: Config, out_dir: str | Path, *, resume: bool = False, overwrite: bool = False,
+          stop_at: int | None = None, progress: bool = True, cache_root: str | Path = "results/cache"
+          ) -> list[dict[str, float]]:
     """Train ``cfg`` (AF-VAE or a baseline) into ``out_dir`` (checkpoint.pt, metrics.jsonl, samples/); return
     the logged history.
 
-    ``resume`` continues from ``out_dir/checkpoint.pt`` when it exists. ``stop_at`` ends the run early
+    ``resume`` continues from ``out_dir/checkpoint.pt`` when it exists; a folder that holds a run is
+    otherwise refused, unless ``overwrite`` (delete that run, start over). ``stop_at`` ends the run early
     at that step (with a checkpoint), as an interruption would.
     """
-    return fit(cfg, out_dir, resume=resume, stop_at=stop_at, progress=progress, cache_root=cache_root)[1]
+    return fit(cfg, out_dir, resume=resume, overwrite=overwrite, stop_at=stop_at, progress=progress,
+               cache_root=cache_root)[1]
 
 
-def fit(cfg: Config, out_dir: str | Path, *, resume: bool = False, stop_at: int | None = None,
-        progress: bool = True, cache_root: str | Path = "results/cache",
+def fit(cfg: Config, out_dir: str | Path, *, resume: bool = False, overwrite: bool = False,
+        stop_at: int | None = None, progress: bool = True, cache_root: str | Path = "results/cache",
         callback: Callable[[int, Method], None] | None = None) -> tuple[torch.nn.Module, list[dict[str, float]]]:
     """``train``, also returning this process's trained network (each DDP rank has its replica).
 
+    Rank 0 holds the run folder's lock (``lock_run``) throughout: a second training there is refused.
     ``callback(done, method)`` runs after every step (e.g. to evaluate ``method.evaluated`` along the way).
     """
     out, d = Path(out_dir), setup_distributed(cfg.train.device)
+    if resume and overwrite:
+        raise ValueError("resume and overwrite exclude each other")
+    with lock_run(out) if d.rank == 0 else nullcontext(out):
+        if not resume:
+            start_over(out, overwrite)
+        return _fit(cfg, out, d, resume, stop_at, progress, cache_root, callback)
+
+
+def _fit(cfg: Config, out: Path, d: Dist, resume: bool, stop_at: int | None, progress: bool,
+         cache_root: str | Path, callback: Callable[[int, Method], None] | None = None) -> tuple[torch.nn.Module, list[dict[str, float]]]:
+    """``fit`` in a run folder this process may write."""
     out.mkdir(parents=True, exist_ok=True)
-    dataset = build_dataset(cfg.data, "train")
     state = load_checkpoint(out / CHECKPOINT) if resume and (out / CHECKPOINT).exists() else None
+    if state:
+        check_resumable(state, cfg, out / CHECKPOINT)
+    dataset = build_dataset(cfg.data, "train")
     centres = state["centres"] if state else fit_centres(dataset, cfg.model, cfg.data.seed)
     method = build_method(cfg, centres, d.device, d.world, progress, cache_root)
     states = method.states()  # optimisers, schedules, EMA: what an exact resume restores besides the weights
     start = restore(state, method.model, states) if state else 0
+    if state and state["config"]["train"]["lr"] != cfg.train.lr:
+        log.warning("%s: resuming at step %d with train.lr %g (the checkpoint trained with %g)", out, start,
+                    cfg.train.lr, state["config"]["train"]["lr"])
+        rescale_lr(states, state["config"]["train"]["lr"], cfg.train.lr)
     history = read_history(out, start)
     if d.rank == 0:
         write_text(out / "config.json", cfg.to_json())
@@ -164,46 +189,99 @@ def fit(cfg: Config, out_dir: str | Path, *, resume: bool = False, stop_at: int 
 
 def _loop(cfg: Config, method: Method, states: dict[str, Any], dataset: Any, d: Dist, out: Path, start: int,
           end: int, history: list, progress: bool, callback: Callable[[int, Method], None] | None = None) -> None:
-    """Steps [start, end): the method's step, then logging, samples and checkpoints."""
+    """Steps [start, end): the method's step, then logging, samples and checkpoints.
+
+    A checkpoint is written aside (``PENDING``) and becomes ``checkpoint.pt`` once the next step has found the
+    loss of its parameters finite; the run's last one, which has no next step, once its parameters are finite.
+    So the NaN stop keeps only a checkpoint that trains on.
+    """
     tc = cfg.train
     bar = tqdm(range(start, end), initial=start, total=tc.steps, disable=not progress or d.rank > 0,
                desc=cfg.name, dynamic_ncols=True)
     t0, seen = time.perf_counter(), 0
+    kept, pending = start or None, None  # the steps of checkpoint.pt and of the checkpoint on trial
     for step in bar:
         idx = batch_indices(step, len(dataset), tc.batch_size, tc.seed, d)
         batch = _to_device(collate(dataset, idx, FIELDS), d.device, tc.channels_last)
         try:
             terms = method.step(batch, step_generator(tc.seed, step, d.rank, d.device))
         except NonFiniteLoss as e:
-            hint = "train.lr" if is_baseline(cfg) else "train.lr or loss.beta"
-            raise FloatingPointError(f"{cfg.name} at step {step}: non-finite {e.who}loss ({e.values}); the last good "
-                                     f"checkpoint {out / CHECKPOINT} is kept. Lower {hint} and resume.") from None
+            raise diverged(cfg, out, step, f"non-finite {e.who}loss ({e.values})", kept) from None
+        if pending is not None:  # its parameters just gave a finite loss
+            durable_replace(out / PENDING, out / CHECKPOINT)
+            kept, pending = pending, None
         method.after_step()
         seen += len(idx) * d.world
         done = step + 1
         if done % tc.log_every == 0 or done == end:
-            row = {"step": done, **{k: float(v) for k, v in terms.items()},
+            row = {"step": done, **{k: float(v) for k, v in terms.items()}, "lr": current_lr(method),
                    "img_per_s": seen / (time.perf_counter() - t0)}
             history.append(row)
             bar.set_postfix({k: f"{row[k]:.3g}" for k in method.shown})
             if d.rank == 0:
                 with open(out / METRICS, "a") as f:
                     f.write(json.dumps(row) + "\n")
+        if (done % tc.checkpoint_every == 0 or done == end) and not finite(method.model):  # on every rank
+            raise diverged(cfg, out, done, "non-finite parameters", kept)
         if d.rank == 0:
-            _save(cfg, method, states, batch, out, done, end)
+            pending = _save(cfg, method, states, batch, out, done, end)
         if callback is not None:
             callback(done, method)
 
 
-def _save(cfg: Config, method: Method, states: dict[str, Any], batch: dict, out: Path, done: int, end: int) -> None:
-    """After step ``done``: the sample grid and the checkpoint when they are due (and at the run's last step)."""
+def _save(cfg: Config, method: Method, states: dict[str, Any], batch: dict, out: Path, done: int, end: int
+          ) -> int | None:
+    """After step ``done``: the sample grid and the checkpoint when they are due (and at the run's last step)
+    -> ``done`` when its checkpoint waits, as ``PENDING``, for the next step's loss."""
     tc = cfg.train
     if done % tc.sample_every == 0 or done == end:
         save_samples(method.model, batch, out / "samples" / f"step_{done:06d}.png")
-    if done % tc.checkpoint_every == 0 or done == end:
-        save_checkpoint(out / CHECKPOINT, model=method.model, states=states, step=done, cfg=cfg,
-                        centres=method.centres,
-                        feature_net=method.feature_net.name if method.feature_net is not None else "none")
+    if done % tc.checkpoint_every and done != end:
+        return None
+    save_checkpoint(out / (CHECKPOINT if done == end else PENDING), model=method.model, states=states, step=done,
+                    cfg=cfg, centres=method.centres,
+                    feature_net=method.feature_net.name if method.feature_net is not None else "none")
+    return None if done == end else done
+
+
+def diverged(cfg: Config, out: Path, step: int, what: str, kept: int | None) -> FloatingPointError:
+    """The NaN stop's error: ``what`` went wrong with the parameters of step ``step``, which checkpoint is kept
+    (``kept``: its step, or None) and how to go on. Deletes the checkpoint on trial, which holds them."""
+    (out / PENDING).unlink(missing_ok=True)
+    lower, gan = f"--lr {cfg.train.lr / 10:g}", is_baseline(cfg)
+    again = f"Start over (--overwrite) with a lower learning rate ({lower}){'' if gan else ' or loss.beta'}."
+    if kept is None:
+        return FloatingPointError(f"{cfg.name} at step {step}: {what}; no checkpoint was kept (none had trained on "
+                                  f"to a finite loss). {again}")
+    if kept == step:
+        return FloatingPointError(f"{cfg.name} at step {step}: {what}, from {out / CHECKPOINT} itself, which no "
+                                  f"learning rate can resume. {again}")
+    beta = "" if gan else " (or start over with --overwrite and a lower loss.beta)"
+    return FloatingPointError(f"{cfg.name} at step {step}: {what}; kept {out / CHECKPOINT} from step {kept}, the "
+                              f"last whose loss was finite. Resume it at a lower learning rate: python -m afvae.train "
+                              f"{out / 'config.json'} --out {out} --resume {lower}{beta}.")
+
+
+def rescale_lr(states: dict[str, Any], old: float, new: float) -> None:
+    """Every learning rate in ``states`` (optimiser groups, a scheduler's base rates) times ``new / old``: a
+    resume at a changed train.lr keeps the schedule's shape (a constant rate ``old`` becomes exactly ``new``)."""
+    for obj in states.values():
+        for group in getattr(obj, "param_groups", []):
+            for key in ("lr", "initial_lr"):
+                if key in group:
+                    group[key] = new * (group[key] / old)
+        if hasattr(obj, "base_lrs"):
+            obj.base_lrs = [new * (lr / old) for lr in obj.base_lrs]
+
+
+def finite(model: torch.nn.Module) -> bool:
+    """Whether every parameter and floating-point buffer of ``model`` is finite."""
+    return all(bool(torch.isfinite(t).all()) for t in model.state_dict().values() if t.is_floating_point())
+
+
+def current_lr(method: Method) -> float:
+    """The learning rate the method's (first) optimiser runs at."""
+    return float(next(iter(method.optimisers.values())).param_groups[0]["lr"])
 
 
 def run(a: argparse.Namespace) -> None:
@@ -212,7 +290,7 @@ def run(a: argparse.Namespace) -> None:
 
     try:
         cfg = load_config(a.config, a.variant)
-        changes = {k: v for k, v in {"device": a.device, "steps": a.steps}.items() if v is not None}
+        changes = {k: v for k, v in {"device": a.device, "steps": a.steps, "lr": a.lr}.items() if v is not None}
         if a.device and a.device.startswith("cuda"):
             changes["amp"] = True
         cfg = cfg.replace(train=changes)
@@ -222,7 +300,10 @@ def run(a: argparse.Namespace) -> None:
         fail("python -m afvae.train", e)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     out = Path(a.out) if a.out else run_dir(cfg)
-    history = train(cfg, out, resume=a.resume)
+    try:
+        history = train(cfg, out, resume=a.resume, overwrite=a.overwrite)
+    except (RunFolderError, FloatingPointError) as e:  # a folder in use or another run's; the NaN stop
+        fail("python -m afvae.train", e)
     if history:
         last = history[-1]
         shown = [k for k in ("loss", "l1", "kl", "d_loss", "g_loss") if k in last]

@@ -35,3 +35,11 @@ def test_help_does_not_import_torch(command):
 def test_bad_input_is_one_line_and_exit_2(args, says):
     p = _run(*args)
     assert p.returncode == 2 and says in p.stderr and "Traceback" not in p.stderr
+
+
+def test_training_into_a_used_folder_needs_resume_or_overwrite(tmp_path):
+    (tmp_path / "checkpoint.pt").write_bytes(b"an earlier run")
+    p = _run("-m", "afvae.train", "smoke", "--out", str(tmp_path))
+    assert p.returncode == 2 and "Traceback" not in p.stderr and len(p.stderr.splitlines()) == 1
+    assert "already holds a run" in p.stderr and "--resume" in p.stderr and "--overwrite" in p.stderr
+    assert (tmp_path / "checkpoint.pt").read_bytes() == b"an earlier run"

@@ -1,9 +1,12 @@
 """Config presets, variants, JSON round-trip and the cache hash."""
+import dataclasses
 import json
+import typing
 
 import pytest
 
-from afvae.config import PRESETS, VARIANTS, Config, get_config
+from afvae.config import (PRESETS, VARIANTS, Config, DataConfig, LossConfig, ModelConfig, TrainConfig, get_config,
+                          load_config)
 
 
 @pytest.mark.parametrize("scale", sorted(PRESETS))
@@ -44,3 +47,66 @@ def test_bad_names():
         get_config("smoke", "no_decoder")
     with pytest.raises(ValueError, match="unknown config sections"):
         Config.from_dict({"modle": {}})
+
+
+SECTIONS = {"data": DataConfig, "model": ModelConfig, "loss": LossConfig, "train": TrainConfig}
+
+
+def _bad_values(hint) -> list:
+    """Values a field annotated ``hint`` must refuse."""
+    if typing.get_origin(hint) is typing.Literal:
+        return ["nosuch", None]
+    if typing.get_origin(hint) is tuple:
+        return [(2.0,) * len(typing.get_args(hint)), (0.9,), "0.9"]
+    return {bool: ["yes", 1], int: [-1, 2.5, "3", True, None], float: [-1.0, float("nan"), float("inf"), "1e-3"],
+            str: [5, None]}.get(hint, [])
+
+
+@pytest.mark.parametrize("section", sorted(SECTIONS))
+def test_every_field_is_checked_when_a_config_is_built(section):
+    """Any field, the ones added later included: its type, its Literal values, its range."""
+    base = getattr(get_config("smoke"), section)
+    hints = typing.get_type_hints(SECTIONS[section])
+    checked = 0
+    for f in dataclasses.fields(base):
+        for bad in _bad_values(hints[f.name]):
+            with pytest.raises(ValueError, match=rf"^{section}\.{f.name} "):
+                dataclasses.replace(base, **{f.name: bad})
+            checked += 1
+    assert checked >= len(dataclasses.fields(base))
+
+
+@pytest.mark.parametrize("section, field, value, says", [
+    ("train", "batch_size", 0, "train.batch_size must be >= 1, got 0"),
+    ("train", "checkpoint_every", 0, "train.checkpoint_every must be >= 1, got 0"),
+    ("train", "steps", -5, "train.steps must be >= 1, got -5"),
+    ("train", "steps", 0, "train.steps must be >= 1, got 0"),
+    ("train", "lr", 0.0, "train.lr must be > 0, got 0.0"),
+    ("train", "device", "gpu", "train.device must be cpu, cuda, cuda:N or mps, got 'gpu'"),
+    ("model", "norm", "layer", "model.norm must be one of 'weight', 'batch', 'none', got 'layer'"),
+    ("model", "resolution", 48, "model.resolution must be a power of two >= 8, got 48"),
+    ("loss", "feature_net", "vgg16", "loss.feature_net must be one of 'auto', 'vgg19', 'factor', 'none'"),
+])
+def test_bad_values_are_named_with_what_is_allowed(section, field, value, says):
+    with pytest.raises(ValueError) as e:
+        get_config("smoke").replace(**{section: {field: value}})
+    assert str(e.value).startswith(says)
+
+
+def test_image_size_must_match_the_model():
+    with pytest.raises(ValueError, match=r"data.size \(64\) must equal model.resolution \(32\)"):
+        get_config("smoke").replace(data={"size": 64})
+    with pytest.raises(ValueError, match=r"data.boundary_channels \(1\) must equal model.boundary_channels \(13\)"):
+        get_config("smoke").replace(data={"boundary_channels": 1})
+    assert get_config("smoke").replace(data={"size": 64}, model={"resolution": 64}).data.size == 64
+
+
+def test_a_bad_config_file_is_named(tmp_path):
+    d = get_config("smoke").to_dict()
+    d["train"]["batch_size"] = 0
+    (tmp_path / "c.json").write_text(json.dumps(d))
+    with pytest.raises(ValueError, match=r"c.json: not a valid afvae config \(train.batch_size must be >= 1"):
+        load_config(str(tmp_path / "c.json"))
+    (tmp_path / "c.json").write_text(json.dumps({"train": 5}))
+    with pytest.raises(ValueError, match=r"c.json: not a valid afvae config \(section train must be an object"):
+        load_config(str(tmp_path / "c.json"))

@@ -388,7 +388,8 @@ def test_for_data_follows_the_folder_schema_and_rejects_unprepared_folders(tmp_p
     cfg = for_data(get_config("smoke"), str(tmp_path / "out"))
     assert cfg.data.boundary_channels == cfg.model.boundary_channels == CAT9.n_curves
     assert for_data(get_config("smoke"), "synthetic") == get_config("smoke")  # cached synthetic runs keep their hash
-    merged = for_data(get_config("smoke").replace(data={"boundary_channels": 1}), str(tmp_path / "out"))
+    merged = for_data(get_config("smoke").replace(data={"boundary_channels": 1}, model={"boundary_channels": 1}),
+                      str(tmp_path / "out"))
     assert merged.data.boundary_channels == 1
     ds = FolderFaces(tmp_path / "out", "all", size=32, boundary_channels=CAT9.n_curves)
     assert ds.get_batch([0, 1])["c"].shape == (2, CAT9.n_curves, 32, 32)

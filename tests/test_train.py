@@ -2,6 +2,7 @@
 import json
 import math
 import os
+import re
 import socket
 
 import pytest
@@ -11,6 +12,7 @@ import torch.multiprocessing as mp
 from afvae import losses
 from afvae.checkpoint import load_checkpoint
 from afvae.checkpoint import load_model
+from afvae.config import VARIANTS
 from afvae.experiment import train_cached
 from afvae.train import fit, train
 
@@ -32,6 +34,8 @@ def test_resume_equals_uninterrupted(tiny_cfg, tmp_path):
     train(tiny_cfg, tmp_path / "full", progress=False)
     train(tiny_cfg, tmp_path / "cut", stop_at=3, progress=False)  # interrupted after step 3
     assert load_checkpoint(tmp_path / "cut" / "checkpoint.pt")["step"] == 3
+    with open(tmp_path / "cut" / "metrics.jsonl", "a") as f:
+        f.write('{"step": 4, "lo')  # killed while logging
     history = train(tiny_cfg, tmp_path / "cut", resume=True, progress=False)
     full, cut = _params(tmp_path / "full"), _params(tmp_path / "cut")
     assert full.keys() == cut.keys()
@@ -67,6 +71,31 @@ def test_lr_factor_schedules(tiny_cfg):
     assert lr_factor(50, tc.__class__(**{**tc.__dict__, "decay": "constant", "warmup": 0.0})) == 1.0
 
 
+def test_rerun_without_resume_or_overwrite_is_refused(tiny_cfg, tmp_path):
+    train(tiny_cfg, tmp_path, stop_at=2, progress=False)
+    logged = (tmp_path / "metrics.jsonl").read_bytes()
+    with pytest.raises(ValueError, match="already holds a run.*--resume.*--overwrite"):
+        train(tiny_cfg, tmp_path, progress=False)
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["step"] == 2  # untouched
+    assert (tmp_path / "metrics.jsonl").read_bytes() == logged
+    train(tiny_cfg, tmp_path, overwrite=True, stop_at=1, progress=False)  # starts over, on purpose
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["step"] == 1
+    assert [json.loads(line)["step"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()] == [1]
+    assert [p.name for p in (tmp_path / "samples").iterdir()] == ["step_000001.png"]  # none of the old run's
+
+
+def test_resume_with_another_config_is_refused(tiny_cfg, tmp_path):
+    train(tiny_cfg, tmp_path, stop_at=2, progress=False)
+    no_kl = tiny_cfg.replace(name="no_kl", model={"kl": False})  # the same shapes: the weights would load
+    with pytest.raises(ValueError, match=r"different config \(name: 'full' -> 'no_kl', model.kl: True -> False\)"):
+        train(no_kl, tmp_path, resume=True, progress=False)
+    state = load_checkpoint(tmp_path / "checkpoint.pt")
+    assert state["step"] == 2 and state["config"]["name"] == "full"
+    assert json.loads((tmp_path / "config.json").read_text())["name"] == "full"
+    longer = tiny_cfg.replace(train={"steps": 8, "log_every": 2, "device": "cpu"})  # a resume may change these
+    assert train(longer, tmp_path, resume=True, stop_at=3, progress=False)[-1]["step"] == 3
+
+
 def test_nan_stops_and_keeps_last_checkpoint(tiny_cfg, tmp_path, monkeypatch):
     real = losses.elbo_terms
     calls = {"n": 0}
@@ -79,9 +108,52 @@ def test_nan_stops_and_keeps_last_checkpoint(tiny_cfg, tmp_path, monkeypatch):
         return terms
 
     monkeypatch.setattr(losses, "elbo_terms", poisoned)
-    with pytest.raises(FloatingPointError, match="full at step 4: non-finite loss"):
+    with pytest.raises(FloatingPointError, match=r"full at step 4: non-finite loss .*checkpoint.pt from step 2"):
         train(tiny_cfg, tmp_path, progress=False)
-    assert load_checkpoint(tmp_path / "checkpoint.pt")["step"] == 4
+    # the step-4 checkpoint is the one whose parameters gave the NaN: the step-2 one is kept
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["step"] == 2
+    assert sorted(p.name for p in tmp_path.glob("checkpoint*")) == ["checkpoint.pt"]
+
+
+def test_non_finite_parameters_are_never_checkpointed(tiny_cfg, tmp_path, monkeypatch):
+    real, calls = torch.optim.Adam.step, {"n": 0}
+
+    def poisoned(self, *args, **kw):  # the last update leaves a NaN weight behind a finite loss
+        out = real(self, *args, **kw)
+        calls["n"] += 1
+        if calls["n"] == tiny_cfg.train.steps:
+            self.param_groups[0]["params"][0].data.fill_(float("nan"))
+        return out
+
+    monkeypatch.setattr(torch.optim.Adam, "step", poisoned)
+    with pytest.raises(FloatingPointError, match="at step 6: non-finite parameters; kept .* from step 4"):
+        train(tiny_cfg, tmp_path, progress=False)
+    state = load_checkpoint(tmp_path / "checkpoint.pt")
+    assert state["step"] == 4 and all(torch.isfinite(v).all() for v in state["model"].values())
+
+
+def test_nan_stop_keeps_a_checkpoint_that_trains_on_at_a_lower_lr(tiny_cfg, tmp_path):
+    cfg = tiny_cfg.replace(train={"lr": 100.0, "checkpoint_every": 1})  # diverges within a few steps
+    with pytest.raises(FloatingPointError, match="non-finite loss") as stop:
+        train(cfg, tmp_path, progress=False)
+    failed = int(re.search(r"at step (\d+)", str(stop.value)).group(1))
+    kept = load_checkpoint(tmp_path / "checkpoint.pt")
+    assert failed >= 2 and kept["step"] == failed - 1 and f"from step {kept['step']}" in str(stop.value)
+    assert "--resume --lr 10 " in str(stop.value)
+    lower = cfg.replace(train={"lr": 1e-4})
+    history = train(lower, tmp_path, resume=True, progress=False)  # the advice works: lower lr, resume
+    assert history[-1]["step"] == 6 and all(math.isfinite(r["loss"]) for r in history)
+    state = load_checkpoint(tmp_path / "checkpoint.pt")
+    assert state["states"]["model"]["param_groups"][0]["lr"] == 1e-4 and state["config"]["train"]["lr"] == 1e-4
+    assert json.loads((tmp_path / "config.json").read_text())["train"]["lr"] == 1e-4
+    assert [r["lr"] for r in history] == [100.0] * kept["step"] + [1e-4] * (6 - kept["step"])  # what ran
+
+
+def test_nan_stop_before_any_good_checkpoint_says_so(tiny_cfg, tmp_path):
+    cfg = tiny_cfg.replace(train={"lr": 100.0, "checkpoint_every": 5})
+    with pytest.raises(FloatingPointError, match="no checkpoint was kept") as stop:
+        train(cfg, tmp_path, progress=False)
+    assert "is kept" not in str(stop.value) and not list(tmp_path.glob("checkpoint*"))
 
 
 def test_checkpoint_is_data(tiny_cfg, tmp_path):
@@ -114,11 +186,13 @@ def _ddp_worker(rank: int, port: int, cfg, out: str) -> None:
         dist.destroy_process_group()
 
 
-def test_ddp_replicas_agree(tiny_cfg, tmp_path):
+@pytest.mark.parametrize("variant", ["full", "no_kl"])  # no_kl: its unused prior must not be trainable under DDP
+def test_ddp_replicas_agree(tiny_cfg, tmp_path, variant):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    cfg = tiny_cfg.replace(train={"steps": 3, "batch_size": 8, "channels_last": False})
+    cfg = tiny_cfg.replace(name=variant, **VARIANTS[variant], train={"steps": 3, "batch_size": 8,
+                                                                      "channels_last": False})
     mp.spawn(_ddp_worker, args=(port, cfg, str(tmp_path)), nprocs=2, join=True)
     rep = torch.load(tmp_path / "replicas.pt", weights_only=True)
     assert torch.equal(rep["r0"], rep["r1"])
