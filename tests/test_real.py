@@ -1,4 +1,5 @@
 """Real-data preparation: alignment geometry, landmark backends, sources, caching / resuming, export format."""
+import hashlib
 import json
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from afvae.boundaries import CAT9, HAND21, boundary_map, mean_face_landmarks
 from afvae.data import real
 from afvae.landmarks import FanLandmarker, _fa_file, detect_landmarks, resolve_backend
 from afvae.prepare import identity_split, main, prepare
+from afvae import weights as afvae_weights
 from afvae.weights import WeightsUnavailable
 
 skdata = pytest.importorskip("skimage.data")
@@ -153,6 +155,7 @@ def test_fan_builds_offline_from_a_local_file(tmp_path, monkeypatch):
     weights = tmp_path / "mine" / _fa_file()[0]
     weights.parent.mkdir()
     torch.save(fa_models.FAN(4).state_dict(), weights)
+    monkeypatch.setitem(afvae_weights.SHA256, weights.name, hashlib.sha256(weights.read_bytes()).hexdigest())
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.setenv("AFVAE_FAN_WEIGHTS", str(weights))
     assert resolve_backend("auto") == "fan"
