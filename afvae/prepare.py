@@ -161,36 +161,44 @@ class _Run:
         return faces
 
 
-def _read(item: real.Item, run: _Run) -> tuple[str, np.ndarray]:
-    """(sha1, image (H, W, 3) uint8) of an item, or Reject. Unreadable files are cached when detection is needed."""
+def _read(item: real.Item, run: _Run) -> tuple[str, str, np.ndarray]:
+    """(sha1, detection key, image (H, W, 3) uint8) of an item, or Reject.
+
+    Images whose landmarks are detected are turned upright by their EXIF orientation (no annotation refers
+    to their stored pixels); the detection key then names the orientation, so detections on the stored
+    pixels cached by older runs are not reused. Unreadable files are cached when detection is needed.
+    """
     try:
         data = item.path.read_bytes()
     except OSError as e:
         raise Reject(f"cannot read file ({e.strerror or e})") from e
     sha1 = hashlib.sha1(data).hexdigest()
-    hit = run.cache.get(sha1, run.backend) if item.landmarks is None else None
+    detect = item.landmarks is None
+    hit = run.cache.get(sha1, run.backend) if detect else None
     if hit is not None and "reject" in hit:
         raise Reject(hit["reject"])
     try:
-        image = real.decode_image(data, run.opts.background)
+        image = real.decode_image(data, run.opts.background, exif_orientation=detect)
     except ValueError as e:
-        if item.landmarks is None:
+        if detect:
             run.cache.put(sha1, ANY_BACKEND, reject=str(e))
         raise Reject(str(e)) from e
     h, w = image.shape[:2]
     if min(h, w) < run.opts.min_side:
         raise Reject(f"too small: {w}x{h} px (< {run.opts.min_side})")
-    return sha1, image
+    turned = real.orientation(data) if detect else 1
+    return sha1, sha1 if turned == 1 else f"{sha1}:exif{turned}", image
 
 
-def _keypoints(item: real.Item, sha1: str, image: np.ndarray, run: _Run) -> np.ndarray:
-    """The item's keypoints (N, 2): given, or the single face the detector finds (else Reject)."""
+def _keypoints(item: real.Item, key: str, image: np.ndarray, run: _Run) -> np.ndarray:
+    """The item's keypoints (N, 2): given, or the single face the detector finds (else Reject); ``key``: the
+    image's detection-cache key."""
     if item.landmarks is not None:
         pts = np.asarray(item.landmarks, np.float64)
         if not np.isfinite(pts).all():
             raise Reject("keypoints contain NaN or inf")
         return pts
-    faces = run.detect(sha1, image)
+    faces = run.detect(key, image)
     if len(faces) != 1:
         what = "no face" if len(faces) == 0 else f"{len(faces)} faces"
         raise Reject(f"{what} detected ({run.backend}); {run.schema.name} sources need exactly one")
@@ -199,8 +207,8 @@ def _keypoints(item: real.Item, sha1: str, image: np.ndarray, run: _Run) -> np.n
 
 def _prepare_item(item: real.Item, run: _Run) -> tuple[str, np.ndarray, np.ndarray]:
     """(sha1, aligned image (S, S, 3) uint8, its keypoints (N, 2)) or Reject."""
-    sha1, image = _read(item, run)
-    pts = _keypoints(item, sha1, image, run)
+    sha1, key, image = _read(item, run)
+    pts = _keypoints(item, key, image, run)
     aligned = align_face(image, pts, run.opts.size, schema=run.schema, anchors=run.opts.anchors)
     size = run.opts.size
     if ((aligned.landmarks < -0.5 * size) | (aligned.landmarks > 1.5 * size - 1)).any():
