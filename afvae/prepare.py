@@ -19,8 +19,10 @@ Resuming: detections are appended to the cache and flushed image by image, so an
 at most the image in flight, and a re-run detects only what is new (alignment and writing are redone:
 they are cheap). Unreadable images are cached as such too. The outputs replace the previous ones only at
 the end (images swapped in, each table written to a temporary file and renamed). An unreadable, too
-small, face-less or multi-face image (face68 sources need exactly one face) is a line in rejects.csv,
-never an error.
+small, face-less or multi-face image (face68 sources need one face per image) is a line in rejects.csv,
+never an error. In a photo of several faces the one clear face is kept (weak candidates logged, and
+``sources.csv`` says which face was kept and how many were found); ``--largest`` keeps the largest face
+instead and ``--reject-multiple`` rejects any photo with more than one (``choose_face``).
 """
 from __future__ import annotations
 
@@ -47,7 +49,7 @@ from afvae.boundaries import FACE68, Schema
 from afvae.atomic import replace_dir
 from afvae.data import real
 from afvae.data.datasets import landmark_table
-from afvae.landmarks import make_landmarker, resolve_backend
+from afvae.landmarks import clear_faces, make_landmarker, resolve_backend
 
 log = logging.getLogger(__name__)
 TEST_FRACTION = 0.1
@@ -61,6 +63,7 @@ class Options:
     size: int = 256
     anchors: str = "auto"
     min_side: int = 32  # images smaller than this are rejected
+    faces: str = "clearest"  # several faces: "clearest" | "largest" | "reject-multiple" (see choose_face)
     background: str = "white"  # what transparent pixels become
     png_compression: int = 1  # zlib level: 1 prepares ~3x faster than PIL's default 6 for ~6 % more bytes
 
@@ -88,7 +91,8 @@ ANY_BACKEND = "*"  # cache entries that do not depend on the detector (unreadabl
 
 
 class DetectionCache:
-    """An append-only JSONL file: {"sha1", "backend", "faces": (n, 68, 2) lists} or {..., "reject": reason}."""
+    """An append-only JSONL file: {"sha1", "backend", "faces": (n, 68, 2) lists, "scores": (n,) (when the
+    detector gives them)} or {..., "reject": reason}."""
 
     def __init__(self, path: Path):
         self.path = path
@@ -147,18 +151,26 @@ class _Run:
     n_detected: int = 0
     n_cached: int = 0
 
-    def detect(self, sha1: str, image: np.ndarray) -> np.ndarray:
-        """Landmarks (n_faces, 68, 2) of image, from the cache or the detector (then cached)."""
+    def detect(self, sha1: str, image: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Every face candidate of image, (n, 68, 2) landmarks and (n,) scores (None when the detector gives
+        none), from the cache or the detector (then cached)."""
         hit = self.cache.get(sha1, self.backend)
         if hit is not None and "faces" in hit:
             self.n_cached += 1
-            return np.asarray(hit["faces"], np.float32).reshape(-1, 68, 2)
+            scores = hit.get("scores")
+            return (np.asarray(hit["faces"], np.float32).reshape(-1, 68, 2),
+                    None if scores is None else np.asarray(scores, np.float32))
         if self.landmarker is None:
             self.landmarker = self.build_landmarker()
-        faces = np.asarray(self.landmarker(image), np.float32).reshape(-1, 68, 2)
+        if hasattr(self.landmarker, "candidates"):
+            faces, scores = self.landmarker.candidates(image)
+        else:
+            faces, scores = self.landmarker(image), None
+        faces = np.asarray(faces, np.float32).reshape(-1, 68, 2)
         self.n_detected += 1
-        self.cache.put(sha1, self.backend, faces=np.round(faces, 3).tolist())
-        return faces
+        extra = {} if scores is None else {"scores": np.round(np.asarray(scores, np.float64), 4).tolist()}
+        self.cache.put(sha1, self.backend, faces=np.round(faces, 3).tolist(), **extra)
+        return faces, None if scores is None else np.asarray(scores, np.float32)
 
 
 def _read(item: real.Item, run: _Run) -> tuple[str, str, np.ndarray]:
@@ -190,30 +202,66 @@ def _read(item: real.Item, run: _Run) -> tuple[str, str, np.ndarray]:
     return sha1, sha1 if turned == 1 else f"{sha1}:exif{turned}", image
 
 
-def _keypoints(item: real.Item, key: str, image: np.ndarray, run: _Run) -> np.ndarray:
-    """The item's keypoints (N, 2): given, or the single face the detector finds (else Reject); ``key``: the
-    image's detection-cache key."""
+FACE_CHOICES = ("clearest", "largest", "reject-multiple")
+
+
+def choose_face(faces: np.ndarray, scores: np.ndarray | None, policy: str = "clearest") -> tuple[int, str]:
+    """Which detected face an image gives, and a note saying so: (index into faces, note), or Reject.
+
+    faces (n, 68, 2), scores (n,) (None: every face counts as clear). A face is clear when it scores at
+    least ``RELATIVE_SCORE`` times the best; weaker ones are candidates. ``clearest``: the one clear face
+    (several clear faces: Reject); ``largest``: the face with the largest landmark box, clear or not;
+    ``reject-multiple``: Reject any image with more than one candidate.
+    """
+    n = len(faces)
+    if n == 0:
+        raise Reject("no face detected")
+    scores = np.ones(n, np.float32) if scores is None else np.asarray(scores, np.float32)
+    if n == 1:
+        return 0, f"the only face (score {scores[0]:.3g}, box {_box(faces[0])})"
+    clear = clear_faces(scores)
+    if policy == "reject-multiple":
+        raise Reject(f"{n} faces detected ({int(clear.sum())} clear); --reject-multiple keeps single faces only")
+    if policy == "largest":
+        extent = faces.max(axis=1) - faces.min(axis=1)  # (n, 2) landmark box sides
+        i = int(np.argmax(extent.prod(axis=1)))
+        return i, f"largest of {n} (score {scores[i]:.3g}, box {_box(faces[i])})"
+    if clear.sum() > 1:
+        raise Reject(f"{int(clear.sum())} faces detected; use --largest to keep the largest")
+    i = int(np.argmax(scores))
+    return i, f"clearest of {n} (score {scores[i]:.3g}, box {_box(faces[i])})"
+
+
+def _box(pts: np.ndarray) -> str:
+    (x0, y0), (x1, y1) = pts.min(axis=0), pts.max(axis=0)
+    return f"{x0:.0f},{y0:.0f}-{x1:.0f},{y1:.0f}"
+
+
+def _keypoints(item: real.Item, key: str, image: np.ndarray, run: _Run) -> tuple[np.ndarray, dict[str, Any]]:
+    """The item's keypoints (N, 2) and what detection found: given keypoints, or the face ``choose_face``
+    picks (else Reject); ``key``: the image's detection-cache key."""
     if item.landmarks is not None:
         pts = np.asarray(item.landmarks, np.float64)
         if not np.isfinite(pts).all():
             raise Reject("keypoints contain NaN or inf")
-        return pts
-    faces = run.detect(key, image)
-    if len(faces) != 1:
-        what = "no face" if len(faces) == 0 else f"{len(faces)} faces"
-        raise Reject(f"{what} detected ({run.backend}); {run.schema.name} sources need exactly one")
-    return faces[0]
+        return pts, {}
+    faces, scores = run.detect(key, image)
+    try:
+        i, note = choose_face(faces, scores, run.opts.faces)
+    except Reject as e:
+        raise Reject(f"{e} ({run.backend}); {run.schema.name} sources need one face per image") from None
+    return faces[i], {"faces_detected": len(faces), "face_kept": note}
 
 
-def _prepare_item(item: real.Item, run: _Run) -> tuple[str, np.ndarray, np.ndarray]:
-    """(sha1, aligned image (S, S, 3) uint8, its keypoints (N, 2)) or Reject."""
+def _prepare_item(item: real.Item, run: _Run) -> tuple[str, np.ndarray, np.ndarray, dict[str, Any]]:
+    """(sha1, aligned image (S, S, 3) uint8, its keypoints (N, 2), detection notes) or Reject."""
     sha1, key, image = _read(item, run)
-    pts = _keypoints(item, key, image, run)
+    pts, found = _keypoints(item, key, image, run)
     aligned = align_face(image, pts, run.opts.size, schema=run.schema, anchors=run.opts.anchors)
     size = run.opts.size
     if ((aligned.landmarks < -0.5 * size) | (aligned.landmarks > 1.5 * size - 1)).any():
         raise Reject("keypoints land more than half a crop outside the aligned image")
-    return sha1, aligned.image, aligned.landmarks
+    return sha1, aligned.image, aligned.landmarks, found
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -286,14 +334,16 @@ def _process(src: real.Source, run: _Run, staging: Path, progress: bool) -> tupl
     for item in bar:
         rel = _relative(item.path, src.root) + (f"#{item.key}" if item.key else "")
         try:
-            sha1, image, pts = _prepare_item(item, run)
+            sha1, image, pts, found = _prepare_item(item, run)
         except Reject as e:
             rejects.append({"source": rel, "reason": str(e)})
             continue
+        if found.get("faces_detected", 1) > 1:
+            log.info("%s: %d faces detected, kept the %s", rel, found["faces_detected"], found["face_kept"])
         file = f"images/{len(rows):06d}.png"
         Image.fromarray(image).save(staging / file, compress_level=run.opts.png_compression)
         rows.append({"file": file, "source": rel, "identity": item.identity, "sha1": sha1, "landmarks": pts,
-                     "attributes": dict(item.attributes)})
+                     "attributes": {**dict(item.attributes), **found}})
     return rows, rejects
 
 
@@ -309,6 +359,8 @@ def prepare(source: str | real.Source, root: str | Path | None, out: str | Path,
     t0 = time.perf_counter()
     src = source if isinstance(source, real.Source) else real.open_source(source, root, schema=schema, table=table)
     opts = options or Options(size=size, anchors=anchors)
+    if opts.faces not in FACE_CHOICES:
+        raise ValueError(f"faces={opts.faces!r}: choose one of {FACE_CHOICES}")
     resolve_anchors(src.schema, opts.anchors)  # a wrong choice fails here, not on the first image
     out = Path(out)
     out_abs = out.resolve()
@@ -344,7 +396,7 @@ def _meta(src: real.Source, opts: Options, backend: str, seed: int, table: pd.Da
             "root": str(src.root.resolve()), "landmark_backend": backend, "seed": seed,
             "n_identities": int(table["identity"].nunique()), "n_train": int(split.get("train", 0)),
             "n_test": int(split.get("test", 0)), "n_rejected": len(rejects),
-            "n_inputs": len(src.items) + len(src.rejects),
+            "n_inputs": len(src.items) + len(src.rejects), "faces": opts.faces,
             "alignment": {"anchors": resolve_anchors(src.schema, opts.anchors), "method": "similarity, least squares"},
             "split_rule": f"identity-disjoint; {TEST_FRACTION:.0%} of identities (min 1) by sha1(seed:identity)",
             "pixel_centres": "pixel (row i, col j) is centred at (x=j, y=i)"}
@@ -373,6 +425,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--dlib-predictor", help="shape_predictor_68_face_landmarks.dat (else $AFVAE_DLIB_WEIGHTS ...)")
     p.add_argument("--device", default="cpu", help="FAN device: cpu | cuda")
     p.add_argument("--no-download", action="store_true", help="never download FAN / S3FD weights")
+    several = p.add_mutually_exclusive_group()
+    several.add_argument("--largest", dest="faces", action="store_const", const="largest",
+                         help="in a photo of several faces, keep the largest (default: the one clear face, "
+                              "rejecting photos of several clear faces; sources.csv says which was kept)")
+    several.add_argument("--reject-multiple", dest="faces", action="store_const", const="reject-multiple",
+                         help="reject every photo in which more than one face is detected, however faint")
+    p.set_defaults(faces="clearest")
     return p
 
 
@@ -380,9 +439,10 @@ def main(argv: list[str] | None = None) -> None:
     a = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        r = prepare(a.source, a.root, a.out, size=a.size, landmarks=a.landmarks, schema=a.schema, table=a.table,
-                    seed=a.seed, anchors=a.anchors, progress=True, fan_weights=a.fan_weights,
-                    dlib_predictor=a.dlib_predictor, device=a.device, download=not a.no_download)
+        r = prepare(a.source, a.root, a.out, landmarks=a.landmarks, schema=a.schema, table=a.table,
+                    seed=a.seed, progress=True, options=Options(size=a.size, anchors=a.anchors, faces=a.faces),
+                    fan_weights=a.fan_weights, dlib_predictor=a.dlib_predictor, device=a.device,
+                    download=not a.no_download)
     except (real.DatasetNotFound, FileNotFoundError, ImportError, ValueError) as e:
         raise SystemExit(f"error: {e}") from e
     m = r.meta
