@@ -147,6 +147,13 @@ def run(scale: str, data: str = "synthetic", seed: int = 0, only: list[str] | No
     t0 = time.perf_counter()
     selected = notebooks(only)
     skipped = preflight(scale, data, [nb.stem for nb in selected])
+    if data != "synthetic":
+        from afvae.data.datasets import folder_schema  # imports torch: after the pre-flight has spoken
+
+        try:
+            folder_schema(data)  # an unknown keypoint schema fails here, before any notebook runs
+        except (OSError, ValueError) as e:
+            raise SystemExit(f"--data {data!r}: {e}") from None
     for nb in selected:
         if nb.stem in skipped:
             continue
