@@ -10,6 +10,7 @@ and write the folder format shared with the synthetic export (``afvae.data.datas
 ``OUT/sources.csv``            file, source (relative to ROOT), identity name, sha1, dataset attributes
 ``OUT/rejects.csv``            source, reason: every input that did not make it, and why
 ``OUT/cache/detections.jsonl`` one line per detected image, keyed by sha1 and backend
+``OUT/cache/images-*.u8``      the crops again as one raw uint8 file, what training streams (``afvae.data.store``)
 
 Identity names become ids 0..K-1 (natural order); about 10 % of identities (at least one, those of
 lowest sha1(seed:name)) form the test split: disjoint from train, independent of file order, and unchanged
@@ -49,10 +50,12 @@ from afvae.boundaries import FACE68, Schema
 from afvae.atomic import replace_dir
 from afvae.data import real
 from afvae.data.datasets import landmark_table
+from afvae.data.store import install_store, table_key
 from afvae.landmarks import clear_faces, make_landmarker, resolve_backend
 
 log = logging.getLogger(__name__)
 TEST_FRACTION = 0.1
+STORE = "images.u8"  # the staged image store (afvae.data.store), renamed into OUT/cache at the end
 GIVEN = "given"  # the landmark backend of sources that ship their keypoints
 
 
@@ -302,10 +305,12 @@ def _relative(path: Path | str, root: Path) -> str:
 
 
 def _commit(out: Path, staging: Path, tables: dict[str, pd.DataFrame], meta: dict[str, Any]) -> None:
-    """Swap the staged images in and rename each table into place (each written complete first)."""
+    """Swap the staged images in and rename each table into place (each written complete first); the image
+    store goes to OUT/cache under the key of the new landmarks.csv."""
     for name, df in tables.items():
         df.to_csv(staging / name, index=False, float_format="%.4f")
     (staging / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+    install_store(staging / STORE, out, meta["size"], table_key(staging))
     replace_dir(staging / "images", out / "images")
     for name in [*tables, "meta.json"]:
         os.replace(staging / name, out / name)
@@ -331,20 +336,25 @@ def _process(src: real.Source, run: _Run, staging: Path, progress: bool) -> tupl
     rows: list[dict] = []
     rejects = [{"source": _relative(f, src.root), "reason": why} for f, why in src.rejects]
     bar = tqdm(src.items, desc=f"prepare {src.name}", unit="img", disable=not progress)
-    for item in bar:
-        rel = _relative(item.path, src.root) + (f"#{item.key}" if item.key else "")
-        try:
-            sha1, image, pts, found = _prepare_item(item, run)
-        except Reject as e:
-            rejects.append({"source": rel, "reason": str(e)})
-            continue
-        if found.get("faces_detected", 1) > 1:
-            log.info("%s: %d faces detected, kept the %s", rel, found["faces_detected"], found["face_kept"])
-        file = f"images/{len(rows):06d}.png"
-        Image.fromarray(image).save(staging / file, compress_level=run.opts.png_compression)
-        rows.append({"file": file, "source": rel, "identity": item.identity, "sha1": sha1, "landmarks": pts,
-                     "attributes": {**dict(item.attributes), **found}})
+    with open(staging / STORE, "wb") as raw:  # the image store, (N, S, S, 3) uint8 in row order
+        for item in bar:
+            rel = _relative(item.path, src.root) + (f"#{item.key}" if item.key else "")
+            try:
+                rows.append(_accept(item, rel, run, staging, f"images/{len(rows):06d}.png", raw))
+            except Reject as e:
+                rejects.append({"source": rel, "reason": str(e)})
     return rows, rejects
+
+
+def _accept(item: real.Item, rel: str, run: _Run, staging: Path, file: str, raw: Any) -> dict:
+    """One prepared item's row, its PNG written as ``file`` and its pixels appended to the store; or Reject."""
+    sha1, image, pts, found = _prepare_item(item, run)
+    if found.get("faces_detected", 1) > 1:
+        log.info("%s: %d faces detected, kept the %s", rel, found["faces_detected"], found["face_kept"])
+    Image.fromarray(image).save(staging / file, compress_level=run.opts.png_compression)
+    raw.write(np.ascontiguousarray(image).tobytes())  # (S, S, 3) uint8, the PNG's pixels
+    return {"file": file, "source": rel, "identity": item.identity, "sha1": sha1, "landmarks": pts,
+            "attributes": {**dict(item.attributes), **found}}
 
 
 def prepare(source: str | real.Source, root: str | Path | None, out: str | Path, *, size: int = 256,
