@@ -291,8 +291,8 @@ def test_each_participant_has_a_token_set_on_their_first_page(study_dir):
         assert ann.answer("ann", trial["id"], "real")[0] == 200  # ann gets no 409 from mallory's attempt
         assert mallory.state("mallory")["done"] == 0  # mallory has her own
         assert ann.answer("mallory", mallory.state("mallory")["trial"]["id"], "real")[0] == 403
-    sessions = [p for p in study_dir.iterdir() if "session" in p.name]
-    assert sessions and all(cookie_header(ann).split("=")[1] not in p.read_text() for p in sessions)  # hashes only
+    kept = [p for p in study_dir.iterdir() if "tokens" in p.name]
+    assert kept and all(cookie_header(ann).split("=")[1] not in p.read_text() for p in kept)  # hashes only
 
 
 def cookie_header(client: Client) -> str:

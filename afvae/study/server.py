@@ -4,7 +4,7 @@ Routes (``P`` is the participant id):
 
 * ``GET /`` — the page (``page.html``, no external assets);
 * ``GET /api/state?p=P`` — progress and the next unanswered trial of P (``trial`` is null when done); the
-  first one for P sets P's session cookie (``afvae.study.sessions``), which every later request for P needs;
+  first one for P sets P's token cookie (``afvae.study.tokens``), which every later request for P needs;
 * ``POST /api/answer`` — JSON ``{"participant", "trial", "answer", "rt_ms"}``; the row is appended to
   ``answers.csv`` and synced before the reply (the next state), so a closed browser loses nothing and a
   reload resumes at the first unanswered trial; a repeated answer to the same trial is refused (409);
@@ -40,7 +40,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from afvae.study.answers import AnswerLog, check_participant, read_answers
 from afvae.study.design import Study, load_study, participant_order
-from afvae.study.sessions import Sessions
+from afvae.study.tokens import ParticipantTokens
 
 log = logging.getLogger(__name__)
 MAX_BODY = 10_000
@@ -65,7 +65,7 @@ class StudyRecorder:
     def __init__(self, study: Study, answers_path: str | Path | None = None):
         self.study = study
         self.log = AnswerLog(answers_path or study.answers_path)
-        self.sessions = Sessions(self.log.path.with_name(f"{self.log.path.stem}.sessions.json"))
+        self.tokens = ParticipantTokens(self.log.path.with_name(f"{self.log.path.stem}.tokens.json"))
         self._lock = threading.Lock()
         self.answered: dict[str, set[str]] = {}
         for p, t in read_answers(self.log.path)[["participant", "trial"]].itertuples(index=False):
@@ -196,7 +196,7 @@ def parse_json(raw: bytes) -> dict[str, Any]:
 
 
 def cookie_name(participant: str) -> str:
-    """The session cookie of a participant (ids are cookie-name safe: letters, digits, ``_ . -``)."""
+    """The token cookie of a participant (ids are cookie-name safe: letters, digits, ``_ . -``)."""
     return f"afvae_study_{participant}"
 
 
@@ -268,12 +268,12 @@ class Handler(BaseHTTPRequestHandler):
             raise BadRequest("cross-site request refused", HTTPStatus.FORBIDDEN)
 
     def _authorise(self, participant: str, first_page: bool = False) -> str:
-        """The participant, if this request carries their session token; a new token on their first page."""
-        sessions = self.server.recorder.sessions
+        """The participant, if this request carries their token; a new token on their first page."""
+        tokens = self.server.recorder.tokens
         cookie = SimpleCookie(self.headers.get("Cookie") or "").get(cookie_name(check_participant(participant)))
-        if cookie is not None and sessions.check(participant, cookie.value):
+        if cookie is not None and tokens.check(participant, cookie.value):
             return participant
-        token = sessions.issue(participant) if first_page else None
+        token = tokens.issue(participant) if first_page else None
         if token is None:
             raise BadRequest(f"participant {participant!r} is taken by another browser: choose another name",
                              HTTPStatus.FORBIDDEN)

@@ -1,4 +1,4 @@
-"""Per-participant session tokens of the study server: who may answer as whom.
+"""Per-participant tokens of the study server: who may answer as whom.
 
 A participant's first page gets a random token (a cookie); every later request for that participant must
 carry it, so nobody else on the machine can read their trials or answer for them (and leave them a 409).
@@ -24,7 +24,7 @@ def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-class Sessions:
+class ParticipantTokens:
     """participant -> SHA-256 of their token, persisted at ``path``."""
 
     def __init__(self, path: str | Path):
@@ -35,7 +35,7 @@ class Sessions:
             try:
                 self._hashes = dict(json.loads(self.path.read_text()))
             except (ValueError, TypeError) as e:
-                raise ValueError(f"{self.path}: unreadable sessions file ({e}); move it away to start afresh "
+                raise ValueError(f"{self.path}: unreadable tokens file ({e}); move it away to start afresh "
                                  f"(every participant then gets a new token on their next page)") from None
 
     def issue(self, participant: str) -> str | None:
@@ -46,7 +46,7 @@ class Sessions:
             token = secrets.token_urlsafe(24)
             self._hashes[participant] = _digest(token)
             write_text(self.path, json.dumps(self._hashes, indent=1, sort_keys=True) + "\n")
-        log.info("study: new session for participant %s", participant)
+        log.info("study: new token for participant %s", participant)
         return token
 
     def check(self, participant: str, token: str) -> bool:
