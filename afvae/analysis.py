@@ -23,8 +23,9 @@ from torch import Tensor
 from afvae.config import Config
 from afvae.data.synthetic import EXPRESSIONS, Structure
 from afvae.evaluate import has_ground_truth
-from afvae.metrics import batched, ground_truth_errors, identity_similarity, l1_error, to_uint8
-from afvae.model import AFVAE, manipulate
+from afvae.images import to_uint8
+from afvae.metrics import batched, ground_truth_errors, identity_similarity, l1_error
+from afvae.model import AFVAE
 
 N_LANDMARK_TARGETS = 136  # FactorNet targets start with the 68 (x, y) landmarks / size
 N_APPEARANCE_TARGETS = 63  # ... then the synthetic appearance vector (Appearance.to_vector)
@@ -40,7 +41,7 @@ JAW = slice(0, 17)  # iBUG 68: points 0-16 are the face contour
 @torch.no_grad()
 def reconstruct(model: AFVAE, x: Tensor, c: Tensor, batch_size: int = 128) -> Tensor:
     """Posterior-mean reconstructions D(E[z | x, y], y): x (N, 3, H, W), c (N, C_b, H, W) -> (N, 3, H, W)."""
-    return torch.cat([manipulate(model, x[i:i + batch_size], c[i:i + batch_size], c[i:i + batch_size])
+    return torch.cat([model.translate(x[i:i + batch_size], c[i:i + batch_size], c[i:i + batch_size])
                       for i in range(0, x.shape[0], batch_size)])
 
 
@@ -246,7 +247,7 @@ def edit_sweep(model: AFVAE, dataset: Any, items: Tensor, make: Callable[[Struct
         truth = dataset.true_target(i, make(dataset.structure.index(i)))  # identity i under S structures
         S = truth["x"].shape[0]
         x, c = batch["x"][n:n + 1].expand(S, -1, -1, -1), batch["c"][n:n + 1].expand(S, -1, -1, -1)
-        out["output"].append(manipulate(model, x, c, truth["c"]))
+        out["output"].append(model.translate(x, c, truth["c"]))
         out["truth"].append(truth["x"])
         out["c_target"].append(truth["c"])
     return {"x": batch["x"], **{k: torch.stack(v) for k, v in out.items()}}
@@ -348,7 +349,7 @@ def identity_settings(model: AFVAE, dataset: Any, source: int) -> dict[str, Tens
     x = b["x"][:1].expand(3, -1, -1, -1)
     contour = torch.cat([contour_distance(dataset.landmarks[source], own["landmarks"]), dist[donors[1:]]])
     return {"x": b["x"][0], "donor": donors, "donor_x": b["x"], "c_target": c_target,
-            "output": manipulate(model, x, b["c"][:1].expand(3, -1, -1, -1), c_target),
+            "output": model.translate(x, b["c"][:1].expand(3, -1, -1, -1), c_target),
             "truth": torch.cat([own["x"], moved["x"]]), "contour": contour}
 
 

@@ -10,6 +10,7 @@ import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 Prior = Literal["additive", "gmm_sampled", "standard"]
@@ -43,6 +44,8 @@ class ModelConfig:
     kl: bool = True
     upsample: Upsample = "pixel_shuffle"
     norm: Norm = "weight"
+    focal_downsample: int = 16  # side d of the pooled boundary map the focal points live on (C * d * d features)
+    focal_temperature: float = 0.1  # T of the focal weights softmax(cos / T)
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,7 @@ class TrainConfig:
     steps: int = 3000
     batch_size: int = 32
     lr: float = 5e-4
+    betas: tuple[float, float] = (0.9, 0.999)  # Adam's
     seed: int = 0
     device: str = "cpu"
     amp: bool = False  # bf16 autocast on CUDA
@@ -92,7 +96,9 @@ class Config:
         unknown = set(d) - set(parts) - {"name"}
         if unknown:
             raise ValueError(f"unknown config sections {sorted(unknown)}; expected name, {sorted(parts)}")
-        kwargs: dict[str, Any] = {k: t(**d.get(k, {})) for k, t in parts.items()}
+        # JSON has no tuples: lists (Adam's betas) come back as the tuples the frozen dataclasses hold
+        kwargs: dict[str, Any] = {k: t(**{f: tuple(v) if isinstance(v, list) else v for f, v in d.get(k, {}).items()})
+                                  for k, t in parts.items()}
         return cls(name=d.get("name", "afvae"), **kwargs)
 
     def to_json(self) -> str:
@@ -167,3 +173,18 @@ def get_config(scale: str = "default", variant: str = "full") -> Config:
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; choose one of {sorted(VARIANTS)}")
     return PRESETS[scale].replace(name=variant, **VARIANTS[variant])
+
+
+def load_config(spec: str, variant: str = "full") -> Config:
+    """A preset name (smoke | default | paper) with ``variant``, or a JSON file written by ``Config.to_json`` (a
+    run's config.json; ``variant`` other than "full" is then applied on top)."""
+    if spec in PRESETS:
+        return get_config(spec, variant)
+    path = Path(spec)
+    if not path.is_file():
+        raise ValueError(f"config {spec!r} is neither a preset ({', '.join(PRESETS)}) nor a JSON file")
+    try:
+        cfg = Config.from_dict(json.loads(path.read_text()))
+    except (json.JSONDecodeError, TypeError, ValueError) as e:
+        raise ValueError(f"{path}: not a valid afvae config ({e})") from e
+    return cfg.replace(name=variant, **VARIANTS[variant]) if variant != "full" else cfg

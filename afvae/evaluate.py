@@ -21,6 +21,35 @@ resolution. Each of ``n`` (source, target) pairs of test items with different id
 """
 from __future__ import annotations
 
+import argparse
+
+from afvae.cli import fail
+
+PROG = "python -m afvae.evaluate"
+
+
+def parser() -> argparse.ArgumentParser:
+    """``python -m afvae.evaluate``'s arguments."""
+    p = argparse.ArgumentParser(prog=PROG, description="Evaluate trained runs (AF-VAE or a GAN baseline) on the "
+                                                       "unseen test identities.")
+    p.add_argument("checkpoints", nargs="+", metavar="CHECKPOINT", help="run folder(s) or checkpoint.pt file(s)")
+    p.add_argument("--n", type=int, default=500, help="(source, target) pairs (default 500)")
+    p.add_argument("--out", default="results", help="output folder (default results)")
+    p.add_argument("--name", help="table name: writes eval_NAME.{csv,md,tex} (default: the run's folder name)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--inception-weights",
+                   help="torch-fidelity's Inception weights (default $AFVAE_INCEPTION_WEIGHTS, then the torch hub cache)")
+    p.add_argument("--no-download", action="store_true", help="never try to download the Inception weights")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--cache", default="results/cache", help="where the FactorNet is cached (default results/cache)")
+    p.add_argument("--threads", type=int, help="torch CPU threads (1 is fastest on a busy shared machine)")
+    return p
+
+
+if __name__ == "__main__":  # parse before torch is imported: --help and bad arguments answer at once
+    ARGS = parser().parse_args()
+
+# The heavy imports, once the command line (if any) has been parsed.
 import logging
 import math
 import time
@@ -33,9 +62,9 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from afvae.atomic import write_text
+from afvae import tables
 from afvae.boundaries import FACE68, Schema
-from afvae.checkpoint import load_checkpoint
+from afvae.checkpoint import checkpoint_path, load_checkpoint, model_from_state
 from afvae.config import Config
 from afvae.data import synthetic as syn
 from afvae.data.datasets import build_dataset, collate
@@ -53,7 +82,6 @@ from afvae.metrics import (
     psnr,
     summarise,
 )
-from afvae.train import checkpoint_path, model_from_state
 
 log = logging.getLogger(__name__)
 PROXY_NET = "factor"
@@ -322,23 +350,6 @@ def evaluate_runs(runs: dict[str, str | Path], *, device: str = "cpu", cache_roo
 # Tables
 
 
-def _cell(v: Any) -> str:
-    """One table cell: 4 significant digits for floats, 'n/a' for missing values."""
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "n/a"
-    if isinstance(v, (float, np.floating)):
-        return f"{v:.4g}"
-    return str(v).replace("|", "\\|")
-
-
-def to_markdown(df: pd.DataFrame) -> str:
-    """A GitHub pipe table of ``df`` (without pandas' optional ``tabulate`` dependency)."""
-    header = "| " + " | ".join(map(str, df.columns)) + " |"
-    rule = "|" + "|".join("---:" if pd.api.types.is_numeric_dtype(df[c]) else "---" for c in df.columns) + "|"
-    body = ["| " + " | ".join(_cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
-    return "\n".join([header, rule, *body]) + "\n"
-
-
 def fidelity_note(df: pd.DataFrame) -> str | None:
     """One line saying why FID / IS / KID are missing, or None when every row has them."""
     if "fidelity_available" not in df or bool(df["fidelity_available"].all()):
@@ -349,53 +360,30 @@ def fidelity_note(df: pd.DataFrame) -> str | None:
 
 def write_table(df: pd.DataFrame, out_dir: str | Path, name: str,
                 columns: Sequence[str] = TABLE_COLUMNS) -> dict[str, Path]:
-    """Write ``name.csv`` (every field), ``name.md`` and ``name.tex`` (the ``columns`` present) atomically.
-
-    The .md and .tex end with a note saying why FID / IS / KID are missing, when they are.
-    """
-    out = Path(out_dir)
-    table = df[[c for c in columns if c in df]]
-    note = fidelity_note(df)
-    md = to_markdown(table) + (f"\n{note}\n" if note else "")
-    tex = table.to_latex(index=False, escape=True, na_rep="n/a", float_format="%.4g")
-    tex += f"% {note}\n" if note else ""
-    return {"csv": write_text(out / f"{name}.csv", df.to_csv(index=False)),
-            "md": write_text(out / f"{name}.md", md),
-            "tex": write_text(out / f"{name}.tex", tex)}
+    """``tables.write_table`` of evaluation rows: ``name.csv`` (every field), ``name.md`` / ``name.tex`` (the
+    ``columns`` present), ending with a note saying why FID / IS / KID are missing, when they are."""
+    return tables.write_table(df, out_dir, name, columns, note=fidelity_note(df))
 
 
 # ----------------------------------------------------------------------------------------------------------
 # Command line (argparse stays in this entry point, not in the functions above)
 
 
-def main(argv: list[str] | None = None) -> dict[str, Path]:
-    """``python -m afvae.evaluate CHECKPOINT [CHECKPOINT ...] [--n 500] [--out results] [--name NAME] ...``."""
-    import argparse
-
-    p = argparse.ArgumentParser(prog="python -m afvae.evaluate",
-                                description="Evaluate trained AF-VAE runs on the unseen test identities.")
-    p.add_argument("checkpoints", nargs="+", metavar="CHECKPOINT", help="run folder(s) or checkpoint.pt file(s)")
-    p.add_argument("--n", type=int, default=500, help="(source, target) pairs (default 500)")
-    p.add_argument("--out", default="results", help="output folder (default results)")
-    p.add_argument("--name", help="table name: writes eval_NAME.{csv,md,tex} (default: the run's folder name)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--inception-weights",
-                   help=f"torch-fidelity's Inception weights (default ${INCEPTION_ENV}, then the torch hub cache)")
-    p.add_argument("--no-download", action="store_true", help="never try to download the Inception weights")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--cache", default="results/cache", help="where the FactorNet is cached (default results/cache)")
-    p.add_argument("--threads", type=int, help="torch CPU threads (1 is fastest on a busy shared machine)")
-    a = p.parse_args(argv)
+def run(a: argparse.Namespace) -> dict[str, Path]:
+    """Evaluate the runs the parsed arguments ``a`` name and write their table; bad input exits with code 2."""
     if a.threads:
         torch.set_num_threads(a.threads)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     runs = {run_name(c): c for c in a.checkpoints}
     t0 = time.perf_counter()
-    df = evaluate_runs(runs, n=a.n, seed=a.seed, inception_weights=a.inception_weights, download=not a.no_download,
-                       device=a.device, cache_root=a.cache)
+    try:
+        df = evaluate_runs(runs, n=a.n, seed=a.seed, inception_weights=a.inception_weights,
+                           download=not a.no_download, device=a.device, cache_root=a.cache)
+    except (FileNotFoundError, ValueError) as e:  # a missing or foreign checkpoint, a bad value
+        fail(PROG, e)
     name = a.name or (next(iter(runs)) if len(runs) == 1 else "runs")
     paths = write_table(df, a.out, f"eval_{name}")
-    print(to_markdown(df[[c for c in TABLE_COLUMNS if c in df]]), end="")
+    print(tables.to_markdown(df[[c for c in TABLE_COLUMNS if c in df]]), end="")
     note = fidelity_note(df)
     if note:
         print(" ".join(note.split()))
@@ -403,5 +391,10 @@ def main(argv: list[str] | None = None) -> dict[str, Path]:
     return paths
 
 
+def main(argv: list[str] | None = None) -> dict[str, Path]:
+    """``python -m afvae.evaluate CHECKPOINT [CHECKPOINT ...] [--n 500] [--out results] [--name NAME] ...``."""
+    return run(parser().parse_args(argv))
+
+
 if __name__ == "__main__":
-    main()
+    run(ARGS)

@@ -1,26 +1,27 @@
-"""What the notebooks share: the config a (scale, variant, data, seed) names, its cached trained model,
-its logged history, and atomic JSON/CSV writing of headline numbers.
+"""The trained model for a config, from the run cache or by training: what the notebooks, the study, the
+explorer and the baseline comparison share.
+
+Runs are cached under ``results/runs/NAME-HASH`` (``afvae.checkpoint.run_dir``): a config trained to its last
+step is loaded, an unfinished one resumed, a new one trained. AF-VAE variants and the GAN baselines alike.
 """
 from __future__ import annotations
 
-import json
-import math
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
+import torch
 
-from afvae.atomic import atomic_path, write_text
+from afvae.checkpoint import METRICS, finished, load_model, run_dir
 from afvae.config import Config, get_config
 from afvae.data.datasets import for_data
-from afvae.model import AFVAE
-from afvae.train import load_model, train_cached
+from afvae.train import train
 
 
 def config(scale: str, variant: str = "full", data: str = "synthetic", seed: int = 0) -> Config:
     """The preset ``scale`` with ablation ``variant``, data source ``data`` and training seed ``seed``.
 
-    ``data`` is "synthetic" or a prepared folder, whose keypoint schema sets the boundary channels.
+    ``data`` is "synthetic" or a prepared folder, whose keypoint schema sets the boundary channels. The GAN
+    baselines' configs are ``afvae.baselines.config``.
     """
     return for_data(get_config(scale, variant), data).replace(train={"seed": seed})
 
@@ -29,8 +30,21 @@ def runs_root(results: str | Path) -> Path:
     return Path(results) / "runs"
 
 
-def trained(cfg: Config, results: str | Path = "results", progress: bool = True) -> tuple[AFVAE, Config, Path]:
-    """The trained model of ``cfg``: trained now unless ``results/runs/NAME-HASH`` already holds it."""
+def train_cached(cfg: Config, root: str | Path = "results/runs", progress: bool = True) -> Path:
+    """Train ``cfg`` unless a finished run with the same hash exists; resumes an unfinished one -> its folder.
+
+    Feature networks are cached beside the runs, in ``root/../cache``.
+    """
+    out = run_dir(cfg, root)
+    if not finished(cfg, root):
+        train(cfg, out, resume=True, progress=progress, cache_root=Path(root).parent / "cache")
+    return out
+
+
+def trained(cfg: Config, results: str | Path = "results", progress: bool = True
+            ) -> tuple[torch.nn.Module, Config, Path]:
+    """The trained model of ``cfg`` (AF-VAE or a baseline), its saved config and its run folder: trained now
+    unless ``results/runs/NAME-HASH`` already holds it."""
     run = train_cached(cfg, runs_root(results), progress=progress)
     model, saved = load_model(run)
     return model, saved, run
@@ -38,32 +52,7 @@ def trained(cfg: Config, results: str | Path = "results", progress: bool = True)
 
 def history(run: str | Path) -> pd.DataFrame:
     """The logged metrics of a run (one row per logged step)."""
-    path = Path(run) / "metrics.jsonl"
+    path = Path(run) / METRICS
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing: the run has not logged anything yet")
     return pd.read_json(path, lines=True)
-
-
-def _clean(value: Any) -> Any:
-    """JSON-safe: NaN/inf become None, tensors and numpy scalars become Python numbers."""
-    if hasattr(value, "item") and getattr(value, "ndim", 0) == 0:
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    return value
-
-
-def write_json(path: str | Path, data: dict[str, Any]) -> Path:
-    """Atomically write ``data`` as pretty JSON (NaN -> null)."""
-    return write_text(path, json.dumps(_clean(data), indent=2, sort_keys=True) + "\n")
-
-
-def write_csv(path: str | Path, df: pd.DataFrame) -> Path:
-    """Atomically write a DataFrame as CSV."""
-    with atomic_path(path) as tmp:
-        df.to_csv(tmp, index=False)
-    return Path(path)

@@ -19,6 +19,28 @@ face and the structure code per landmark set, so moving an appearance control on
 """
 from __future__ import annotations
 
+import argparse
+
+from afvae.cli import fail
+from afvae.config import PRESETS
+
+PROG = "python -m afvae.explore"
+
+
+def parser() -> argparse.ArgumentParser:
+    """``python -m afvae.explore``'s arguments."""
+    p = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--screenshot", metavar="PNG", required=True, help="write the live UI's screenshot here")
+    p.add_argument("--scale", default="default", choices=sorted(PRESETS))
+    p.add_argument("--results", default="results", help="where trained runs are cached (results/runs)")
+    p.add_argument("--chromium", help="the Chromium executable (default: $AFVAE_CHROMIUM, else chromium on PATH)")
+    return p
+
+
+if __name__ == "__main__":  # parse before torch is imported: --help and bad arguments answer at once
+    ARGS = parser().parse_args()
+
+# The heavy imports, once the command line (if any) has been parsed.
 import dataclasses
 import io
 import logging
@@ -34,6 +56,7 @@ from torch import Tensor
 
 from afvae.atomic import atomic_path
 from afvae.data import synthetic as syn
+from afvae.images import to_numpy_image
 from afvae.model import AFVAE
 
 Z_SOURCES = ("posterior mean", "posterior sample", "prior mean", "prior sample")
@@ -126,7 +149,7 @@ def focal_pca(mu_k: Tensor) -> tuple[Tensor, Tensor]:
 
 def to_png(img: Tensor, scale: int = 1) -> bytes:
     """PNG bytes of an image (3, H, W) in [-1, 1] or a boundary map (C, H, W) in [0, 1], enlarged ``scale`` x."""
-    from afvae.plotting import boundary_rgb, to_numpy_image  # the figures' colours, one per curve
+    from afvae.plotting import boundary_rgb  # the figures' colours, one per curve
 
     rgb = to_numpy_image(img) if img.shape[0] == 3 else boundary_rgb(img)  # (H, W, 3) in [0, 1]
     arr = (rgb * 255).round().astype(np.uint8)
@@ -657,20 +680,20 @@ def screenshot(out: str | Path = "figures/explorer_screenshot.png", *, scale: st
     return out
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    import argparse
-
-    p = argparse.ArgumentParser(prog="python -m afvae.explore", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--screenshot", metavar="PNG", required=True, help="write the live UI's screenshot here")
-    p.add_argument("--scale", default="default")
-    p.add_argument("--results", default="results", help="where trained runs are cached (results/runs)")
-    p.add_argument("--chromium", help="the Chromium executable (default: $AFVAE_CHROMIUM, else chromium on PATH)")
-    a = p.parse_args(argv)
+def run(a: argparse.Namespace) -> None:
+    """Write the screenshot the parsed arguments ``a`` ask for; bad input exits with code 2."""
     logging.basicConfig(level=logging.INFO)
-    logging.getLogger(__name__).info("wrote %s", screenshot(a.screenshot, scale=a.scale, results=a.results,
-                                                            chromium=a.chromium))
+    try:
+        path = screenshot(a.screenshot, scale=a.scale, results=a.results, chromium=a.chromium)
+    except (FileNotFoundError, ValueError, RuntimeError) as e:  # no Chromium, a server that did not start
+        fail(PROG, e)
+    logging.getLogger(__name__).info("wrote %s", path)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """``python -m afvae.explore --screenshot PNG ...`` (see ``parser``)."""
+    run(parser().parse_args(argv))
 
 
 if __name__ == "__main__":
-    main()
+    run(ARGS)

@@ -75,7 +75,7 @@ def clear_faces(scores: np.ndarray, relative: float = RELATIVE_SCORE) -> np.ndar
 # dlib
 # ---------------------------------------------------------------------------------------------------------
 
-def _face_recognition_models_file(name: str) -> Path | None:
+def face_recognition_models_file(name: str) -> Path | None:
     """A data file of the face-recognition-models package, found without importing it (it needs pkg_resources)."""
     spec = importlib.util.find_spec("face_recognition_models")
     if spec is None or not spec.submodule_search_locations:
@@ -87,7 +87,7 @@ def _face_recognition_models_file(name: str) -> Path | None:
 def dlib_predictor_path(path: str | Path | None = None) -> Path:
     """shape_predictor_68_face_landmarks.dat: ``path``, ``$AFVAE_DLIB_WEIGHTS``, face-recognition-models, hub cache."""
     if path is None and not os.environ.get(DLIB_ENV):
-        packaged = _face_recognition_models_file(DLIB_FILE)
+        packaged = face_recognition_models_file(DLIB_FILE)
         if packaged is not None:
             return verify_weights(packaged, DLIB_FILE)
     try:
@@ -99,7 +99,7 @@ def dlib_predictor_path(path: str | Path | None = None) -> Path:
                                  f"(the download {DLIB_URL} is bzip2-compressed: unpack it first).") from e
 
 
-def _import_dlib():
+def import_dlib():
     try:
         import dlib
     except ImportError as e:
@@ -124,7 +124,7 @@ class HogFaceDetector:
 
     def __init__(self, upsample: int | None = None, min_score: float = 0.0,
                  relative_score: float = RELATIVE_SCORE):
-        self.detector = _import_dlib().get_frontal_face_detector()
+        self.detector = import_dlib().get_frontal_face_detector()
         self.upsample, self.min_score, self.relative_score = upsample, min_score, relative_score
 
     def scored(self, image: np.ndarray) -> list[tuple[float, object]]:
@@ -147,7 +147,7 @@ class DlibLandmarker:
 
     def __init__(self, predictor: str | Path | None = None, **hog: float | int | None):
         self.hog = HogFaceDetector(**hog)
-        self.predictor = _import_dlib().shape_predictor(str(dlib_predictor_path(predictor)))
+        self.predictor = import_dlib().shape_predictor(str(dlib_predictor_path(predictor)))
 
     def candidates(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Every HOG detection, weak ones included: (n, 68, 2) float32 landmarks and (n,) scores, best first."""

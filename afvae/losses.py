@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import torch
 from torch import Tensor
 
 from afvae.prior import gaussian_kl
@@ -77,3 +78,18 @@ def elbo_terms(
     kl_term = gaussian_kl(mu, logvar, mu_p, logvar_p).mean() if kl else mu.new_zeros(())  # Eq. 5
     loss = rec + feature_weight * feature + beta * kl_term
     return {"l1": rec, "feature": feature, "kl": kl_term, "loss": loss}
+
+
+class NonFiniteLoss(FloatingPointError):
+    """A NaN or infinite training loss: ``who`` names the network ("" for a single loss, "D " or "G "), ``values``
+    the step's terms."""
+
+    def __init__(self, who: str, values: dict[str, float]):
+        super().__init__(f"non-finite {who}loss ({values})")
+        self.who, self.values = who, values
+
+
+def check_finite(terms: dict[str, Tensor], who: str = "") -> None:
+    """Raise ``NonFiniteLoss`` when ``terms["loss"]`` is NaN or infinite (before any gradient is applied)."""
+    if not torch.isfinite(terms["loss"]):
+        raise NonFiniteLoss(who, {k: float(v.detach()) for k, v in terms.items()})

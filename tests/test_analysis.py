@@ -11,7 +11,7 @@ from afvae.data.datasets import build_dataset
 from afvae.data.synthetic import EXPRESSIONS, Structure
 from afvae.features import FactorNet
 from afvae.metrics import identity_similarity
-from afvae.model import AFVAE, manipulate
+from afvae.model import AFVAE
 
 
 @pytest.fixture(scope="module")
@@ -149,7 +149,7 @@ def test_edit_sweep_truth_and_outputs(model, test_set):
     truth = test_set.true_target(9, analysis.expression_structures(test_set.structure.index(9)))
     assert torch.equal(sweep["truth"][1], truth["x"])
     x = test_set.get_batch([9])
-    expected = manipulate(model, x["x"].expand(6, -1, -1, -1), x["c"].expand(6, -1, -1, -1), truth["c"])
+    expected = model.translate(x["x"].expand(6, -1, -1, -1), x["c"].expand(6, -1, -1, -1), truth["c"])
     assert torch.allclose(sweep["output"][1], expected, atol=1e-5)
 
 

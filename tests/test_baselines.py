@@ -6,8 +6,10 @@ import json
 import pytest
 import torch
 
-from afvae.baselines import train as bt
-from afvae.model import translate
+from afvae import baselines as bt
+from afvae import experiment
+from afvae.methods import build_network, optimisers
+from afvae.model import translate_all
 from afvae.baselines.ganimation import attention_loss, composite
 from afvae.baselines.pix2pixhd import feature_matching
 from afvae.baselines.stargan import cycle_loss
@@ -15,7 +17,7 @@ from afvae.checkpoint import load_checkpoint
 from afvae.config import get_config
 from afvae.data.datasets import build_dataset
 from afvae.model import AFVAE
-from afvae.train import fit_centres
+from afvae.train import fit_centres, train
 
 METHODS = list(bt.METHODS)
 
@@ -48,18 +50,18 @@ def test_config_keeps_afvae_budget_and_data(method):
 
 @pytest.mark.parametrize("method", METHODS)
 def test_shapes_and_range(method, batch, centres):
-    model = bt.build(tiny(method), centres)
+    model = build_network(tiny(method), centres)
     x, c = batch["x"], batch["c"]
-    out = translate(model, x, c, c.roll(1, 0), batch_size=3)  # chunked
+    out = translate_all(model, x, c, c.roll(1, 0), batch_size=3)  # chunked
     assert out.shape == x.shape and out.abs().max() <= 1 and torch.isfinite(out).all()
-    terms = bt.train_step(model, bt.optimisers(model, model.cfg), {"x": x, "c": c}, torch.Generator().manual_seed(0))
+    terms = model.train_step(optimisers(model.cfg, model), {"x": x, "c": c}, torch.Generator().manual_seed(0))
     assert all(torch.isfinite(v) for v in terms.values()) and {"d_loss", "g_loss"} <= set(terms)
 
 
 def test_translate_rejects_mismatched_batches(batch, centres):
-    model = bt.build(tiny("StarGAN"), centres)
+    model = build_network(tiny("StarGAN"), centres)
     with pytest.raises(ValueError, match="batch sizes differ"):
-        translate(model, batch["x"], batch["c"], batch["c"][:3])
+        translate_all(model, batch["x"], batch["c"], batch["c"][:3])
 
 
 def test_ganimation_composite_keeps_source_where_attention_is_one():
@@ -83,16 +85,16 @@ def test_ganimation_attention_loss_penalises_mean_and_edges():
 
 
 def test_ganimation_attention_one_returns_source(batch, centres):
-    model = bt.build(tiny("GANimation"), centres)
+    model = build_network(tiny("GANimation"), centres)
     with torch.no_grad():
         model.G.attention.weight.zero_()
         model.G.attention.bias.fill_(50.0)  # sigmoid -> 1
     x, c = batch["x"], batch["c"]
-    assert torch.allclose(translate(model, x, c, c.roll(1, 0)), x, atol=1e-6)
+    assert torch.allclose(translate_all(model, x, c, c.roll(1, 0)), x, atol=1e-6)
 
 
 def test_stargan_cycle_loss_zero_for_identity_generator(batch, centres):
-    model = bt.build(tiny("StarGAN"), centres)
+    model = build_network(tiny("StarGAN"), centres)
     assert cycle_loss(batch["x"], batch["x"]) == 0
     model.G.forward = lambda x, label: x  # an identity generator: the cycle returns the input exactly
     out = model.generate(batch, torch.Generator().manual_seed(0))
@@ -102,7 +104,7 @@ def test_stargan_cycle_loss_zero_for_identity_generator(batch, centres):
 
 def test_stargan_domains_are_nearest_focal_points(batch):
     feats = torch.nn.functional.adaptive_avg_pool2d(batch["c"], 16).flatten(1)  # (8, 13*16*16)
-    model = bt.build(tiny("StarGAN"), feats[:4])
+    model = build_network(tiny("StarGAN"), feats[:4])
     assert torch.equal(model.domain(batch["c"][:4]), torch.arange(4))  # each map is its own nearest centre
 
 
@@ -120,27 +122,27 @@ def test_feature_matching_zero_iff_equal():
 @pytest.mark.parametrize("method", METHODS)
 def test_same_seed_same_weights_and_exact_resume(method, tmp_path):
     cfg = tiny(method)
-    a = bt.train(cfg, tmp_path / "a", progress=False)
-    bt.train(cfg, tmp_path / "b", progress=False)
-    bt.train(cfg, tmp_path / "cut", stop_at=2, progress=False)
+    a = train(cfg, tmp_path / "a", progress=False)
+    train(cfg, tmp_path / "b", progress=False)
+    train(cfg, tmp_path / "cut", stop_at=2, progress=False)
     assert load_checkpoint(tmp_path / "cut" / "checkpoint.pt")["step"] == 2
-    bt.train(cfg, tmp_path / "cut", resume=True, progress=False)
+    train(cfg, tmp_path / "cut", resume=True, progress=False)
     ws = {k: load_checkpoint(tmp_path / k / "checkpoint.pt")["model"] for k in ("a", "b", "cut")}
     for other in ("b", "cut"):
         assert all(torch.equal(ws["a"][k], ws[other][k]) for k in ws["a"]), other
-    init = bt.build(cfg, load_checkpoint(tmp_path / "a" / "checkpoint.pt")["centres"]).state_dict()
+    init = build_network(cfg, load_checkpoint(tmp_path / "a" / "checkpoint.pt")["centres"]).state_dict()
     assert any(not torch.equal(init[k], ws["a"][k]) for k in init)  # training changed the weights
     logged = [json.loads(line)["step"] for line in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()]
     assert logged == [1, 2, 3, 4] and len(a) == 4
     assert (tmp_path / "a" / "samples" / "step_000004.png").exists()
     centres = load_checkpoint(tmp_path / "a" / "checkpoint.pt")["centres"]  # AF-VAE's focal points, same fit
-    assert torch.equal(centres, fit_centres(build_dataset(cfg.data, "train"), cfg.model.n_focal, cfg.data.seed))
+    assert torch.equal(centres, fit_centres(build_dataset(cfg.data, "train"), cfg.model, cfg.data.seed))
 
 
 @pytest.mark.slow
 def test_pix2pixhd_training_lowers_generator_objective(tmp_path):
     cfg = tiny("pix2pixHD", steps=40).replace(train={"checkpoint_every": 40, "sample_every": 40, "log_every": 1})
-    hist = bt.train(cfg, tmp_path, progress=False)
+    hist = train(cfg, tmp_path, progress=False)
     first, last = sum(r["g_l1"] for r in hist[:5]) / 5, sum(r["g_l1"] for r in hist[-5:]) / 5
     assert last < first, (first, last)  # the paired render gets closer to its target
 
@@ -159,25 +161,25 @@ def test_nan_stops_and_keeps_checkpoint(tmp_path, monkeypatch):
 
     monkeypatch.setattr(bt.METHODS["StarGAN"], "g_terms", poisoned)
     with pytest.raises(FloatingPointError, match="StarGAN at step 3"):
-        bt.train(cfg, tmp_path, progress=False)
+        train(cfg, tmp_path, progress=False)
     assert load_checkpoint(tmp_path / "checkpoint.pt")["step"] == 2
 
 
 @pytest.mark.slow
 def test_cached_load_and_translate_for_all_four_methods(tmp_path, batch, tiny_cfg):
-    from afvae.train import train_cached, load_model
+    from afvae.checkpoint import load_model
 
-    models = {m: bt.trained(tiny(m), tmp_path, progress=False)[0] for m in METHODS}
+    models = {m: experiment.trained(tiny(m), tmp_path, progress=False)[0] for m in METHODS}
     mtime = {m: (tmp_path / "runs" / f"{m}-{tiny(m).hash()}" / "checkpoint.pt").stat().st_mtime for m in METHODS}
-    again = bt.trained(tiny("StarGAN"), tmp_path, progress=False)[2] / "checkpoint.pt"
+    again = experiment.trained(tiny("StarGAN"), tmp_path, progress=False)[2] / "checkpoint.pt"
     assert again.stat().st_mtime == mtime["StarGAN"]  # cached: not retrained
-    models["AF-VAE"] = load_model(train_cached(tiny_cfg, tmp_path / "runs", progress=False))[0]
+    models["AF-VAE"] = load_model(experiment.train_cached(tiny_cfg, tmp_path / "runs", progress=False))[0]
     x, c = batch["x"], batch["c"]
     for name, model in models.items():
-        out = translate(model, x, c, c.roll(1, 0))
+        out = translate_all(model, x, c, c.roll(1, 0))
         assert out.shape == x.shape and torch.isfinite(out).all() and not model.training, name
     assert isinstance(models["AF-VAE"], AFVAE)
-    assert not torch.equal(translate(models["StarGAN"], x, c, c), translate(models["pix2pixHD"], x, c, c))
+    assert not torch.equal(translate_all(models["StarGAN"], x, c, c), translate_all(models["pix2pixHD"], x, c, c))
 
 
 
@@ -198,7 +200,7 @@ def test_fig4_targets_with_and_without_ground_truth(truth, centres):
     t = compare.expression_targets(dataset, items, ("smile", "surprise"), seed=0)
     assert t["x"].shape[0] == t["c_target"].shape[0] == len(t["labels"]) == 4
     assert torch.equal(t["x"][0], t["x"][1]) and not torch.equal(t["c_target"][0], t["c_target"][1])
-    models = {m: bt.build(tiny(m), centres) for m in METHODS}
+    models = {m: build_network(tiny(m), centres) for m in METHODS}
     rows, cols, outputs = compare.comparison_rows(models, t)
     assert cols == ["input", "target c"] + (["truth"] if truth else []) + METHODS
     assert len(rows) == 4 and all(len(r) == len(cols) for r in rows)
@@ -225,7 +227,7 @@ def test_pix2pixhd_perceptual_term_uses_attached_feature_net(batch, centres):
 
     assert bt.config("smoke", "pix2pixHD").loss.feature_net == "auto"  # like AF-VAE's feature matching
     assert bt.config("smoke", "StarGAN").loss.feature_net == "none"
-    model = bt.build(tiny("pix2pixHD"), centres)
+    model = build_network(tiny("pix2pixHD"), centres)
     out = model.generate(batch, torch.Generator().manual_seed(0))
     assert "perceptual" not in model.g_terms(batch, out)
     torch.manual_seed(0)

@@ -15,11 +15,13 @@ import pytest
 import torch
 
 from afvae import evaluate as ev
+from afvae import tables
 from afvae.config import get_config
 from afvae.data.datasets import build_dataset, collate, export_synthetic
 from afvae.features import FactorNet, FeatureNet, factor_targets, load_factor_net
 from afvae.metrics import INCEPTION_FILE
-from afvae.train import load_model, train
+from afvae.checkpoint import load_model
+from afvae.train import train
 
 pytestmark = pytest.mark.slow
 N = 160  # pairs per evaluation: enough for stable means at 32 px, a few seconds each
@@ -90,7 +92,7 @@ def test_factor_columns_and_landmarks_invert_factor_targets():
 
 def test_markdown_table_without_tabulate():
     df = pd.DataFrame({"name": ["a|b", "c"], "fid": [None, 1.234567], "n": [3, 4]})
-    lines = ev.to_markdown(df).splitlines()
+    lines = tables.to_markdown(df).splitlines()
     assert lines[0] == "| name | fid | n |" and lines[1] == "|---|---:|---:|"
     assert lines[2] == "| a\\|b | n/a | 3 |" and lines[3] == "| c | 1.235 | 4 |"
 

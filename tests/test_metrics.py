@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from afvae import metrics, weights
 from afvae.features import FactorNet
+from afvae.images import to_uint8
 from afvae.metrics import (
     INCEPTION_ENV,
     INCEPTION_FILE,
@@ -41,7 +42,6 @@ from afvae.metrics import (
     psnr,
     ssim,
     summarise,
-    to_uint8,
 )
 
 

@@ -4,7 +4,7 @@ import torch
 from torch.nn.utils import parametrize
 
 from afvae.config import ModelConfig
-from afvae.model import AFVAE, interpolate, manipulate, stage_widths
+from afvae.model import AFVAE, interpolate, stage_widths
 from afvae.prior import boundary_features
 
 K = 8
@@ -71,13 +71,13 @@ def test_focal_weights_follow_the_centres():
     assert model.focal_weights(c).argmax().item() == 3
 
 
-def test_manipulate_uses_source_appearance_and_target_structure():
+def test_translate_uses_source_appearance_and_target_structure():
     model = _model()
     x, c = _inputs()
-    same = manipulate(model, x, c, c)
+    same = model.translate(x, c, c)
     mu, _ = model.encode(x, c)
     assert torch.allclose(same, model.decode(mu, c))
-    moved = manipulate(model, x, c, c.roll(1, 0))
+    moved = model.translate(x, c, c.roll(1, 0))
     assert moved.shape == x.shape and not torch.allclose(moved, same)
     # The decoder sees the image only through z: other z, same structure -> another image.
     assert not torch.allclose(model.decode(mu.roll(1, 0), c), same)

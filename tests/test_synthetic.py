@@ -5,6 +5,7 @@ import torch
 
 from afvae.data import synthetic as S
 from afvae.data.datasets import FolderFaces, SyntheticFaces, collate, export_synthetic
+from afvae.images import to_uint8
 
 
 def gen(seed: int) -> torch.Generator:
@@ -186,7 +187,7 @@ def test_export_round_trips_through_folder_faces(tmp_path):
     assert torch.allclose(folder.factors["structure"], ref.factors["structure"], atol=1e-5)
     app = S.Appearance.from_vector(folder.factors["appearance"])
     x, _ = S.render(app, S.Structure.from_vector(folder.factors["structure"]), 32)
-    assert (S.to_uint8(x).int() - ref.images.int()).abs().max() <= 2, "factors.csv reproduces the images"
+    assert (to_uint8(x).int() - ref.images.int()).abs().max() <= 2, "factors.csv reproduces the images"
     assert set(folder[0]) == set(ref[0]) and len(FolderFaces(out, "all")) == 20
     big = FolderFaces(out, "test", size=64)
     assert big.images.shape[-1] == 64 and torch.allclose(big.landmarks, (ref.landmarks + 0.5) * 2 - 0.5, atol=1e-4)

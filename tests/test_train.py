@@ -10,7 +10,9 @@ import torch.multiprocessing as mp
 
 from afvae import losses
 from afvae.checkpoint import load_checkpoint
-from afvae.train import fit, load_model, train, train_cached
+from afvae.checkpoint import load_model
+from afvae.experiment import train_cached
+from afvae.train import fit, train
 
 pytestmark = pytest.mark.slow
 
@@ -50,7 +52,7 @@ def test_nan_stops_and_keeps_last_checkpoint(tiny_cfg, tmp_path, monkeypatch):
         return terms
 
     monkeypatch.setattr(losses, "elbo_terms", poisoned)
-    with pytest.raises(FloatingPointError, match="non-finite loss at step 4"):
+    with pytest.raises(FloatingPointError, match="full at step 4: non-finite loss"):
         train(tiny_cfg, tmp_path, progress=False)
     assert load_checkpoint(tmp_path / "checkpoint.pt")["step"] == 4
 

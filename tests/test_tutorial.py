@@ -97,7 +97,7 @@ def _model(prior: str, seed: int = 0) -> AFVAE:
     cfg = tutorial.tiny_config("smoke", prior, 1e-3).model
     torch.manual_seed(seed)
     centres = torch.rand(cfg.n_focal, cfg.boundary_channels * 16 * 16)
-    return AFVAE(cfg, centres, focal_downsample=16).eval()
+    return AFVAE(cfg, centres).eval()
 
 
 def test_refit_prior_lowers_the_kl_and_leaves_the_model(batch):

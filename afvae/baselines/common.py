@@ -3,7 +3,7 @@
 Every baseline is a ``GANBaseline``: a generator ``G``, a discriminator ``D`` and the K focal points
 (``centres``, fitted on the training boundary maps exactly as AF-VAE's, so the conditions match the prior's
 clusters). A training step is ``out = generate(batch, g)``, ``d_terms(batch, out)`` for D and
-``g_terms(batch, out)`` for G (``afvae.baselines.train``). Evaluation only needs
+``g_terms(batch, out)`` for G (``GANBaseline.train_step``, run by ``afvae.train``). Evaluation only needs
 ``translate(x, c_source, c_target) -> x_out``, the same call AF-VAE answers (``AFVAE.translate``).
 
 Conditions built from a boundary map c (B, C_b, H, W):
@@ -20,6 +20,7 @@ from torch import Tensor
 
 from afvae.config import Config
 from afvae.features import FeatureNet
+from afvae.losses import check_finite
 from afvae.prior import focal_weights
 
 LR, BETAS = 2e-4, (0.5, 0.999)  # Adam settings of all three papers
@@ -44,7 +45,7 @@ class GANBaseline(nn.Module):
 
     def focal_weights(self, c: Tensor) -> Tensor:
         """w(c): (B, C_b, H, W) -> (B, K), rows sum to 1 (AF-VAE's focal weights)."""
-        return focal_weights(c, self.centres)  # the same default temperature as AF-VAE's prior
+        return focal_weights(c, self.centres, temperature=self.cfg.model.focal_temperature)  # as AF-VAE's prior
 
     def domain(self, c: Tensor) -> Tensor:
         """The domain label of each map: its nearest focal point, (B, C_b, H, W) -> (B,) int64 in [0, K)."""
@@ -65,6 +66,31 @@ class GANBaseline(nn.Module):
     def translate(self, x: Tensor, c_source: Tensor, c_target: Tensor) -> Tensor:
         """Source faces x (B, 3, H, W) in [-1, 1] with maps c_source re-rendered with c_target -> (B, 3, H, W)."""
         raise NotImplementedError
+
+    def param_groups(self) -> dict[str, list[nn.Parameter]]:
+        """The parameters of each optimiser: G's and D's."""
+        return {"G": list(self.G.parameters()), "D": list(self.D.parameters())}
+
+    def train_step(self, opts: dict[str, torch.optim.Optimizer], batch: dict[str, Tensor],
+                   generator: torch.Generator) -> dict[str, Tensor]:
+        """One D update then one G update on the same fakes; the named terms (detached), prefixed d_ and g_.
+
+        Raises ``NonFiniteLoss`` before the update whose loss is NaN or infinite.
+        """
+        out = self.generate(batch, generator)
+        d = self.d_terms(batch, {k: v.detach() for k, v in out.items()})
+        check_finite(d, "D ")
+        opts["D"].zero_grad(set_to_none=True)
+        d["loss"].backward()
+        opts["D"].step()
+        self.D.requires_grad_(False)  # G's step: gradients through D, not into it
+        g = self.g_terms(batch, out)
+        self.D.requires_grad_(True)
+        check_finite(g, "G ")
+        opts["G"].zero_grad(set_to_none=True)
+        g["loss"].backward()
+        opts["G"].step()
+        return {**{f"d_{k}": v.detach() for k, v in d.items()}, **{f"g_{k}": v.detach() for k, v in g.items()}}
 
 
 def broadcast(v: Tensor, like: Tensor) -> Tensor:

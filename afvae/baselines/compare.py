@@ -14,12 +14,13 @@ import pandas as pd
 import torch
 from torch import Tensor
 
+from afvae import baselines, experiment
 from afvae.analysis import expression_structures
+from afvae.checkpoint import METRICS
 from afvae.config import Config
 from afvae.evaluate import evaluate, has_ground_truth
 from afvae.features import FeatureNet
-from afvae.model import translate
-from afvae.train import count_params
+from afvae.model import count_params, translate_all
 
 ORDER = ("pix2pixHD", "StarGAN", "GANimation", "AF-VAE")  # the paper's row order
 PAPER_TABLE1 = {  # RaFD, 256 px (the paper's Table 1): FID lower is better, IS higher is better
@@ -38,11 +39,8 @@ def trained_method(name: str, scale: str, data: str = "synthetic", seed: int = 0
                    progress: bool = True) -> tuple[torch.nn.Module, Config, Path]:
     """A trained method by name: a baseline of ``ORDER``, "AF-VAE" (the full model) or an AF-VAE ablation
     variant ("no_kl", ...); trained now unless ``results/runs`` holds it. Returns (model, config, run folder)."""
-    from afvae import experiment
-    from afvae.baselines import train as baselines
-
     if name in baselines.METHODS:
-        return baselines.trained(baselines.config(scale, name, data, seed), results, progress=progress)
+        return experiment.trained(baselines.config(scale, name, data, seed), results, progress=progress)
     variant = "full" if name == "AF-VAE" else name
     return experiment.trained(experiment.config(scale, variant, data, seed), results, progress=progress)
 
@@ -54,7 +52,7 @@ def images_seen(cfg: Config) -> int:
 
 def training_speed(run: str | Path) -> float:
     """The last logged training throughput (images / s) of a run, NaN when it logged none."""
-    path = Path(run) / "metrics.jsonl"
+    path = Path(run) / METRICS
     lines = path.read_text().splitlines() if path.exists() else []
     return float(json.loads(lines[-1]).get("img_per_s", float("nan"))) if lines else float("nan")
 
@@ -124,7 +122,7 @@ def comparison_rows(models: dict[str, torch.nn.Module], targets: dict[str, Any]
 
     Returns (rows, column labels, outputs per method (N*S, 3, H, W)).
     """
-    outputs = {name: translate(m, targets["x"], targets["c_source"], targets["c_target"]) for name, m in models.items()}
+    outputs = {name: translate_all(m, targets["x"], targets["c_source"], targets["c_target"]) for name, m in models.items()}
     truth = targets["truth"]
     cols = ["input", "target c"] + (["truth"] if truth is not None else []) + list(models)
     rows = [[targets["x"][i], targets["c_target"][i]] + ([truth[i]] if truth is not None else [])

@@ -14,8 +14,6 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-import torch
-
 from afvae.atomic import write_text
 
 
@@ -26,6 +24,8 @@ def available() -> list[str]:
 
 def machine_info() -> dict[str, Any]:
     """What the numbers were measured on."""
+    import torch  # here, not at the top: ``python -m afvae.bench --help`` answers before torch loads
+
     return {
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
@@ -55,7 +55,7 @@ def write_results(name: str, results: dict[str, Any], out_dir: str | Path = "res
 def main(name: str, out_dir: str | Path = "results/bench") -> dict[str, Any]:
     """Run benchmark ``name``, print ``key: value`` lines, write its JSON."""
     if name not in available():
-        raise SystemExit(f"unknown benchmark {name!r}; available: {', '.join(available())}")
+        raise ValueError(f"unknown benchmark {name!r}; available: {', '.join(available())}")
     module = importlib.import_module(f"afvae.bench.{name}")
     results = {**module.run(), **machine_info()}
     for key, value in results.items():

@@ -1,6 +1,6 @@
 """Training speed of the Table 1 GAN baselines next to AF-VAE's, at the default scale (64 px, batch 32).
 
-One baseline step = one D update and one G update (``afvae.baselines.train.train_step``); one AF-VAE step =
+One baseline step = one D update and one G update (``GANBaseline.train_step``); one AF-VAE step =
 forward, L1 + KL, backward, Adam (no feature net). Random inputs: this times the networks, not the data.
 The methods are timed in turn, twice, and the better round is kept: on a shared machine the load changes
 within seconds, and the ratio to AF-VAE measured in the same round is the number to read.
@@ -10,12 +10,13 @@ from __future__ import annotations
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from afvae.baselines import train as bt
+from afvae import baselines as bt
 from afvae.baselines.compare import generator_params
 from afvae.bench import throughput
 from afvae.bench.train import build as build_afvae
 from afvae.config import get_config
 from afvae.features import FactorNet, FeatureNet
+from afvae.methods import build_network, optimisers
 
 SECONDS = 4.0  # timed per method and round
 ROUNDS = 2
@@ -39,11 +40,11 @@ def _stepper(method: str) -> tuple[torch.nn.Module, callable]:
             loss(x, c).backward()
             opt.step()
         return model, step
-    model = bt.build(cfg, torch.rand(cfg.model.n_focal, C * 256)).to(memory_format=fmt)
+    model = build_network(cfg, torch.rand(cfg.model.n_focal, C * 256)).to(memory_format=fmt)
     if cfg.loss.feature_net != "none":  # time the perceptual term too (a factor net of the real size)
         model.feature_net = FeatureNet("factor", FactorNet(200).eval(), [1.0] * 4)
-    opts, g = bt.optimisers(model, cfg), torch.Generator().manual_seed(0)
-    return model, lambda: bt.train_step(model, opts, {"x": x, "c": c}, g)
+    opts, g = optimisers(cfg, model), torch.Generator().manual_seed(0)
+    return model, lambda: model.train_step(opts, {"x": x, "c": c}, g)
 
 
 def run() -> dict:

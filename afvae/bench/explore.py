@@ -12,8 +12,8 @@ from typing import Any
 import torch
 
 from afvae import experiment, explore
+from afvae.checkpoint import finished
 from afvae.data.datasets import build_dataset
-from afvae.train import finished
 
 REPEATS = 5
 RESULTS = "results"

@@ -18,9 +18,8 @@ from afvae import losses
 from afvae.bench import throughput
 from afvae.config import ModelConfig, get_config
 from afvae.features import FactorNet
-from afvae.model import AFVAE, Encoder, Upsample, conv, stage_widths
+from afvae.model import AFVAE, Encoder, Upsample, conv, count_params, stage_widths
 from afvae.prior import standard_normal_kl
-from afvae.train import count_params
 
 BATCH = 32
 

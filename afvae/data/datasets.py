@@ -32,6 +32,7 @@ from afvae.boundaries import FACE68, SCHEMAS, Schema, boundary_map, merged_map
 from afvae.config import Config, DataConfig
 from afvae.data import synthetic as syn
 from afvae.data.store import open_images
+from afvae.images import from_uint8, to_uint8
 
 log = logging.getLogger(__name__)
 SPLITS = ("train", "test", "all")
@@ -41,11 +42,6 @@ def _boundaries(landmarks: Tensor, size: int, channels: int, schema: Schema = FA
     """(B, P, 2) pixels -> (B, channels, size, size): the schema's curves, or 1 merged channel."""
     c = boundary_map(landmarks, size, schema=schema)
     return merged_map(c) if channels == 1 else c
-
-
-def _to_x(images: Tensor) -> Tensor:
-    """uint8 (..., 3, H, W) -> float32 in [-1, 1]."""
-    return images.float() / 127.5 - 1
 
 
 class _FaceDataset(Dataset):
@@ -68,7 +64,7 @@ class _FaceDataset(Dataset):
         want = set(keys) if keys is not None else None
         out: dict[str, Tensor] = {}
         if want is None or "x" in want:
-            out["x"] = _to_x(self.images[idx])
+            out["x"] = from_uint8(self.images[idx])
         if want is None or "c" in want:
             out["c"] = self.boundaries(self.landmarks[idx])
         out["landmarks"], out["identity"] = self.landmarks[idx], self.identity[idx]
@@ -115,7 +111,7 @@ class SyntheticFaces(_FaceDataset):
                         ) -> dict[str, Tensor]:
         """Identity id(s) under structure(s) (batches broadcast): x, c, landmarks like get_batch."""
         x, lm = syn.render(self.appearance_of(identity), structure, self.size)
-        x = _to_x(syn.to_uint8(x)) if quantize else x  # quantized like the stored images
+        x = from_uint8(to_uint8(x)) if quantize else x  # quantized like the stored images
         return {"x": x, "c": _boundaries(lm, self.size, self.boundary_channels), "landmarks": lm}
 
     def true_target(self, index: int | Tensor, structure: syn.Structure, quantize: bool = True) -> dict[str, Tensor]:
@@ -130,7 +126,7 @@ class SyntheticFaces(_FaceDataset):
         index = torch.as_tensor(index).reshape(-1)
         target_index = torch.as_tensor(target_index).reshape(-1)
         truth = self.true_target(index, self.structure.index(target_index))
-        return {"x": _to_x(self.images[index]), "c_target": truth["c"], "x_target": truth["x"],
+        return {"x": from_uint8(self.images[index]), "c_target": truth["c"], "x_target": truth["x"],
                 "landmarks_target": truth["landmarks"]}
 
 

@@ -7,8 +7,7 @@ from typing import Any
 import pandas as pd
 
 from afvae.atomic import write_text
-from afvae.evaluate import to_markdown
-from afvae.experiment import write_csv
+from afvae.tables import to_markdown, write_csv
 from afvae.study.answers import read_answers
 from afvae.study.design import load_study
 from afvae.study.stats import table2

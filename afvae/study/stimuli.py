@@ -11,18 +11,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
 import torch
-from PIL import Image
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from afvae.atomic import atomic_path
 from afvae.data.datasets import build_dataset
 from afvae.baselines import compare
 from afvae.evaluate import generate, sample_pairs
-from afvae.experiment import write_json
-from afvae.metrics import to_uint8
+from afvae.images import to_uint8, write_png
+from afvae.tables import write_json
 from afvae.study.design import write_trials
 
 DEFAULT_METHODS = compare.ORDER  # the methods of Table 1
@@ -39,9 +36,7 @@ def save_images(x: Tensor, folder: str | Path) -> list[Path]:
     paths = []
     for i, img in enumerate(pixels.permute(0, 2, 3, 1).numpy()):
         path = folder / f"{pair_name(i)}.png"
-        with atomic_path(path) as tmp:
-            Image.fromarray(np.ascontiguousarray(img)).save(tmp)
-        paths.append(path)
+        paths.append(write_png(img, path))
     return paths
 
 

@@ -24,7 +24,6 @@ a manipulation. Everything is deterministic from a ``torch.Generator``.
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
 import math
@@ -36,6 +35,7 @@ import torch.nn.functional as nnf
 from torch import Tensor
 
 from afvae.boundaries import FACE68_MIRROR
+from afvae.images import to_uint8
 
 EXPRESSIONS = ("neutral", "smile", "surprise", "anger", "disgust", "eyes_closed")
 HAIR_STYLES = ("bald", "short", "bangs", "bob", "long")
@@ -1096,11 +1096,6 @@ class FaceSet:
     appearance: Appearance  # N, the identity's appearance per image
 
 
-def to_uint8(x: Tensor) -> Tensor:
-    """[-1, 1] float -> [0, 255] uint8 (round to nearest)."""
-    return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-
-
 def render_faces(appearance: Appearance, structure: Structure, size: int, batch_size: int = 256,
                  progress: bool = False) -> tuple[Tensor, Tensor]:
     """render() in batches: uint8 images (N, 3, size, size) and landmarks (N, 68, 2)."""
@@ -1123,60 +1118,3 @@ def make_faces(size: int, identities: Sequence[int] | Tensor, images_per_identit
     app = app.repeat_interleave(images_per_identity)
     images, marks = render_faces(app, st, size, progress=progress)
     return FaceSet(images, marks, ids.repeat_interleave(images_per_identity), st, app)
-
-
-# =========================================================================================================
-# Figure and command line
-# =========================================================================================================
-
-SAMPLE_STRUCTURES = (  # (yaw, pitch, roll, expression) columns of plot_samples
-    (0.0, 0.0, 0.0, "neutral"), (0.0, 0.0, 0.0, "smile"), (0.0, 0.0, 0.0, "surprise"),
-    (0.0, 0.0, 0.0, "anger"), (0.0, 0.0, 0.0, "disgust"), (0.0, 0.0, 0.0, "eyes_closed"),
-    (-45.0, 0.0, 0.0, "neutral"), (30.0, 10.0, 0.0, "smile"), (60.0, 0.0, 0.0, "neutral"),
-    (0.0, -15.0, 12.0, "neutral"),
-)
-
-
-def plot_samples(n_identities: int = 6, size: int = 64, seed: int = 0,
-                 structures: Sequence[tuple[float, float, float, str]] = SAMPLE_STRUCTURES) -> Any:
-    """A matplotlib Figure: identities (rows) x structures (columns), each image with its boundary map."""
-    from afvae import plotting
-    from afvae.boundaries import boundary_map
-
-    app, _ = sample_identities(range(n_identities), 1, seed)
-    yaw, pitch, roll, expr = zip(*structures)
-    st = Structure.create(yaw, pitch, roll, list(expr))
-    cols = len(structures)
-    fig, axes = plotting.plt.subplots(n_identities, 2 * cols, figsize=(1.1 * 2 * cols, 1.15 * n_identities),
-                                      gridspec_kw={"wspace": 0.04, "hspace": 0.04})
-    for row in range(n_identities):
-        x, lm = render(app.index(row), st, size)
-        c = boundary_map(lm, size)
-        for col in range(cols):
-            ax_img, ax_c = axes[row, 2 * col], axes[row, 2 * col + 1]
-            ax_img.imshow(plotting.to_numpy_image(x[col]))
-            ax_c.imshow(plotting.boundary_rgb(c[col]))
-            if row == 0:
-                y_, p_, r_, e_ = structures[col]
-                ax_img.set_title(f"{e_}\nyaw {y_:+.0f} pitch {p_:+.0f} roll {r_:+.0f}", fontsize=6, loc="left")
-    for ax in axes.flat:
-        ax.set_axis_off()
-    return fig
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    """CLI: export the synthetic dataset to a folder (see afvae.data.datasets.export_synthetic)."""
-    from afvae.data.datasets import export_synthetic
-
-    p = argparse.ArgumentParser(prog="python -m afvae.data.synthetic", description=main.__doc__)
-    p.add_argument("--out", default="data/synthetic", help="output folder (replaced atomically)")
-    p.add_argument("--size", type=int, default=64, choices=SIZES)
-    p.add_argument("--identities", type=int, default=200)
-    p.add_argument("--per-identity", type=int, default=40)
-    p.add_argument("--seed", type=int, default=0)
-    a = p.parse_args(argv)
-    export_synthetic(a.out, a.size, a.identities, a.per_identity, a.seed, progress=True)
-
-
-if __name__ == "__main__":
-    main()
