@@ -6,8 +6,11 @@ resolution. Each of ``n`` (source, target) pairs of test items with different id
 
 * ground truth (synthetic data only: the true target is the source identity rendered under the target
   structure): ``gt_l1``, ``gt_psnr``, ``gt_ssim``, ``gt_factor_perceptual``; reconstructions ``rec_l1``,
-  ``rec_psnr``; ``landmark_nme`` of the output (FactorNet landmarks vs the true ones, / inter-ocular
-  distance) beside ``landmark_nme_floor``, the same detector on the true targets; ``identity_sim`` (cosine of
+  ``rec_psnr``; ``landmark_nme`` of the output (the landmark net's landmarks vs the true ones, / inter-ocular
+  distance) beside ``landmark_nme_floor``, the same detector on the true targets, and
+  ``landmark_nme_mean_shape``, the training mean shape taken for every target (the score of a detector that
+  falls back to the mean face; the landmark net reads non-faces as far from any face instead, see
+  ``afvae.features.train_landmark_net``); ``identity_sim`` (cosine of
   FactorNet appearance predictions, source vs output) beside ``identity_sim_truth`` (source vs true target)
   and ``identity_sim_other`` (source vs the target item, a different identity);
 * the standard FID / IS / KID (torch-fidelity, Inception-v3): ``available: False`` with the ``reason`` when
@@ -65,7 +68,7 @@ from afvae.checkpoint import checkpoint_path, load_checkpoint, model_from_state
 from afvae.config import Config
 from afvae.data import synthetic as syn
 from afvae.data.datasets import build_dataset, collate
-from afvae.features import FeatureNet, load_factor_net
+from afvae.features import FeatureNet, load_factor_net, load_landmark_net
 from afvae.metrics import (
     INCEPTION_ENV,
     batched,
@@ -86,7 +89,8 @@ PROXY_NET = "factor"
 # The columns of the .md / .tex tables, in order (the .csv keeps every recorded field).
 TABLE_COLUMNS = (
     "name", "variant", "step", "n", "gt_l1", "gt_psnr", "gt_ssim", "gt_factor_perceptual", "landmark_nme",
-    "landmark_nme_floor", "rec_l1", "rec_psnr", "identity_sim", "identity_sim_truth", "identity_sim_other",
+    "landmark_nme_floor", "landmark_nme_mean_shape", "rec_l1", "rec_psnr", "identity_sim", "identity_sim_truth",
+    "identity_sim_other",
     "fid", "is_mean", "kid_mean", "factor_fd", "factor_kid", "factor_is",
 )
 
@@ -199,18 +203,26 @@ def ground_truth_metrics(g: dict[str, Tensor | None], factor_net: FeatureNet) ->
     return {f"gt_{k}": v for k, v in errors.items()} | rec
 
 
-def landmark_metrics(g: dict[str, Tensor | None], preds: dict[str, Tensor], factor_net: FeatureNet,
-                     size: int, schema: Schema = FACE68) -> dict[str, float]:
-    """``landmark_nme`` (FactorNet landmarks of the outputs vs the targets') and ``landmark_nme_floor``.
+def landmark_metrics(g: dict[str, Tensor | None], landmark_net: FeatureNet, size: int,
+                     schema: Schema = FACE68) -> dict[str, float]:
+    """``landmark_nme`` (the landmark net's landmarks of the outputs vs the targets'), ``landmark_nme_floor``
+    and ``landmark_nme_mean_shape``.
 
     The floor runs the same detector on images that truly have the target structure: the true targets, or
-    without ground truth the target items themselves.
+    without ground truth the target items themselves. The mean-shape baseline predicts the training split's
+    mean landmarks for every target: an NME near it says the outputs follow the targets no better than that.
     """
-    true = g["landmarks_target"].float()
-    floor_key = "x_truth" if "x_truth" in preds else "x_other"
-    nme = lambda key: float(landmark_error(predicted_landmarks(factor_net, preds[key], size, schema.n_points),  # noqa: E731
-                                           true, schema.reference).double().mean())
-    return {"landmark_nme": nme("x_out"), "landmark_nme_floor": nme(floor_key)}
+    true = g["landmarks_target"].float()  # (N, P, 2)
+    P = schema.n_points
+
+    def nme(pred: Tensor) -> float:
+        return float(landmark_error(pred, true, schema.reference).double().mean())
+
+    read = lambda x: predicted_landmarks(landmark_net, predict_factors(landmark_net, x), size, P)  # noqa: E731
+    mean_shape = (landmark_net.meta["mean"].float()[:2 * P] * size).view(1, P, 2).expand_as(true)
+    floor = g["x_truth"] if g["x_truth"] is not None else g["x_other"]
+    return {"landmark_nme": nme(read(g["x_out"])), "landmark_nme_floor": nme(read(floor)),
+            "landmark_nme_mean_shape": nme(mean_shape)}
 
 
 def identity_metrics(preds: dict[str, Tensor], columns: dict[str, list[int]]) -> dict[str, float]:
@@ -258,18 +270,21 @@ def real_test_images(dataset: Any, limit: int, seed: int) -> Tensor:
 
 
 def evaluate(model: torch.nn.Module, cfg: Config, *, n: int = 500, seed: int = 0, factor_net: FeatureNet | None = None,
-             inception_weights: str | Path | None = None, download: bool = True, real_limit: int = 5000,
-             batch_size: int = 128, cache_root: str | Path = "results/cache", progress: bool = True
-             ) -> dict[str, Any]:
+             landmark_net: FeatureNet | None = None, inception_weights: str | Path | None = None,
+             download: bool = True, real_limit: int = 5000, batch_size: int = 128,
+             cache_root: str | Path = "results/cache", progress: bool = True) -> dict[str, Any]:
     """Score ``model`` (AF-VAE or a GAN baseline) on ``n`` pairs of unseen test identities of ``cfg.data``; a
     flat dict (one table row).
 
-    factor_net: the FactorNet of ``cfg.data`` (default: ``load_factor_net(cfg.data, cache_root)``, trained once
-    and cached). ``download`` lets torch-fidelity's Inception weights be fetched when not on disk.
-    Deterministic: the same (model, cfg, n, seed) give the same numbers.
+    factor_net, landmark_net: the FactorNet and the landmark net of ``cfg.data`` (default: ``load_factor_net``,
+    ``load_landmark_net`` from ``cache_root``, each trained once and cached). ``download`` lets torch-fidelity's
+    Inception weights be fetched when not on disk. Deterministic: the same (model, cfg, n, seed) give the same
+    numbers.
     """
     t0 = time.perf_counter()
     net = factor_net if factor_net is not None else load_factor_net(cfg.data, root=cache_root, progress=progress)
+    if landmark_net is None:
+        landmark_net = load_landmark_net(cfg.data, root=cache_root, progress=progress)
     dataset = build_dataset(cfg.data, "test")
     columns = factor_columns(int(net.meta["mean"].numel()), dataset.schema.n_points)
     src, tgt = sample_pairs(dataset.identity, n, seed)
@@ -278,7 +293,7 @@ def evaluate(model: torch.nn.Module, cfg: Config, *, n: int = 500, seed: int = 0
     row: dict[str, Any] = {"variant": cfg.name, "config_hash": cfg.hash(), "n": n, "seed": seed,
                            "size": cfg.data.size, "data": cfg.data.source,
                            "train_feature_net": cfg.loss.feature_net}
-    row |= ground_truth_metrics(g, net) | landmark_metrics(g, preds, net, cfg.data.size, dataset.schema)
+    row |= ground_truth_metrics(g, net) | landmark_metrics(g, landmark_net, cfg.data.size, dataset.schema)
     row |= identity_metrics(preds, columns)
     row |= distribution_metrics(real_test_images(dataset, real_limit, seed), g["x_out"], net, columns,
                                 inception_weights=inception_weights, download=download,

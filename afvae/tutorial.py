@@ -20,22 +20,10 @@ from torch import Tensor
 from torch.distributions import Independent, Normal
 from tqdm.auto import tqdm
 
-from afvae.config import Config
+from afvae.config import TUTORIAL_SIZES, Config
 from afvae.experiment import config as experiment_config
 from afvae.model import AFVAE
 from afvae.prior import additive_prior, gaussian_kl
-
-# Tutorial sizes: "smoke" is the CI preset as it is; "default" is 32 px, small enough that four models train
-# in about 2 minutes on a 2-core CPU. No feature network: the tutorial is about the prior and the KL.
-TUTORIAL_SIZES: dict[str, dict[str, dict]] = {
-    "smoke": {"train": {"steps": 30, "lr": 1e-3}},
-    "default": {
-        "data": {"size": 32, "n_identities": 60, "images_per_identity": 16},
-        "model": {"resolution": 32, "base_width": 16, "max_width": 64, "z_dim": 16},
-        "train": {"steps": 500, "batch_size": 32, "lr": 1e-3},
-    },
-}
-
 
 def tiny_config(scale: str, prior: str, beta: float, data: str = "synthetic", seed: int = 0) -> Config:
     """The tutorial's small C-VAE: prior ``prior`` ("standard" | "additive" | "gmm_sampled"), KL weight ``beta``.

@@ -52,7 +52,7 @@ def factor_cache(one_thread, tmp_path_factory):
 def smoke(smoke_run, factor_cache):
     model, cfg = load_model(smoke_run)
     net = load_factor_net(cfg.data, root=factor_cache, progress=False)
-    row = ev.evaluate(model, cfg, n=N, factor_net=net, download=False, progress=False)
+    row = ev.evaluate(model, cfg, n=N, factor_net=net, download=False, progress=False, cache_root=factor_cache)
     return model, cfg, net, row
 
 
@@ -114,21 +114,21 @@ def test_row_has_every_field_fid_unavailable_and_values_in_range(smoke):
     assert 1 <= row["factor_is"] <= 6 and row["factor_fd"] >= 0
 
 
-def test_deterministic(smoke):
+def test_deterministic(smoke, factor_cache):
     model, cfg, net, row = smoke
-    again = ev.evaluate(model, cfg, n=N, factor_net=net, download=False, progress=False)
+    again = ev.evaluate(model, cfg, n=N, factor_net=net, download=False, progress=False, cache_root=factor_cache)
     assert again.keys() == row.keys()
     assert all(again[k] == row[k] or (again[k] != again[k] and row[k] != row[k]) for k in row)  # NaN == NaN
 
 
-def test_damaged_decoder_scores_worse_on_ground_truth(smoke):
+def test_damaged_decoder_scores_worse_on_ground_truth(smoke, factor_cache):
     model, cfg, net, row = smoke
     damaged = copy.deepcopy(model)
     g = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for p in damaged.decoder.parameters():
             p.add_(torch.randn(p.shape, generator=g) * 3 * p.std().clamp_min(1e-3))  # 3x each tensor's spread
-    bad = ev.evaluate(damaged, cfg, n=N, factor_net=net, download=False, progress=False)
+    bad = ev.evaluate(damaged, cfg, n=N, factor_net=net, download=False, progress=False, cache_root=factor_cache)
     # (30 smoke steps barely beat an untrained model, so the damage is large; measured: +0.018 l1, -0.6 dB)
     assert bad["gt_l1"] > row["gt_l1"] + 0.008 and bad["gt_psnr"] < row["gt_psnr"] - 0.2
     assert bad["gt_ssim"] < row["gt_ssim"] and bad["rec_l1"] > row["rec_l1"] + 0.008
@@ -169,7 +169,51 @@ def test_folder_data_without_factors_gives_nan_ground_truth(smoke, tmp_path):
     (folder / "factors.csv").unlink()  # a real-data folder: landmarks only
     data_cfg = cfg.replace(data={"source": str(folder)})
     net = FeatureNet("factor", FactorNet(136).eval(), [1.0] * 4, {"mean": torch.zeros(136), "std": torch.ones(136)})
-    row = ev.evaluate(model, data_cfg, n=20, factor_net=net, download=False, progress=False)
+    row = ev.evaluate(model, data_cfg, n=20, factor_net=net, download=False, progress=False,
+                      cache_root=tmp_path / "cache")
     assert all(math.isnan(row[k]) for k in ("gt_l1", "gt_ssim", "identity_sim", "identity_sim_truth", "factor_is"))
     assert "cannot render true targets" in row["note"] and "no appearance factors" in row["note"]
     assert all(math.isfinite(row[k]) for k in ("rec_l1", "landmark_nme", "landmark_nme_floor", "factor_fd"))
+
+
+class Constant(torch.nn.Module):
+    """A 'model' whose every output is one flat colour: a blank output."""
+
+    def __init__(self, value: float):
+        super().__init__()
+        self.value = torch.nn.Parameter(torch.tensor(value), requires_grad=False)
+
+    def translate(self, x, c_source, c_target):
+        return torch.full_like(x, float(self.value))
+
+
+def _photo_folder(root):
+    """skimage's real photographs (the astronaut, 100 LFW faces upscaled 4x) prepared with dlib at 64 px."""
+    skdata = pytest.importorskip("skimage.data")
+    pytest.importorskip("dlib")
+    import numpy as np
+    from PIL import Image
+
+    from afvae.prepare import prepare
+
+    (root / "in").mkdir(parents=True)
+    Image.fromarray(skdata.astronaut()).save(root / "in" / "astronaut.png")
+    for i, face in enumerate(skdata.lfw_subset()[:100]):
+        Image.fromarray((255 * face).astype(np.uint8)).resize((100, 100), Image.BICUBIC).save(root / "in" / f"{i}.png")
+    prepare("folder", root / "in", root / "prepared", size=64, landmarks="dlib")
+    return str(root / "prepared")
+
+
+@pytest.mark.parametrize("data", ["photos", "synthetic"])
+def test_blank_outputs_score_clearly_worse_than_the_truth(tmp_path, data):
+    from afvae.data.datasets import for_data
+
+    source = _photo_folder(tmp_path) if data == "photos" else "synthetic"
+    cfg = for_data(get_config("smoke"), source)
+    rows = [ev.evaluate(Constant(v), cfg, n=64, download=False, progress=False, cache_root=tmp_path / "cache")
+            for v in (0.0, 0.6, -0.8)]
+    for row in rows:
+        floor, mean_shape, blank = row["landmark_nme_floor"], row["landmark_nme_mean_shape"], row["landmark_nme"]
+        assert blank > 3 * floor and blank > mean_shape, (floor, mean_shape, blank)
+        assert 0 < floor and 0 < mean_shape
+    assert "landmark_nme_mean_shape" in ev.TABLE_COLUMNS

@@ -1,10 +1,12 @@
 """Metrics against closed forms and references (torch-fidelity, scikit-image); the Inception pipeline end to end.
 
 No real Inception weights are used: the pipeline test builds torch-fidelity's Inception-v3 with random weights
-and only checks plumbing (keys, finiteness, recorded options) — its numbers mean nothing and are never reported.
+and only checks plumbing (keys, finiteness, recorded options) — its numbers mean nothing and are never reported;
+its file is let through the SHA-256 check only by registering that file's own hash for the test.
 """
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import math
 import sys
@@ -17,7 +19,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from afvae import metrics
+from afvae import metrics, weights
 from afvae.features import FactorNet
 from afvae.images import to_uint8
 from afvae.metrics import (
@@ -156,6 +158,11 @@ def test_inception_score_matches_torch_fidelity():
 # torch-fidelity pipeline (random-init Inception: plumbing only) and the unavailable path
 
 
+def trust(monkeypatch, filename: str, data: bytes) -> None:
+    """Let this test's own bytes stand in for a published weights file (they are checked by hash like it)."""
+    monkeypatch.setitem(weights.SHA256, filename, hashlib.sha256(data).hexdigest())
+
+
 @pytest.fixture(scope="module")
 def random_inception_weights(tmp_path_factory) -> Path:
     """torch-fidelity's Inception-v3 architecture with random init, saved as a state dict. TEST ONLY."""
@@ -179,6 +186,8 @@ def random_inception_weights(tmp_path_factory) -> Path:
 def test_fidelity_metrics_pipeline_with_random_inception(random_inception_weights, tmp_path, monkeypatch):
     import torch_fidelity.feature_extractor_inceptionv3 as tf_inception
     from PIL import Image
+
+    trust(monkeypatch, INCEPTION_FILE, random_inception_weights.read_bytes())  # plumbing only: this test's file
 
     def no_download(*args, **kwargs):
         raise AssertionError("torch-fidelity tried to download its weights")
@@ -220,6 +229,7 @@ def test_fidelity_metrics_unavailable_is_fast_and_says_why(tmp_path, monkeypatch
 def test_inception_weights_resolution_order(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.delenv(INCEPTION_ENV, raising=False)
+    trust(monkeypatch, INCEPTION_FILE, b"x")
     cached = tmp_path / "torch" / "hub" / "checkpoints" / INCEPTION_FILE
     cached.parent.mkdir(parents=True)
     cached.write_bytes(b"x")

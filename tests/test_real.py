@@ -1,4 +1,5 @@
 """Real-data preparation: alignment geometry, landmark backends, sources, caching / resuming, export format."""
+import hashlib
 import json
 from pathlib import Path
 
@@ -12,7 +13,8 @@ from afvae.align import align_face, similarity_transform, template, transform_po
 from afvae.boundaries import CAT9, HAND21, boundary_map, mean_face_landmarks
 from afvae.data import real
 from afvae.landmarks import FanLandmarker, _fa_file, detect_landmarks, resolve_backend
-from afvae.prepare import identity_split, main, prepare
+from afvae.prepare import Options, identity_split, main, prepare
+from afvae import weights as afvae_weights
 from afvae.weights import WeightsUnavailable
 
 skdata = pytest.importorskip("skimage.data")
@@ -153,6 +155,7 @@ def test_fan_builds_offline_from_a_local_file(tmp_path, monkeypatch):
     weights = tmp_path / "mine" / _fa_file()[0]
     weights.parent.mkdir()
     torch.save(fa_models.FAN(4).state_dict(), weights)
+    monkeypatch.setitem(afvae_weights.SHA256, weights.name, hashlib.sha256(weights.read_bytes()).hexdigest())
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.setenv("AFVAE_FAN_WEIGHTS", str(weights))
     assert resolve_backend("auto") == "fan"
@@ -396,3 +399,167 @@ def test_for_data_follows_the_folder_schema_and_rejects_unprepared_folders(tmp_p
     (tmp_path / "empty").mkdir()
     with pytest.raises(SystemExit, match="meta.json is missing"):
         pipeline.main(["--scale", "smoke", "--data", str(tmp_path / "empty")])
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Hostile and awkward inputs: decompression bombs, EXIF orientation, broken links, other formats
+# ---------------------------------------------------------------------------------------------------------
+
+class OneFace:
+    """A stand-in detector: one face, the mean face fitted to the image's shorter side."""
+
+    name = "one-face"
+
+    def __call__(self, image):
+        s = min(image.shape[:2])
+        return (mean_face_landmarks(s).numpy() * 0.8 + 0.1 * s)[None]
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG signature and IHDR claiming width x height RGB, then an empty IDAT and IEND (~70 bytes)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b""))
+
+
+def test_decompression_bomb_is_a_reject_not_a_crash(tmp_path):
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "bomb.png").write_bytes(_png_header(20000, 20000))
+    Image.fromarray(skdata.astronaut()).save(tmp_path / "in" / "astronaut.png")
+    with pytest.raises(ValueError, match="too large"):
+        real.decode_image(_png_header(20000, 20000))
+    for _ in range(2):  # and the rerun, which reads it from the cache
+        r = prepare("folder", tmp_path / "in", tmp_path / "out", size=64, landmarker=OneFace())
+        rejects = pd.read_csv(tmp_path / "out" / "rejects.csv")
+        assert r.meta["n_images"] == 1 and list(rejects["source"]) == ["bomb.png"]
+        assert "too large: 400 MP" in rejects.loc[0, "reason"]
+
+
+def _stored_sideways(upright: np.ndarray, path: Path, orientation: int = 6) -> None:
+    """Save ``upright`` as a phone does: pixels rotated, EXIF Orientation saying how to display them."""
+    turns = {6: 1, 8: 3, 3: 2}[orientation]  # np.rot90 turns counter-clockwise
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(np.ascontiguousarray(np.rot90(upright, turns))).save(path, exif=exif, quality=95)
+
+
+@pytest.mark.parametrize("orientation", [6, 8, 3])
+def test_exif_orientation_is_applied_where_detection_runs(tmp_path, orientation):
+    astro = skdata.astronaut()
+    _stored_sideways(astro, tmp_path / "phone.jpg", orientation)
+    data = (tmp_path / "phone.jpg").read_bytes()
+    upright = real.decode_image(data, exif_orientation=True)
+    stored = real.decode_image(data)
+    assert upright.shape == astro.shape and np.abs(upright.astype(float) - astro).mean() < 6
+    assert stored.shape == np.rot90(astro, {6: 1, 8: 3, 3: 2}[orientation]).shape and not np.array_equal(stored,
+                                                                                                          upright)
+
+
+def test_sideways_phone_photo_is_prepared_upright(tmp_path, dlib_lm):
+    (tmp_path / "in" / "eileen").mkdir(parents=True)
+    _stored_sideways(skdata.astronaut(), tmp_path / "in" / "eileen" / "phone.jpg")
+    r = prepare("folder", tmp_path / "in", tmp_path / "out", size=64, landmarker=dlib_lm)
+    assert r.meta["n_images"] == 1, pd.read_csv(tmp_path / "out" / "rejects.csv").to_dict("records")
+    table = pd.read_csv(tmp_path / "out" / "landmarks.csv")
+    pts = table.iloc[0, 3:].to_numpy(float).reshape(68, 2)
+    assert _eyes(pts)[0, 1] == pytest.approx(_eyes(pts)[1, 1], abs=3) and pts[8, 1] > pts[27, 1]  # chin below
+
+
+def test_dangling_and_looping_symlinks_are_listed_in_rejects(tmp_path):
+    root = tmp_path / "in"
+    (root / "bob").mkdir(parents=True)
+    Image.fromarray(skdata.astronaut()).save(root / "bob" / "a.png")
+    (root / "bob" / "gone.jpg").symlink_to(root / "bob" / "deleted.jpg")
+    (root / "loop.png").symlink_to(root / "loop2.png")
+    (root / "loop2.png").symlink_to(root / "loop.png")
+    (root / "bob" / "alias.png").symlink_to(root / "bob" / "a.png")  # a working link is an image like any other
+    src = real.folder(root)
+    assert sorted(p.name for p in (i.path for i in src.items)) == ["a.png", "alias.png"]
+    reasons = {Path(f).name: why for f, why in src.rejects}
+    assert set(reasons) == {"gone.jpg", "loop.png", "loop2.png"}
+    assert "dangling symlink" in reasons["gone.jpg"] and "deleted.jpg" in reasons["gone.jpg"]
+    assert "symlink loop" in reasons["loop.png"]
+    prepare("folder", root, tmp_path / "out", size=64, landmarker=OneFace())
+    rejects = pd.read_csv(tmp_path / "out" / "rejects.csv")
+    assert set(rejects["source"]) == {"bob/gone.jpg", "loop.png", "loop2.png"}
+
+
+def test_300w_reads_ppm_images_as_folder_does(tmp_path):
+    body = "\n".join(f"{i + 1} {i + 101}" for i in range(68))
+    (tmp_path / "afw").mkdir()
+    Image.fromarray(skdata.astronaut()).save(tmp_path / "afw" / "a.ppm")
+    (tmp_path / "afw" / "a.pts").write_text(f"version: 1\nn_points:  68\n{{\n{body}\n}}\n")
+    src = real.w300(tmp_path)
+    assert [i.path.name for i in src.items] == ["a.ppm"] and not src.rejects
+    assert ".ppm" in real.IMAGE_EXTENSIONS
+
+
+def _group_photo(path: Path) -> None:
+    """Two copies of the astronaut's face on a plain background, one at 60 %: dlib's HOG scores the small one
+    far lower (0.08 vs 1.65), under its 'weak echo' cut, so without a look at every candidate the photo
+    passes as a one-face image."""
+    face = Image.fromarray(skdata.astronaut()[20:240, 120:330])
+    canvas = Image.new("RGB", (640, 400), (90, 110, 130))
+    canvas.paste(face, (20, 40))
+    canvas.paste(face.resize((126, 132), Image.BICUBIC), (400, 120))
+    canvas.save(path)
+
+
+class TwoFaces:
+    """A stand-in detector seeing a small clear face and a large faint one (landmark boxes 40 and 120 px)."""
+
+    name = "two-faces"
+
+    def candidates(self, image):
+        base = mean_face_landmarks(100).numpy()
+        small, large = base * 0.4 + 20, base * 1.2 + 200
+        return np.stack([small, large]).astype(np.float32), np.array([2.0, 0.3], np.float32)
+
+    def __call__(self, image):
+        return self.candidates(image)[0][:1]  # what the detector itself calls a face
+
+
+def test_group_photo_says_which_face_was_kept(tmp_path, dlib_lm, caplog):
+    (tmp_path / "in").mkdir()
+    _group_photo(tmp_path / "in" / "group.png")
+    with caplog.at_level("INFO", logger="afvae.prepare"):
+        r = prepare("folder", tmp_path / "in", tmp_path / "out", size=64, landmarker=dlib_lm)
+    assert r.meta["n_images"] == 1 and r.meta["faces"] == "clearest"
+    sources = pd.read_csv(tmp_path / "out" / "sources.csv")
+    assert sources.loc[0, "faces_detected"] == 2 and "clearest" in sources.loc[0, "face_kept"]
+    assert "group.png: 2 faces detected" in caplog.text
+    r = prepare("folder", tmp_path / "in", tmp_path / "rejecting", size=64, landmarker=dlib_lm,
+                options=Options(size=64, faces="reject-multiple"))
+    reason = pd.read_csv(tmp_path / "rejecting" / "rejects.csv").loc[0, "reason"]
+    assert r.meta["n_images"] == 0 and "2 faces detected" in reason and "--reject-multiple" in reason
+
+
+def test_largest_and_clearest_choose_different_faces(tmp_path):
+    (tmp_path / "in").mkdir()
+    Image.fromarray(np.full((400, 400, 3), 128, np.uint8)).save(tmp_path / "in" / "a.png")
+    kept = {}
+    for policy in ("clearest", "largest"):
+        prepare("folder", tmp_path / "in", tmp_path / policy, size=64, landmarker=TwoFaces(),
+                options=Options(size=64, faces=policy, min_side=8))
+        kept[policy] = pd.read_csv(tmp_path / policy / "sources.csv").loc[0, "face_kept"]
+    assert "clearest" in kept["clearest"] and "score 2" in kept["clearest"]
+    assert "largest" in kept["largest"] and "score 0.3" in kept["largest"]
+
+
+def test_cli_face_choice_flags(tmp_path, dlib_lm, capsys):
+    (tmp_path / "in").mkdir()
+    _group_photo(tmp_path / "in" / "group.png")
+    main(["folder", "--root", str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--size", "64",
+          "--landmarks", "dlib", "--reject-multiple"])
+    assert "0 images" in capsys.readouterr().out
+    main(["folder", "--root", str(tmp_path / "in"), "--out", str(tmp_path / "out2"), "--size", "64",
+          "--landmarks", "dlib", "--largest"])
+    assert pd.read_csv(tmp_path / "out2" / "sources.csv").loc[0, "face_kept"].startswith("largest")
+    with pytest.raises(SystemExit):
+        main(["folder", "--root", str(tmp_path / "in"), "--out", str(tmp_path / "o"), "--largest",
+              "--reject-multiple"])

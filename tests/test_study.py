@@ -1,8 +1,15 @@
 """The human study (Table 2): statistics, the crash-safe answers CSV, the HTTP API and a real headless browser."""
+import base64
+import hashlib
+import http.client
+import http.cookiejar
 import json
 import os
+import socket
 import threading
+import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -170,62 +177,235 @@ def test_trials_and_order(study_dir):
     assert {t["id"] for t in rebuilt["trials"]} == set(study.trials)
 
 
-def _get(url):
-    with urllib.request.urlopen(url, timeout=10) as r:
-        return r.status, r.headers.get("Content-Type"), r.read()
+class Client:
+    """One browser: keeps the cookies the server sets, sends the Origin a same-origin page sends."""
 
+    def __init__(self, base_url: str):
+        self.base, self.cookies = base_url, {}
+        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
 
-def _post(url, body):
-    req = urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=10) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read())
+    def get(self, path: str, headers: dict | None = None):
+        req = urllib.request.Request(self.base + path.lstrip("/"), headers=headers or {})
+        try:
+            with self.opener.open(req, timeout=10) as r:
+                return r.status, r.headers, r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, e.headers, e.read()
+
+    def post(self, path: str, body, headers: dict | None = None):
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        sent = {"Content-Type": "application/json", "Origin": self.base.rstrip("/")} | (headers or {})
+        req = urllib.request.Request(self.base + path.lstrip("/"), data, {k: v for k, v in sent.items() if v})
+        try:
+            with self.opener.open(req, timeout=10) as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read())
+
+    def state(self, p: str):
+        return json.loads(self.get(f"api/state?p={p}")[2])
+
+    def answer(self, p: str, trial: str, answer: str, **extra):
+        return self.post("api/answer", {"participant": p, "trial": trial, "answer": answer, **extra})
 
 
 def test_http_api_records_resumes_and_refuses(study_dir):
     study = load_study(study_dir)
     with running(study_dir) as server:
-        status, ctype, page = _get(server.url)
-        assert status == 200 and b"Which faces are real?" in page and "text/html" in ctype
-        state = json.loads(_get(server.url + "api/state?p=ann")[2])
+        ann = Client(server.url)
+        status, headers, page = ann.get("/")
+        assert status == 200 and b"Which faces are real?" in page and "text/html" in headers["Content-Type"]
+        state = ann.state("ann")
         assert state["done"] == 0 and state["total"] == 14 and state["trial"]["kind"] == "fool"
         trial = state["trial"]
         assert "good" not in json.dumps(trial) and REAL not in trial["image"].split("?")[0]  # no give-aways
-        status, ctype, png = _get(server.url + trial["image"].lstrip("/"))
-        assert status == 200 and ctype == "image/png" and png[:4] == b"\x89PNG"
-        status, nxt = _post(server.url + "api/answer", {"participant": "ann", "trial": trial["id"],
-                                                        "answer": "real", "rt_ms": 812})
+        status, headers, png = ann.get(trial["image"])
+        assert status == 200 and headers["Content-Type"] == "image/png" and png[:4] == b"\x89PNG"
+        status, nxt = ann.answer("ann", trial["id"], "real", rt_ms=812)
         assert status == 200 and nxt["done"] == 1 and nxt["trial"]["id"] != trial["id"]
-        assert _post(server.url + "api/answer", {"participant": "ann", "trial": trial["id"],
-                                                 "answer": "generated"})[0] == 409
-        assert _post(server.url + "api/answer", {"participant": "ann", "trial": nxt["trial"]["id"],
-                                                 "answer": "left"})[0] == 400
-        assert _post(server.url + "api/answer", {"participant": "a b", "trial": trial["id"], "answer": "real"})[0] == 400
-        with pytest.raises(urllib.error.HTTPError):
-            _get(server.url + "img/nope/image?p=ann")
+        assert ann.answer("ann", trial["id"], "generated")[0] == 409
+        assert ann.answer("ann", nxt["trial"]["id"], "left")[0] == 400
+        assert ann.answer("a b", trial["id"], "real")[0] == 400
+        assert ann.get("img/nope/image?p=ann")[0] == 404
     rows = ans.read_answers(study_dir / "answers.csv")
     assert len(rows) == 1 and rows.loc[0, "answer"] == "real" and rows.loc[0, "rt_ms"] == 812
     assert rows.loc[0, "shown"] == study.trials[trial["id"]]["method"]
-    with running(study_dir) as server:  # a restarted server resumes from the CSV
-        assert json.loads(_get(server.url + "api/state?p=ann")[2])["trial"]["id"] == nxt["trial"]["id"]
+    with running(study_dir) as server:  # a restarted server resumes from the CSV, and knows ann's browser
+        ann.base = server.url
+        assert ann.state("ann")["trial"]["id"] == nxt["trial"]["id"]
+        assert Client(server.url).get("api/state?p=ann")[0] == 403
 
 
-def _method_shown(study, base_url, src):
-    """Which method's file the page was given at ``src`` (found by the bytes the server sends)."""
-    data = _get(base_url + src.lstrip("/"))[2]
+def _raw(server, method: str, path: str, headers: dict, body: bytes = b""):
+    """One request with exactly these headers (Host included): (status, headers, body)."""
+    host, port = server.server_address[:2]
+    conn = http.client.HTTPConnection(host, port, timeout=10)
+    conn.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
+    for k, v in headers.items():
+        conn.putheader(k, v)
+    if body:
+        conn.putheader("Content-Length", str(len(body)))
+    conn.endheaders(body or None)
+    r = conn.getresponse()
+    out = r.status, r.headers, r.read()
+    conn.close()
+    return out
+
+
+def test_foreign_host_cross_origin_and_non_json_posts_are_refused(study_dir):
+    with running(study_dir) as server:
+        ann = Client(server.url)
+        trial = ann.state("ann")["trial"]
+        host = server.url.split("/")[2]
+        body = json.dumps({"participant": "ann", "trial": trial["id"], "answer": "real"}).encode()
+        auth = {"Cookie": cookie_header(ann)}  # ann's own token: only the origin checks can refuse
+        # DNS rebinding: a page of evil.example resolving to 127.0.0.1 sends its own Host
+        for method, path in (("GET", "/"), ("GET", "/api/state?p=ann"), ("POST", "/api/answer")):
+            status = _raw(server, method, path, {"Host": f"evil.example:{server.server_address[1]}", **auth,
+                                                 "Content-Type": "application/json"}, body)[0]
+            assert status in (403, 421), (method, path, status)
+        # a cross-origin form or fetch: text/plain needs no preflight, a foreign Origin is refused either way
+        for headers in ({"Content-Type": "text/plain", "Origin": f"http://{host}"},
+                        {"Content-Type": "application/json", "Origin": "http://evil.example"},
+                        {"Content-Type": "application/json", "Origin": "null"},
+                        {"Content-Type": "application/json", "Sec-Fetch-Site": "cross-site"}):
+            status = _raw(server, "POST", "/api/answer", {"Host": host, **auth, **headers}, body)[0]
+            assert status in (403, 415), (headers, status)
+        assert ann.state("ann")["done"] == 0  # none of them was recorded
+        assert _raw(server, "POST", "/api/answer", {"Host": host, **auth, "Content-Type": "application/json",
+                                                    "Origin": f"http://{host}"}, body)[0] == 200
+
+
+def test_each_participant_has_a_token_set_on_their_first_page(study_dir):
+    with running(study_dir) as server:
+        ann, mallory = Client(server.url), Client(server.url)
+        status, headers, _ = ann.get("api/state?p=ann")
+        cookie = headers["Set-Cookie"]
+        assert status == 200 and "HttpOnly" in cookie and "SameSite=Strict" in cookie
+        trial = ann.state("ann")["trial"]
+        assert "Set-Cookie" not in ann.get("api/state?p=ann")[1]  # set once
+        # someone else on the machine cannot read, answer or see the images as ann
+        assert mallory.get("api/state?p=ann")[0] == 403
+        assert mallory.get(trial["image"])[0] == 403
+        assert mallory.answer("ann", trial["id"], "generated")[0] == 403
+        assert ann.answer("ann", trial["id"], "real")[0] == 200  # ann gets no 409 from mallory's attempt
+        assert mallory.state("mallory")["done"] == 0  # mallory has her own
+        assert ann.answer("mallory", mallory.state("mallory")["trial"]["id"], "real")[0] == 403
+    kept = [p for p in study_dir.iterdir() if "tokens" in p.name]
+    assert kept and all(cookie_header(ann).split("=")[1] not in p.read_text() for p in kept)  # hashes only
+
+
+def cookie_header(client: Client) -> str:
+    """The Cookie header the client's browser would send (its one cookie)."""
+    jar = next(h.cookiejar for h in client.opener.handlers if isinstance(h, urllib.request.HTTPCookieProcessor))
+    (cookie,) = list(jar)
+    return f"{cookie.name}={cookie.value}"
+
+
+def test_security_headers_on_every_response(study_dir):
+    with running(study_dir) as server:
+        ann = Client(server.url)
+        for path in ("/", "api/state?p=ann", "img/nope/image?p=ann"):
+            headers = ann.get(path)[1]
+            assert headers["X-Content-Type-Options"] == "nosniff", path
+            csp = headers["Content-Security-Policy"]
+            assert "frame-ancestors 'none'" in csp and "default-src 'none'" in csp, path
+        csp = ann.get("/")[1]["Content-Security-Policy"]
+        page = ann.get("/")[2].decode()
+        script = page.split("<script>", 1)[1].split("</script>", 1)[0]
+        digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
+        assert f"'sha256-{digest}'" in csp and "unsafe-inline" not in csp  # only the page's own script runs
+
+
+def test_non_loopback_host_warns(study_dir, caplog):
+    from afvae.study.server import make_server
+
+    with caplog.at_level("WARNING"):
+        server = make_server(study_dir, host="0.0.0.0", port=0)
+        server.server_close()
+    assert "0.0.0.0" in caplog.text and "other machines" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        make_server(study_dir, host="127.0.0.1", port=0).server_close()
+    assert caplog.text == ""
+
+
+@pytest.mark.parametrize("body", [
+    b'{"participant": "ann", "trial": "T", "answer": "real", "rt_ms": Infinity}',
+    b'{"participant": "ann", "trial": "T", "answer": "real", "rt_ms": NaN}',
+    b'{"participant": "ann", "trial": "T", "answer": "real", "rt_ms": -5}',
+    b'{"participant": "ann", "trial": "T", "answer": "real", "rt_ms": 1e300}',
+    b'{"participant": "ann", "trial": "T", "answer": "real", "rt_ms": "fast"}',
+    b'{"participant": "ann", "trial": "T", "answer": "real", "rt_ms": true}',
+    b"[" * 9000,
+    b"{\"participant\": \"ann\", \"x\": " + b"[" * 4000 + b"]" * 4000 + b"}",
+    b"\xff\xfe not utf-8",
+])
+def test_malformed_answers_get_a_400_and_nothing_is_recorded(study_dir, body):
+    with running(study_dir) as server:
+        ann = Client(server.url)
+        trial = ann.state("ann")["trial"]["id"]
+        status, reply = ann.post("api/answer", body.replace(b'"T"', json.dumps(trial).encode()))
+        assert status == 400 and reply["error"]
+        assert ann.state("ann")["done"] == 0
+        assert ann.answer("ann", trial, "real", rt_ms=1500)[0] == 200  # the server is still fine
+
+
+def test_short_body_times_out_instead_of_holding_a_thread(study_dir):
+    with running(study_dir, request_timeout=1.0) as server:
+        ann = Client(server.url)
+        ann.state("ann")
+        host, port = server.server_address[:2]
+        threads = threading.active_count()
+        with socket.create_connection((host, port), timeout=10) as sock:
+            sock.sendall(f"POST /api/answer HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
+                         f"Content-Length: 100\r\n\r\n{{\"a\": 1".encode())  # 8 of the 100 bytes promised
+            t0 = time.perf_counter()
+            reply = sock.recv(4096)
+            assert time.perf_counter() - t0 < 5
+        assert reply.startswith(b"HTTP/1.") and b" 408 " in reply.split(b"\r\n")[0]
+        time.sleep(0.2)
+        assert threading.active_count() <= threads  # the handler thread is gone
+        assert ann.state("ann")["done"] == 0
+
+
+def test_a_burst_of_200_simultaneous_answers_is_served(study_dir):
+    with running(study_dir) as server:
+        clients = [Client(server.url) for _ in range(200)]
+        trials = [c.state(f"p{i}")["trial"]["id"] for i, c in enumerate(clients)]
+        start, results = threading.Barrier(200), [None] * 200
+
+        def answer(i):
+            start.wait()
+            try:
+                results[i] = clients[i].answer(f"p{i}", trials[i], "real", rt_ms=i)[0]
+            except OSError as e:  # connection reset / refused
+                results[i] = type(e).__name__
+
+        threads = [threading.Thread(target=answer, args=(i,)) for i in range(200)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert results == [200] * 200, {r: results.count(r) for r in set(results)}
+    rows = ans.read_answers(study_dir / "answers.csv")
+    assert len(rows) == 200 and sorted(rows["rt_ms"]) == list(range(200))
+
+
+def _method_shown(study, browser, src):
+    """Which method's file the page was given at ``src`` (found by the bytes the server sends ``browser``)."""
+    data = browser.get(src)[2]
     found = [p.parent.name for p in (study.root / "images").glob("*/*.png") if p.read_bytes() == data]
     assert len(found) == 1 or set(found) == {"source", REAL}, found  # real images are the sources here
     return REAL if REAL in found else found[0]
 
 
-def _planted_answer(study, base_url, trial):
+def _planted_answer(study, browser, trial):
     """The answer of an observer who ranks good > mid > bad and takes good and real images for real, judging
     by the images the server actually sends for ``trial`` (a dict of the page's URLs)."""
     if trial["kind"] == "fool":
-        return "real" if _method_shown(study, base_url, trial["image"]) in (REAL, "good") else "generated"
-    left, right = (_method_shown(study, base_url, trial[side]) for side in ("left", "right"))
+        return "real" if _method_shown(study, browser, trial["image"]) in (REAL, "good") else "generated"
+    left, right = (_method_shown(study, browser, trial[side]) for side in ("left", "right"))
     return "left" if RANK.index(left) < RANK.index(right) else "right"
 
 
@@ -233,11 +413,11 @@ def test_pair_sides_and_table_through_the_api(study_dir, tmp_path):
     study = load_study(study_dir)
     with running(study_dir) as server:
         for p in ("ann", "bob"):
-            state = json.loads(_get(server.url + f"api/state?p={p}")[2])
+            browser = Client(server.url)
+            state = browser.state(p)
             while state["trial"]:
-                answer = _planted_answer(study, server.url, state["trial"])
-                state = _post(server.url + "api/answer", {"participant": p, "trial": state["trial"]["id"],
-                                                          "answer": answer})[1]
+                answer = _planted_answer(study, browser, state["trial"])
+                state = browser.answer(p, state["trial"]["id"], answer)[1]
     paths = write_table2(study_dir, tmp_path / "results", tmp_path / "figures")
     table = pd.read_csv(paths["csv"]).set_index("method")
     assert list(table.index) == ["good", "mid", "bad", REAL]
@@ -259,6 +439,17 @@ def _browser_or_skip():
         pytest.skip("no Chromium on this machine (apt-get install chromium, or set $AFVAE_CHROMIUM)")
 
 
+class PageClient:
+    """Fetches as the browser page does (its cookies), for ``_method_shown``."""
+
+    def __init__(self, page, base_url: str):
+        self.page, self.base = page, base_url
+
+    def get(self, path: str):
+        r = self.page.request.get(self.base + path.lstrip("/"))
+        return r.status, r.headers, r.body()
+
+
 @pytest.mark.slow
 def test_browser_answers_reload_resume_and_table(study_dir, tmp_path):
     _browser_or_skip()
@@ -268,6 +459,8 @@ def test_browser_answers_reload_resume_and_table(study_dir, tmp_path):
     study = load_study(study_dir)
     buttons = {"real": "#btn-real", "generated": "#btn-generated", "left": "#btn-left", "right": "#btn-right"}
     with running(study_dir) as server, headless_page() as page:
+        errors = []
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
         page.goto(server.url)
         page.fill("#participant", "carol")
         page.click("#start")
@@ -286,16 +479,17 @@ def test_browser_answers_reload_resume_and_table(study_dir, tmp_path):
                 stale = page.context.new_page()
                 stale.goto(page.url)
                 assert wait_ready(stale) == trial
-            page.click(buttons[_planted_answer(study, server.url, urls)])
+            page.click(buttons[_planted_answer(study, PageClient(page, server.url), urls)])
             clicked.append(trial)
             if i == 8:
                 after = wait_ready(page)
                 stale.click("#btn-left" if study.trials[trial]["kind"] == "pair" else "#btn-generated")
-                stale.wait_for_function(f"document.body.dataset.ready === '{after}'", timeout=10_000)
+                stale.locator(f"body[data-ready='{after}']").wait_for(state="attached", timeout=10_000)
                 assert stale.inner_text("#error") == "" and stale.inner_text("#progress") == "9 / 14"
                 stale.close()
         wait_ready(page)
         assert page.is_visible("#done") and page.inner_text("#progress") == "14 / 14"
+        assert not [e for e in errors if "Content Security Policy" in e], errors  # the page runs under its CSP
     rows = ans.read_answers(study_dir / "answers.csv")
     assert list(rows["trial"]) == clicked and (rows["participant"] == "carol").all()
     assert (rows["rt_ms"] >= 0).all()

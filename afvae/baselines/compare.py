@@ -31,7 +31,7 @@ PAPER_TABLE1 = {  # RaFD, 256 px (the paper's Table 1): FID lower is better, IS 
 }
 TABLE1_COLUMNS = (
     "method", "images_seen", "generator_params", "fid", "is_mean", "factor_fd", "factor_is", "gt_l1", "gt_psnr",
-    "gt_ssim", "landmark_nme", "identity_sim", "paper_fid", "paper_is",
+    "gt_ssim", "landmark_nme", "landmark_nme_mean_shape", "identity_sim", "paper_fid", "paper_is",
 )
 
 

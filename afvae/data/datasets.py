@@ -3,7 +3,8 @@
 Every item is a dict: ``x`` (3, H, W) float32 in [-1, 1], ``c`` (C, H, W) boundary map in [0, 1] (C = the
 schema's curves, 13 for faces, or 1 for the merged map), ``landmarks`` (P, 2) pixels (P = 68 for faces),
 ``identity`` int64, and for synthetic data also the generative factors ``appearance`` (A,) and ``structure``
-(S,). ``collate(dataset, idx)`` gives the same keys batched. Images are kept in memory as uint8.
+(S,). ``collate(dataset, idx)`` gives the same keys batched. Images are uint8: in memory for the synthetic
+faces, read from disk per batch for folders (``afvae.data.store``).
 
 The folder format (what ``export_synthetic`` writes and real-data preparation also produces):
 ``images/000000.png ...``, ``landmarks.csv`` (file, identity, split, x0, y0, ..., x{P-1}, y{P-1}),
@@ -30,6 +31,7 @@ from afvae.atomic import replace_dir
 from afvae.boundaries import FACE68, SCHEMAS, Schema, boundary_map, merged_map
 from afvae.config import Config, DataConfig
 from afvae.data import synthetic as syn
+from afvae.data.store import open_images
 from afvae.images import from_uint8, to_uint8
 
 log = logging.getLogger(__name__)
@@ -190,11 +192,6 @@ def export_synthetic(out_dir: str | Path, size: int = 64, n_identities: int = 20
     return path
 
 
-def _resize(images: np.ndarray, size: int) -> np.ndarray:
-    """(N, H, W, 3) uint8 -> (N, size, size, 3) with a bicubic (antialiased) resize."""
-    return np.stack([np.asarray(Image.fromarray(im).resize((size, size), Image.BICUBIC)) for im in images])
-
-
 def read_meta(root: str | Path) -> dict[str, Any]:
     """A prepared folder's meta.json, with a clear error when ``root`` is not such a folder."""
     path = Path(root) / "meta.json"
@@ -230,6 +227,8 @@ class FolderFaces(_FaceDataset):
     """A prepared folder (see the module docstring) split by its ``split`` column; resized to ``size`` if given.
 
     Any keypoint schema: ``meta.json`` names it, and ``boundary_channels`` must be its curve count or 1.
+    Images stay on disk (``afvae.data.store``): each batch reads its items, so a split of any size trains
+    within a fixed memory; landmarks, identities and factors are in memory.
     """
 
     def __init__(self, root: str | Path, split: str = "train", size: int | None = None, boundary_channels: int = 13):
@@ -242,20 +241,19 @@ class FolderFaces(_FaceDataset):
             raise ValueError(f"{self.root}: schema {self.schema.name} draws {self.schema.n_curves} curves, but "
                              f"{boundary_channels} boundary channels were asked for; build the config with "
                              f"afvae.data.datasets.for_data(cfg, source), which sets them")
-        table = pd.read_csv(self.root / "landmarks.csv")
+        table = pd.read_csv(self.root / "landmarks.csv", dtype={c: np.float32 for c in
+                                                               _landmark_columns(self.schema.n_points)})
+        files = table["file"].tolist()  # every row: the store holds them all, in this order
         rows = np.ones(len(table), bool) if split == "all" else (table["split"] == split).to_numpy()
         table = table[rows]
         if table.empty:
             raise ValueError(f"{self.root / 'landmarks.csv'} has no {split!r} rows; prepare more images")
         native = int(self.meta["size"])
         self.size, self.boundary_channels = size or native, boundary_channels
-        images = np.stack([np.asarray(Image.open(self.root / f).convert("RGB")) for f in table["file"]])
-        if self.size != native:
-            images = _resize(images, self.size)
-        self.images = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
+        self.images = open_images(self.root, files, np.flatnonzero(rows), self.size)  # (N, 3, S, S) on disk
         scale = self.size / native  # pixel centres: x' = (x + 0.5) * scale - 0.5
         P = self.schema.n_points
-        marks = torch.tensor(table[_landmark_columns(P)].to_numpy(), dtype=torch.float32).view(-1, P, 2)
+        marks = torch.tensor(table[_landmark_columns(P)].to_numpy(np.float32)).view(-1, P, 2)
         self.landmarks = (marks + 0.5) * scale - 0.5
         self.identity = torch.tensor(table["identity"].to_numpy(), dtype=torch.int64)
         self.files = table["file"].tolist()

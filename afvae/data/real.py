@@ -34,14 +34,16 @@ Layouts (``ROOT`` is ``--root``):
              WFLW -> 68 index map. Each annotated face is one item and its own identity. Licence: WFLW's
              annotations are for non-commercial research; its images come from WIDER FACE (under their
              own terms).
-``300w``     ``ROOT/**/NAME.pts`` next to ``NAME.png`` or ``NAME.jpg`` (iBUG 300-W, also its afw / helen /
-             lfpw / ibug parts): ``version: 1 / n_points: 68 / { x y ... }``, coordinates 1-based
-             (Matlab), converted to 0-based. Identity = the image's relative path without extension.
+``300w``     ``ROOT/**/NAME.pts`` next to ``NAME.png``, ``NAME.jpg``, ``NAME.ppm`` (any format ``folder``
+             reads; iBUG 300-W, also its afw / helen / lfpw / ibug parts): ``version: 1 / n_points: 68 /
+             { x y ... }``, coordinates 1-based (Matlab), converted to 0-based. Identity = the image's
+             relative path without extension.
              Licence: 300-W annotations are for non-commercial research only; the images keep their own
              licences.
 ``folder``   ``ROOT/**/*.jpg|png|...``: any images. Identity = the first sub-folder under ``ROOT`` (so
              ``ROOT/alice/1.jpg`` and ``ROOT/alice/x/2.png`` are one person), or the file stem for images
-             directly in ``ROOT``. Licence: yours to check.
+             directly in ``ROOT``. EXIF orientation is applied (phone photos); symlinks that lead nowhere
+             are listed as rejects. Licence: yours to check.
 ``cats``     The CAT dataset (Zhang, Sun & Tang 2008): ``ROOT/**/00000001_000.jpg`` with
              ``00000001_000.jpg.cat`` beside it: "9 x1 y1 ... x9 y9" (left eye, right eye, mouth, left ear
              x3, right ear x3) -> schema ``cat9``. Identity = file stem. Licence: the CAT dataset's images
@@ -55,9 +57,11 @@ Layouts (``ROOT`` is ``--root``):
 """
 from __future__ import annotations
 
+import errno
 import io
 import json
 import logging
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,13 +69,14 @@ from typing import Callable, Iterable
 
 import numpy as np
 import pandas as pd
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from afvae.boundaries import CAT9, FACE68, SCHEMAS, Schema
 
 log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".gif")
+EXIF_ORIENTATION = 0x0112
 
 # WFLW's 98 points -> iBUG 68: every second contour point, the upper edge of each eyebrow, the nose, six of
 # each eye's eight points (corners and the two lids' points nearest the corners' thirds), the whole mouth.
@@ -123,8 +128,29 @@ def _first_existing(candidates: Iterable[Path]) -> Path | None:
     return next((p for p in candidates if p.exists()), None)
 
 
-def _images_under(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+def _images_under(folder: Path) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Image files under ``folder`` (sorted), and the image-named symlinks that lead nowhere, with why."""
+    images, broken = [], []
+    for p in sorted(folder.rglob("*")):
+        if p.suffix.lower() not in IMAGE_EXTENSIONS:
+            continue
+        if p.is_file():
+            images.append(p)
+        elif p.is_symlink():
+            broken.append((str(p), _broken_link(p)))
+    return images, broken
+
+
+def _broken_link(path: Path) -> str:
+    """Why the symlink ``path`` does not lead to a file (a reject reason)."""
+    target = os.readlink(path)
+    try:
+        os.stat(path)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return f"symlink loop: {target} leads back round to itself"
+        return f"dangling symlink to {target} ({e.strerror.lower()}): restore the file or remove the link"
+    return f"symlink to {target}, which is not a file"
 
 
 def _nonempty(source: str, root: Path, items: list[Item], what: str) -> None:
@@ -132,19 +158,27 @@ def _nonempty(source: str, root: Path, items: list[Item], what: str) -> None:
         raise DatasetNotFound(f"{source}: no {what} found under {root}")
 
 
-def decode_image(data: bytes, background: str = "white") -> np.ndarray:
+def decode_image(data: bytes, background: str = "white", exif_orientation: bool = False) -> np.ndarray:
     """Encoded image bytes -> (H, W, 3) uint8 RGB.
 
     Grayscale, palette, 16-bit and CMYK images are converted; transparency (RGBA, LA, palette with
-    transparency) is composited over ``background`` ("white" or "black"). Raises ``ValueError`` for an
-    unreadable or truncated file. EXIF orientation is not applied (annotations refer to stored pixels).
+    transparency) is composited over ``background`` ("white" or "black"). ``exif_orientation``: turn the
+    pixels upright as the EXIF Orientation tag says (phone photos); leave it False where annotations refer
+    to the stored pixels. Raises ``ValueError`` for an unreadable or truncated file, and for one over
+    Pillow's decompression-bomb limit (``Image.MAX_IMAGE_PIXELS`` x 2, about 179 MP).
     """
     try:
         img = Image.open(io.BytesIO(data))
         img.load()
+    except Image.DecompressionBombError as e:
+        pixels = [int(n) for n in re.findall(r"\d+", str(e))[:2]]
+        raise ValueError(f"image too large: {pixels[0] / 1e6:.0f} MP, over Pillow's {pixels[1] / 1e6:.0f} MP "
+                         f"decompression-bomb limit; downscale it if it is a real photograph") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         detail = re.sub(r"\s*<_io\.BytesIO object at 0x[0-9a-f]+>", "", str(e))  # no memory addresses in logs
         raise ValueError(f"unreadable image ({type(e).__name__}: {detail})") from e
+    if exif_orientation and orientation(img) != 1:
+        img = ImageOps.exif_transpose(img)
     if img.mode in ("I;16", "I;16B", "I;16L", "I"):
         arr = np.asarray(img, dtype=np.float64)
         img = Image.fromarray((255 * arr / max(arr.max(), 1)).astype(np.uint8))
@@ -156,6 +190,17 @@ def decode_image(data: bytes, background: str = "white") -> np.ndarray:
         canvas.paste(img.convert("RGBA"), mask=img.convert("RGBA").getchannel("A"))
         img = canvas
     return np.asarray(img.convert("RGB"))
+
+
+def orientation(img: Image.Image | bytes) -> int:
+    """The EXIF Orientation tag of an image (or its encoded bytes): 1 (upright, or no tag) to 8."""
+    if isinstance(img, bytes):
+        try:
+            img = Image.open(io.BytesIO(img))
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+            return 1
+    value = img.getexif().get(EXIF_ORIENTATION, 1)
+    return value if value in range(1, 9) else 1
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -188,8 +233,9 @@ RAFD_NAME = re.compile(r"Rafd(?P<angle>\d{3})_(?P<subject>\d+)_(?P<ethnicity>[A-
 def rafd(root: str | Path) -> Source:
     """The Radboud Faces Database: identity and expression from each file name (see the module docstring)."""
     root = _require(Path(root), "rafd", "a folder of Rafd090_01_Caucasian_female_angry_frontal.jpg files")
-    items, rejects = [], []
-    for path in _images_under(root):
+    images, rejects = _images_under(root)
+    items = []
+    for path in images:
         m = RAFD_NAME.match(path.stem)
         if m is None:
             rejects.append((str(path), "file name does not follow Rafd{angle}_{subject}_{ethnicity}_{gender}_"
@@ -222,12 +268,13 @@ def multipie(root: str | Path, cameras: tuple[str, ...] = ("05_1",)) -> Source:
 def folder(root: str | Path) -> Source:
     """Any folder of images: identity = first sub-folder under root, or the file stem for top-level images."""
     root = _require(Path(root), "folder", "a folder of images")
+    images, rejects = _images_under(root)
     items = []
-    for path in _images_under(root):
+    for path in images:
         rel = path.relative_to(root)
         items.append(Item(path, rel.parts[0] if len(rel.parts) > 1 else path.stem))
     _nonempty("folder", root, items, f"images ({', '.join(IMAGE_EXTENSIONS)})")
-    return Source("folder", FACE68, root, items)
+    return Source("folder", FACE68, root, items, rejects)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -280,12 +327,12 @@ def read_pts(path: str | Path) -> np.ndarray:
 
 def w300(root: str | Path) -> Source:
     """300-W (and its afw / helen / lfpw / ibug parts): .pts files beside their images; no detection."""
-    root = _require(Path(root), "300w", "folders of NAME.png / NAME.jpg with NAME.pts beside each")
+    root = _require(Path(root), "300w", "folders of NAME.png / NAME.jpg / ... with NAME.pts beside each")
     items, rejects = [], []
     for pts_path in sorted(root.rglob("*.pts")):
-        image = _first_existing(pts_path.with_suffix(e) for e in (".png", ".jpg", ".jpeg"))
+        image = _first_existing(pts_path.with_suffix(e) for e in IMAGE_EXTENSIONS)
         if image is None:
-            rejects.append((str(pts_path), "no image NAME.png / NAME.jpg beside it"))
+            rejects.append((str(pts_path), f"no image NAME{{{','.join(IMAGE_EXTENSIONS)}}} beside it"))
             continue
         try:
             pts = read_pts(pts_path) - 1.0  # Matlab's 1-based pixels -> ours

@@ -46,6 +46,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("study", help="study folder, e.g. results/study/pilot")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: this machine only)")
+    serve.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                       help="another name participants' browsers use for this server (repeatable)")
     table = sub.add_parser("table", help="compute Table 2 from answers.csv")
     table.add_argument("study", help="study folder, e.g. results/study/pilot")
     table.add_argument("--answers", help="answers CSV (default STUDY/answers.csv)")
@@ -59,10 +61,10 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _serve(study: str, host: str, port: int) -> None:
+def _serve(study: str, host: str, port: int, extra_hosts: tuple[str, ...] = ()) -> None:
     from afvae.study.server import make_server
 
-    server = make_server(study, host=host, port=port)
+    server = make_server(study, host=host, port=port, extra_hosts=extra_hosts)
     s = server.recorder.study
     print(f"study {s.name!r}: {len(s.trials)} trials, methods {', '.join(s.methods)}; answers -> "
           f"{server.recorder.log.path}\nopen {server.url} (Ctrl-C to stop)")
@@ -87,7 +89,7 @@ def _run(a: argparse.Namespace) -> None:
 
         print(f"trials -> {write_trials(a.study)}")
     elif a.command == "serve":
-        _serve(a.study, a.host, a.port)
+        _serve(a.study, a.host, a.port, tuple(a.allow_host))
     elif a.command == "table":
         from afvae.study.report import write_table2
 

@@ -14,10 +14,13 @@ from afvae.study.server import running
 
 
 def wait_ready(page: Any, timeout_ms: float = 10_000) -> str:
-    """Wait until the page shows a trial with its images loaded (or the end); returns the trial id or ''."""
-    page.wait_for_function("document.body.dataset.ready || document.getElementById('done').hidden === false",
-                           timeout=timeout_ms)
-    return page.evaluate("document.body.dataset.ready || ''")
+    """Wait until the page shows a trial with its images loaded (or the end); returns the trial id or ''.
+
+    Waits with a selector, not a JavaScript predicate: the page's CSP forbids the eval that needs.
+    """
+    page.locator("body[data-ready]:not([data-ready='']), #done:not([hidden])").first.wait_for(
+        state="attached", timeout=timeout_ms)
+    return page.locator("body").get_attribute("data-ready") or ""
 
 
 def screenshot(study_dir: str | Path, out: str | Path, *, kind: str = "pair", participant: str = "demo") -> Path:
