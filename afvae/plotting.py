@@ -89,7 +89,7 @@ def plot_losses(histories: dict[str, "pd.DataFrame"], keys: tuple[str, ...] = ("
         ax.set_title(key)
         ax.set_yscale("log" if key in ("loss", "kl") and all((h[key] > 0).all() for h in histories.values()
                                                            if key in h) else "linear")
-    axes[0, 0].legend(fontsize=7)
+    axes[0, 0].legend(fontsize=7, loc="upper right")  # an explicit place: "best" is slow on long histories
     if title:
         fig.suptitle(title)
     fig.tight_layout()
@@ -568,6 +568,6 @@ def plot_time_to_quality(curves: dict[str, list[dict]],
             ax.axhline(bar if bar is not None else 0.5 * last[ref], color="C3", ls="--", lw=1, label="bar")
             ax.set_title(f"{metric} ({better} is better)")
             ax.set_xlabel(labels.get(x_key, x_key))
-    axes[0][0].legend(fontsize=7)
+    axes[0][0].legend(fontsize=7, loc="upper right")
     fig.tight_layout()
     return fig
