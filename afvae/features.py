@@ -193,9 +193,10 @@ def no_face_images(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
 
 
 def landmark_net_path(data: DataConfig, root: str | Path = "results/cache") -> Path:
-    from afvae.config import Config
+    from afvae.config import Config, config_hash
 
-    return Path(root) / f"landmark_net-{Config(data=data).hash()}.pt"
+    key = config_hash({**Config().to_dict(), "data": asdict(data)})  # the data, other fields default
+    return Path(root) / f"landmark_net-{key}.pt"
 
 
 def train_landmark_net(data: DataConfig, *, steps: int | None = None, batch_size: int = 64, seed: int = 0,
