@@ -91,7 +91,7 @@ def start_over(run: str | Path, overwrite: bool = False) -> None:
                              f"--overwrite to delete it and start over")
     if found:  # overwrite: the old run's files only (the folder may hold other things)
         for name in found:
-            (run / name).unlink()
+            (run / name).unlink(missing_ok=True)  # DDP: every rank clears the folder, before any writes to it
         shutil.rmtree(run / "samples", ignore_errors=True)
 
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import argparse
 
-from afvae.cli import fail
+from afvae.cli import add_debug, at_least_1, fail
 
 PROG = "python -m afvae.evaluate"
 
@@ -33,7 +33,7 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=PROG, description="Evaluate trained runs (AF-VAE or a GAN baseline) on the "
                                                        "unseen test identities.")
     p.add_argument("checkpoints", nargs="+", metavar="CHECKPOINT", help="run folder(s) or checkpoint.pt file(s)")
-    p.add_argument("--n", type=int, default=500, help="(source, target) pairs (default 500)")
+    p.add_argument("--n", type=at_least_1, default=500, help="(source, target) pairs (default 500)")
     p.add_argument("--out", default="results", help="output folder (default results)")
     p.add_argument("--name", help="table name: writes eval_NAME.{csv,md,tex} (default: the run's folder name)")
     p.add_argument("--seed", type=int, default=0)
@@ -42,8 +42,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--no-download", action="store_true", help="never try to download the Inception weights")
     p.add_argument("--device", default="cpu")
     p.add_argument("--cache", default="results/cache", help="where the FactorNet is cached (default results/cache)")
-    p.add_argument("--threads", type=int, help="torch CPU threads (1 is fastest on a busy shared machine)")
-    return p
+    p.add_argument("--threads", type=at_least_1, help="torch CPU threads (1 is fastest on a busy shared machine)")
+    return add_debug(p)
 
 
 if __name__ == "__main__":  # parse before torch is imported: --help and bad arguments answer at once
@@ -380,7 +380,7 @@ def run(a: argparse.Namespace) -> dict[str, Path]:
         df = evaluate_runs(runs, n=a.n, seed=a.seed, inception_weights=a.inception_weights,
                            download=not a.no_download, device=a.device, cache_root=a.cache)
     except (FileNotFoundError, ValueError) as e:  # a missing or foreign checkpoint, a bad value
-        fail(PROG, e)
+        fail(PROG, e, a.debug)
     name = a.name or (next(iter(runs)) if len(runs) == 1 else "runs")
     paths = write_table(df, a.out, f"eval_{name}")
     print(tables.to_markdown(df[[c for c in TABLE_COLUMNS if c in df]]), end="")

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import argparse
 
-from afvae.cli import fail
+from afvae.cli import add_debug, fail
 from afvae.config import PRESETS
 
 PROG = "python -m afvae.explore"
@@ -34,7 +34,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--scale", default="default", choices=sorted(PRESETS))
     p.add_argument("--results", default="results", help="where trained runs are cached (results/runs)")
     p.add_argument("--chromium", help="the Chromium executable (default: $AFVAE_CHROMIUM, else chromium on PATH)")
-    return p
+    return add_debug(p)
 
 
 if __name__ == "__main__":  # parse before torch is imported: --help and bad arguments answer at once
@@ -683,10 +683,12 @@ def screenshot(out: str | Path = "figures/explorer_screenshot.png", *, scale: st
 def run(a: argparse.Namespace) -> None:
     """Write the screenshot the parsed arguments ``a`` ask for; bad input exits with code 2."""
     logging.basicConfig(level=logging.INFO)
+    if a.chromium and not Path(a.chromium).is_file():  # before JupyterLab starts and the model trains
+        fail(PROG, f"--chromium: no Chromium at {a.chromium}")
     try:
         path = screenshot(a.screenshot, scale=a.scale, results=a.results, chromium=a.chromium)
-    except (FileNotFoundError, ValueError, RuntimeError) as e:  # no Chromium, a server that did not start
-        fail(PROG, e)
+    except (OSError, ValueError, RuntimeError) as e:  # no Chromium, a server that did not start, an unwritable PNG
+        fail(PROG, e, a.debug)
     logging.getLogger(__name__).info("wrote %s", path)
 
 

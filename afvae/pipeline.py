@@ -25,7 +25,7 @@ from afvae.atomic import write_text
 from afvae.config import PRESETS, VARIANTS
 from afvae.preflight import SYNTHETIC_ONLY, minimum_folder, shortfalls
 
-NOTEBOOKS = Path("notebooks")
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"  # the repository's, from any working folder
 PER_VARIANT = {"02_train"}  # executed once per ablation variant (Table 3)
 LOCK = Path(__file__).resolve().parents[1] / "requirements" / "runtime.lock"
 PACKAGES = ("torch", "torchvision", "numpy", "scikit-learn", "papermill", "torch-fidelity", "face-alignment")
@@ -34,6 +34,8 @@ PACKAGES = ("torch", "torchvision", "numpy", "scikit-learn", "papermill", "torch
 def notebooks(only: list[str] | None = None) -> list[Path]:
     """The numbered notebooks ``NN_topic.ipynb`` in run order, optionally filtered by stem."""
     found = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+    if not found:
+        raise SystemExit(f"no notebooks in {NOTEBOOKS}: run the pipeline from a clone of the repository")
     if only:
         missing = set(only) - {p.stem for p in found}
         if missing:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 
-from afvae.cli import fail
+from afvae.cli import add_debug, fail
 from afvae.config import PRESETS, VARIANTS
 
 
@@ -31,7 +31,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, help="total steps (overrides the config)")
     p.add_argument("--lr", type=float, help="learning rate (overrides the config; a --resume may lower it)")
     p.add_argument("--data", help="'synthetic' or a prepared data folder (overrides the config)")
-    return p
+    return add_debug(p)
 
 
 if __name__ == "__main__":  # parse before torch is imported: --help and bad arguments answer at once
@@ -52,8 +52,8 @@ import torch.distributed as dist
 from tqdm.auto import tqdm
 
 from afvae.atomic import durable_replace, write_text
-from afvae.checkpoint import (CHECKPOINT, METRICS, PENDING, RunFolderError, check_resumable, load_checkpoint, lock_run,
-                              read_history, restore, run_dir, save_checkpoint, start_over)
+from afvae.checkpoint import (CHECKPOINT, METRICS, PENDING, check_resumable, load_checkpoint, lock_run, read_history,
+                              restore, run_dir, save_checkpoint, start_over)
 from afvae.config import Config, ModelConfig, load_config
 from afvae.data.datasets import build_dataset, collate
 from afvae.images import save_grid
@@ -78,6 +78,8 @@ class Dist:
 
 def setup_distributed(device: str) -> Dist:
     """Join the torchrun process group when launched by torchrun, else a single process."""
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"train.device is {device!r}, but torch sees no CUDA device here; train with --device cpu")
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world == 1:
         return Dist(device=torch.device(device))
@@ -92,12 +94,18 @@ def setup_distributed(device: str) -> Dist:
 
 def batch_indices(step: int, n: int, batch_size: int, seed: int, d: Dist) -> torch.Tensor:
     """Indices of this rank's share of global batch ``step``: epoch-wise permutations, seeded by epoch."""
+    check_batch(n, batch_size)
     per_epoch = n // batch_size
-    if per_epoch == 0:
-        raise ValueError(f"batch size {batch_size} is larger than the training set ({n} images)")
     epoch, offset = divmod(step, per_epoch)
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
     return perm[offset * batch_size : (offset + 1) * batch_size][d.rank :: d.world]
+
+
+def check_batch(n: int, batch_size: int) -> None:
+    """Refuse a batch larger than the training set (``n`` images)."""
+    if batch_size > n:
+        raise ValueError(f"train.batch_size {batch_size} is larger than the training set ({n} images): lower it, "
+                         f"or train on more images")
 
 
 def step_generator(seed: int, step: int, rank: int, device: torch.device) -> torch.Generator:
@@ -167,6 +175,7 @@ def _fit(cfg: Config, out: Path, d: Dist, resume: bool, stop_at: int | None, pro
     if state:
         check_resumable(state, cfg, out / CHECKPOINT)
     dataset = build_dataset(cfg.data, "train")
+    check_batch(len(dataset), cfg.train.batch_size)  # before the focal points and a feature net are fitted
     centres = state["centres"] if state else fit_centres(dataset, cfg.model, cfg.data.seed)
     method = build_method(cfg, centres, d.device, d.world, progress, cache_root)
     states = method.states()  # optimisers, schedules, EMA: what an exact resume restores besides the weights
@@ -297,13 +306,13 @@ def run(a: argparse.Namespace) -> None:
         if a.data:
             cfg = for_data(cfg, a.data)
     except (ValueError, OSError) as e:
-        fail("python -m afvae.train", e)
+        fail("python -m afvae.train", e, a.debug)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     out = Path(a.out) if a.out else run_dir(cfg)
     try:
         history = train(cfg, out, resume=a.resume, overwrite=a.overwrite)
-    except (RunFolderError, FloatingPointError) as e:  # a folder in use or another run's; the NaN stop
-        fail("python -m afvae.train", e)
+    except (ValueError, OSError, FloatingPointError) as e:  # data, run folder (RunFolderError), the NaN stop
+        fail("python -m afvae.train", e, a.debug)
     if history:
         last = history[-1]
         shown = [k for k in ("loss", "l1", "kl", "d_loss", "g_loss") if k in last]
