@@ -31,7 +31,7 @@ def _folder(root: Path, photos_per_person: list[int]) -> Path:
 def executed(monkeypatch, tmp_path):
     """Record the notebooks the pipeline would execute instead of executing them."""
     ran = []
-    monkeypatch.setattr(pipeline, "execute", lambda nb, params: ran.append(nb.stem) or 0.0)
+    monkeypatch.setattr(pipeline, "execute", lambda nb, params, *echo: ran.append(nb.stem) or 0.0)
     monkeypatch.setattr(pipeline, "manifest", lambda *a, **k: {"wall_seconds": {}})
     return ran
 

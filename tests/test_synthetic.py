@@ -185,7 +185,7 @@ def test_export_round_trips_through_folder_faces(tmp_path):
     assert meta["n_images"] == 20 and meta["n_test"] == 2 and meta["seed"] == 3
     ref = SyntheticFaces(size=32, n_identities=10, images_per_identity=2, split="test", seed=3)
     folder = FolderFaces(out, "test")
-    assert torch.equal(folder.images, ref.images) and torch.equal(folder.identity, ref.identity)
+    assert torch.equal(folder.images[torch.arange(len(folder))], ref.images) and torch.equal(folder.identity, ref.identity)
     assert torch.allclose(folder.landmarks, ref.landmarks, atol=1e-4)
     assert torch.allclose(folder.factors["structure"], ref.factors["structure"], atol=1e-5)
     app = S.Appearance.from_vector(folder.factors["appearance"])
