@@ -9,6 +9,8 @@ PY := $(VENV)/bin/python
 SCALE ?= default
 DATA ?= synthetic
 OUT ?= .
+RETRAIN ?=
+RUNS ?= $(HOME)/.cache/afvae/runs
 PYTEST_ARGS ?=
 UNLOCKED ?=
 UPGRADE ?=
@@ -31,7 +33,7 @@ if sys.version_info[:2] != (3, 11) or (platform.system(), platform.machine()) !=
 endef
 export LOCK_PLATFORM_CHECK
 
-.PHONY: paper test test-fast bench setup setup-dev lock clean-results
+.PHONY: paper test test-fast bench setup setup-dev lock clean-results weights
 
 setup: $(VENV)/.runtime-$(MODE)
 setup-dev: $(VENV)/.dev-$(MODE)
@@ -58,7 +60,12 @@ lock: | $(PY)
 	$(UV) pip compile pyproject.toml --extra dev -c requirements/runtime.lock $(LOCK_FLAGS) -o requirements/dev.lock
 
 paper: setup
-	$(PY) -m afvae.pipeline --scale $(SCALE) --data $(DATA) --out $(OUT)
+	$(PY) -m afvae.pipeline --scale $(SCALE) --data $(DATA) --out $(OUT) $(if $(RETRAIN),--retrain)
+
+# The shipped reference models (weights/): train the long preset (resumable, in RUNS, outside the clone), export.
+weights: setup
+	$(PY) -m afvae.zoo train --runs $(RUNS)
+	$(PY) -m afvae.zoo export --runs $(RUNS)
 
 test: setup-dev
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -1,19 +1,23 @@
-"""The trained model for a config, from the run cache or by training: what the notebooks, the study, the
-explorer and the baseline comparison share.
+"""The trained model for a config, from the run cache, the shipped weights or by training: what the notebooks,
+the study, the explorer and the baseline comparison share.
 
 Runs are cached under ``results/runs/NAME-HASH`` (``afvae.checkpoint.run_dir``): a config trained to its last
-step is loaded, an unfinished one resumed, a new one trained. AF-VAE variants and the GAN baselines alike.
+step is loaded; one the repository ships (``weights/``, ``afvae.shipped``) is installed there from its verified
+file; an unfinished one is resumed, a new one trained. AF-VAE variants and the GAN baselines alike.
+``$AFVAE_RETRAIN=1`` (``make paper RETRAIN=1``) trains even what is shipped.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pandas as pd
 import torch
 
-from afvae.checkpoint import METRICS, finished, load_model, run_dir
+from afvae.checkpoint import CHECKPOINT, METRICS, finished, load_model, run_dir
 from afvae.config import Config, get_config
 from afvae.data.datasets import for_data
+from afvae.shipped import install
 from afvae.train import train
 
 
@@ -31,14 +35,21 @@ def runs_root(results: str | Path) -> Path:
 
 
 def train_cached(cfg: Config, root: str | Path = "results/runs", progress: bool = True) -> Path:
-    """Train ``cfg`` unless a finished run with the same hash exists; resumes an unfinished one -> its folder.
+    """Train ``cfg`` unless a finished run with the same hash exists or is shipped; resumes an unfinished one
+    -> its folder.
 
     Feature networks are cached beside the runs, in ``root/../cache``.
     """
     out = run_dir(cfg, root)
-    if not finished(cfg, root):
-        train(cfg, out, resume=True, progress=progress, cache_root=Path(root).parent / "cache")
+    if finished(cfg, root) or (not retraining() and not (out / CHECKPOINT).exists() and install(cfg, root)):
+        return out
+    train(cfg, out, resume=True, progress=progress, cache_root=Path(root).parent / "cache")
     return out
+
+
+def retraining() -> bool:
+    """Whether shipped weights are to be ignored (``$AFVAE_RETRAIN`` set to 1)."""
+    return os.environ.get("AFVAE_RETRAIN", "0") == "1"
 
 
 def trained(cfg: Config, results: str | Path = "results", progress: bool = True

@@ -13,6 +13,7 @@ import argparse
 import hashlib
 import importlib.metadata as md
 import json
+import os
 import platform
 import re
 import subprocess
@@ -202,10 +203,12 @@ def preflight(scale: str, data: str, stems: list[str]) -> dict[str, str]:
 
 
 def run(scale: str, data: str = "synthetic", seed: int = 0, only: list[str] | None = None,
-        out: str | Path = ".") -> dict[str, Any]:
+        out: str | Path = ".", retrain: bool = False) -> dict[str, Any]:
     """Execute every notebook in order at ``scale``, writing under ``out`` (figures/, results/); notebooks
-    the data cannot serve (``preflight``) are skipped and listed in the manifest's ``skipped``."""
+    the data cannot serve (``preflight``) are skipped and listed in the manifest's ``skipped``. Models the
+    repository ships (``weights/``) are used as they are, unless ``retrain``."""
     out = Path(out).resolve()
+    os.environ["AFVAE_RETRAIN"] = "1" if retrain else "0"  # read by afvae.experiment in the notebooks' kernels
     results = out / "results"
     base = {"SCALE": scale, "DATA": data, "SEED": seed, "FIGURES": str(out / "figures"), "RESULTS": str(results)}
     times: dict[str, float] = {}
@@ -229,7 +232,8 @@ def run(scale: str, data: str = "synthetic", seed: int = 0, only: list[str] | No
             times[key] = execute(nb, params, echo)
             again = f"[{time.perf_counter() - t0:7.1f} s] {key}" if echo.used else ""
             print(f"{again} done in {times[key]:.1f} s", flush=True)
-    result = manifest(scale, data, seed, times, time.perf_counter() - t0, results) | {"skipped": skipped}
+    result = manifest(scale, data, seed, times, time.perf_counter() - t0, results) | {"skipped": skipped,
+                                                                                       "retrain": retrain}
     path = results / "manifest.json"
     if only:
         result = _merged(result, path)
@@ -246,10 +250,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--only", nargs="*", help="notebook stems to run (default: all)")
     p.add_argument("--out", default=".", help="root for figures/ and results/ (default: the repository)")
+    p.add_argument("--retrain", action="store_true", help="train every model, even those weights/ ships")
     a = p.parse_args(argv)
     if a.data != "synthetic" and not Path(a.data).is_dir():
         raise SystemExit(f"--data {a.data!r}: no such folder; use 'synthetic' or a folder made by afvae.prepare")
-    run(a.scale, a.data, a.seed, a.only, a.out)
+    run(a.scale, a.data, a.seed, a.only, a.out, a.retrain)
 
 
 if __name__ == "__main__":

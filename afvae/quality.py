@@ -109,33 +109,41 @@ def run_edits(model: torch.nn.Module, edits: EditSet, batch_size: int = 200) -> 
     return {k: torch.cat(v) for k, v in out.items()}
 
 
-def edit_quality(model: torch.nn.Module, edits: EditSet, scorer: Any) -> dict[str, float]:
-    """The quality benchmark's numbers for one model on ``edits``; ``scorer``: the FactorNet of the data.
+def edit_scores(model: torch.nn.Module, edits: EditSet, scorer: Any | None) -> dict[str, Tensor]:
+    """The quality benchmark's scores per pair for one model on ``edits``; ``scorer``: the FactorNet of the data
+    (None: the pixel scores only).
 
-    ``yaw_ssim`` / ``yaw_ssim_copy``: SSIM against the truth on the yaw edits, model vs source unchanged;
-    ``expr_changed_l1`` / ``expr_changed_l1_copy``: changed-region L1 on the expression edits;
-    ``identity_sim`` (source vs edit) / ``identity_sim_truth`` (source vs truth): cosine of the scorer's
-    appearance predictions, all edits; ``landmark_nme`` / ``landmark_nme_floor``: the scorer's landmarks on
-    the edit / on the truth vs the target's; ``rec_ssim``: reconstructions vs sources.
+    ``yaw_ssim`` / ``yaw_ssim_copy`` (N_yaw,): SSIM against the truth on the yaw edits, model vs source
+    unchanged; ``expr_changed_l1`` / ``expr_changed_l1_copy`` (N_expr,): changed-region L1 on the expression
+    edits; ``identity_sim`` (source vs edit) / ``identity_sim_truth`` (source vs truth) (N,): cosine of the
+    scorer's appearance predictions, all edits; ``landmark_nme`` / ``landmark_nme_floor`` (N,): the scorer's
+    landmarks on the edit / on the truth vs the target's; ``rec_ssim`` (N,): reconstructions vs sources.
     """
-    from afvae.evaluate import factor_columns, predict_factors, predicted_landmarks  # the scorer's read-out
-
     g = run_edits(model, edits)
     yaw, expr = edits.mask("yaw"), edits.mask("expression")
-    size = edits.x.shape[-1]
-    preds = {k: predict_factors(scorer, v) for k, v in (("x", edits.x), ("out", g["x_out"]),
-                                                         ("truth", edits.x_truth))}
-    app = factor_columns(preds["x"].shape[1])["appearance"]
-    nme = lambda k: float(landmark_error(predicted_landmarks(scorer, preds[k], size),  # noqa: E731
-                                         edits.landmarks_target).mean())
-    ident = lambda k: float(identity_similarity(preds["x"][:, app], preds[k][:, app]).mean())  # noqa: E731
-    return {
-        "yaw_ssim": float(ssim(g["x_out"][yaw], edits.x_truth[yaw]).mean()),
-        "yaw_ssim_copy": float(ssim(edits.x[yaw], edits.x_truth[yaw]).mean()),
-        "expr_changed_l1": float(changed_region_l1(g["x_out"][expr], edits.x[expr], edits.x_truth[expr]).nanmean()),
-        "expr_changed_l1_copy": float(changed_region_l1(edits.x[expr], edits.x[expr],
-                                                        edits.x_truth[expr]).nanmean()),
-        "identity_sim": ident("out"), "identity_sim_truth": ident("truth"),
-        "landmark_nme": nme("out"), "landmark_nme_floor": nme("truth"),
-        "rec_ssim": float(ssim(g["x_rec"], edits.x).mean()),
+    scores = {
+        "yaw_ssim": ssim(g["x_out"][yaw], edits.x_truth[yaw]),
+        "yaw_ssim_copy": ssim(edits.x[yaw], edits.x_truth[yaw]),
+        "expr_changed_l1": changed_region_l1(g["x_out"][expr], edits.x[expr], edits.x_truth[expr]),
+        "expr_changed_l1_copy": changed_region_l1(edits.x[expr], edits.x[expr], edits.x_truth[expr]),
+        "rec_ssim": ssim(g["x_rec"], edits.x),
     }
+    return scores | (scorer_scores(g["x_out"], edits, scorer) if scorer is not None else {})
+
+
+def scorer_scores(x_out: Tensor, edits: EditSet, scorer: Any) -> dict[str, Tensor]:
+    """``edit_scores``' identity and landmark scores (N,) of the edits ``x_out`` (N, 3, H, W)."""
+    from afvae.evaluate import factor_columns, predict_factors, predicted_landmarks  # the scorer's read-out
+
+    preds = {k: predict_factors(scorer, v) for k, v in (("x", edits.x), ("out", x_out), ("truth", edits.x_truth))}
+    app = factor_columns(preds["x"].shape[1])["appearance"]
+    nme = lambda k: landmark_error(predicted_landmarks(scorer, preds[k], x_out.shape[-1]),  # noqa: E731
+                                   edits.landmarks_target)
+    ident = lambda k: identity_similarity(preds["x"][:, app], preds[k][:, app])  # noqa: E731
+    return {"identity_sim": ident("out"), "identity_sim_truth": ident("truth"),
+            "landmark_nme": nme("out"), "landmark_nme_floor": nme("truth")}
+
+
+def edit_quality(model: torch.nn.Module, edits: EditSet, scorer: Any) -> dict[str, float]:
+    """The means over pairs of ``edit_scores`` (pairs with an empty changed region left out)."""
+    return {k: float(v.float().nanmean()) for k, v in edit_scores(model, edits, scorer).items()}

@@ -1,10 +1,15 @@
-"""The shipped reference models: trained once with the ``long`` preset, their edits scored along the way.
+"""The shipped reference models: trained once with the ``long`` preset, scored, exported to ``weights/``.
 
 ``python -m afvae.zoo train [NAME ...] --runs DIR`` trains each model (AF-VAE, its Table 3 variants, the GAN
 baselines) into ``DIR/NAME-HASH``, resuming exactly where an earlier sitting stopped. At every checkpoint it
 scores the edit benchmark of ``afvae.quality`` (200 yaw and 200 expression edits of unseen faces) with the
 evaluated weights (the EMA) and with the raw ones, into the run's ``curve.jsonl``: quality against images seen,
-from the default budget to the long one.
+from the default budget to the long one. Each sitting's wall time, machine and commit go to ``sittings.jsonl``.
+
+``python -m afvae.zoo export [NAME ...] --runs DIR`` writes each finished model to ``weights/NAME.safetensors``
+and its entry in ``weights/manifest.json`` (``afvae.shipped`` reads them): fp16 when no metric of the benchmark
+moves beyond its 95 % bootstrap interval, else fp32; the metrics at export; and ``check``, the pixel metrics of
+64 fixed edits that the tests recompute from the shipped file.
 """
 from __future__ import annotations
 
@@ -16,7 +21,11 @@ AFVAE_NAMES = ("full", "no_kl", "standard_prior", "gmm_sampled", "deconv", "batc
 BASELINE_NAMES = ("pix2pixHD", "StarGAN", "GANimation")
 NAMES = AFVAE_NAMES + BASELINE_NAMES
 SCALE = "long"
-CURVE = "curve.jsonl"
+CURVE, SITTINGS = "curve.jsonl", "sittings.jsonl"
+SCORED = ("yaw_ssim", "expr_changed_l1", "identity_sim", "landmark_nme", "rec_ssim")  # a model's own scores
+CHECK_PAIRS = {"n_yaw": 32, "n_expression": 32, "seed": 1}  # the tests' fixed edits (pixel metrics: no scorer)
+CHECKED = ("yaw_ssim", "expr_changed_l1", "rec_ssim")
+HISTORY_EVERY = 50  # steps between the training-log rows kept in a shipped file
 
 
 def parser() -> argparse.ArgumentParser:
@@ -28,6 +37,12 @@ def parser() -> argparse.ArgumentParser:
                    help=f"models to train, in order (default: all of {', '.join(NAMES)})")
     t.add_argument("--runs", required=True, help="folder of the runs (keep it outside the work tree)")
     t.add_argument("--cache", default="results/cache", help="feature and scoring networks' cache")
+    e = sub.add_parser("export", help="write finished models to weights/ (safetensors + manifest.json)")
+    e.add_argument("names", nargs="*", default=list(NAMES), metavar="NAME", help="models to export (default: all "
+                   "that are finished)")
+    e.add_argument("--runs", required=True, help="folder of the runs trained by `train`")
+    e.add_argument("--cache", default="results/cache", help="feature and scoring networks' cache")
+    e.add_argument("--weights", help="output folder (default: the repository's weights/)")
     return add_debug(p)
 
 
@@ -36,20 +51,27 @@ if __name__ == "__main__":  # parse before torch is imported
 
 import json
 import logging
+import os
+import platform
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+from scipy.stats import bootstrap
+from safetensors.torch import save_file
 
-from afvae.atomic import write_text
+from afvae.atomic import atomic_path, write_text
 from afvae.baselines import config as baseline_config
-from afvae.checkpoint import run_dir
+from afvae.checkpoint import CHECKPOINT, evaluated_weights, load_checkpoint, model_from_state, read_history, run_dir
 from afvae.config import Config, get_config
 from afvae.data.datasets import build_dataset
 from afvae.features import load_factor_net
 from afvae.methods import Method
-from afvae.quality import EditSet, edit_quality, edit_set
+from afvae.quality import EditSet, edit_quality, edit_scores, edit_set
+from afvae.shipped import CENTRES, MANIFEST, load_state, manifest, sha256, weights_dir
 from afvae.train import fit
 
 log = logging.getLogger(__name__)
@@ -97,9 +119,123 @@ def train(name: str, runs: str | Path, cache: str | Path = "results/cache", scal
     run = run_dir(cfg, runs)
     scorer = load_factor_net(cfg.data, cache)
     edits = edit_set(build_dataset(cfg.data, "test"), n_yaw=200, n_expression=200, seed=0)
+    start, t0 = _step_of(run), time.perf_counter()
     with torch.random.fork_rng(devices=[]):
         fit(cfg, run, resume=True, cache_root=cache, callback=curve_callback(cfg, run, edits, scorer))
+    if _step_of(run) > start:
+        sitting = {"from_step": start, "to_step": _step_of(run), "seconds": time.perf_counter() - t0,
+                   "machine": machine(), "commit": commit()}
+        with open(run / SITTINGS, "a") as f:
+            f.write(json.dumps(sitting) + "\n")
     return run
+
+
+def _step_of(run: Path) -> int:
+    return int(load_checkpoint(run / CHECKPOINT)["step"]) if (run / CHECKPOINT).exists() else 0
+
+
+def machine() -> str:
+    """What trains here, in words: the accelerator, or the CPU's cores."""
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    return f"CPU, {os.cpu_count()} cores ({platform.machine()}), {torch.get_num_threads()} torch threads"
+
+
+def commit() -> str:
+    """The git commit of the code running (``unknown`` outside a clone)."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
+                             cwd=Path(__file__).resolve().parent)
+        return out.stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def interval(values: torch.Tensor) -> tuple[float, float]:
+    """95 % bootstrap interval (BCa, 2,000 resamples, seed 0) of the mean of per-pair ``values`` (NaN dropped)."""
+    v = values.float().numpy()
+    v = v[~np.isnan(v)]
+    ci = bootstrap((v,), np.mean, n_resamples=2000, random_state=0).confidence_interval
+    return float(ci.low), float(ci.high)
+
+
+def fp16_check(state: dict[str, Any], edits: EditSet, scorer: Any) -> dict[str, dict[str, Any]]:
+    """Each scored metric with fp32 and with fp16-rounded weights, beside the fp32 mean's 95 % interval."""
+    model32, _ = model_from_state(state)
+    half = {k: v.half().float() if v.is_floating_point() else v for k, v in evaluated_weights(state).items()}
+    model16, _ = model_from_state({**state, "model": half, "states": {}})
+    s32, s16 = edit_scores(model32, edits, scorer), edit_scores(model16, edits, scorer)
+    out = {}
+    for k in SCORED:
+        lo, hi = interval(s32[k])
+        m32, m16 = float(s32[k].nanmean()), float(s16[k].nanmean())
+        out[k] = {"fp32": m32, "fp16": m16, "ci95": [lo, hi], "within": abs(m16 - m32) < (hi - lo) / 2}
+    return out
+
+
+def check_metrics(model: torch.nn.Module, data: Any) -> dict[str, float]:
+    """Pixel metrics of ``model`` on the tests' 64 fixed edits (``CHECK_PAIRS``); no scoring network needed."""
+    edits = edit_set(build_dataset(data, "test"), **CHECK_PAIRS)
+    scores = edit_scores(model, edits, None)
+    return {k: float(scores[k].float().nanmean()) for k in CHECKED}
+
+
+def export(name: str, runs: str | Path, cache: str | Path = "results/cache", folder: str | Path | None = None,
+           scale: str = SCALE) -> dict[str, Any]:
+    """Write finished model ``name`` of ``runs`` to ``folder/NAME.safetensors`` and its manifest entry -> entry."""
+    cfg = zoo_config(name, scale)
+    run, folder = run_dir(cfg, runs), Path(folder or weights_dir())
+    state = load_checkpoint(run / CHECKPOINT)
+    if state["step"] < cfg.train.steps:
+        raise ValueError(f"{run} is at step {state['step']} of {cfg.train.steps}: finish it first (python -m "
+                         f"afvae.zoo train {name} --runs {runs})")
+    scorer = load_factor_net(cfg.data, cache)
+    edits = edit_set(build_dataset(cfg.data, "test"), n_yaw=200, n_expression=200, seed=0)
+    fp16 = fp16_check(state, edits, scorer)
+    half = all(v["within"] for v in fp16.values())
+    weights = {k: (v.half() if half and v.is_floating_point() else v).contiguous().clone()
+               for k, v in evaluated_weights(state).items()}
+    history = [r for r in read_history(run) if r["step"] % HISTORY_EVERY == 0 or r["step"] == cfg.train.steps]
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.safetensors"
+    with atomic_path(path) as tmp:
+        save_file({**weights, CENTRES: state["centres"].contiguous()}, str(tmp),
+                  metadata={"name": name, "config_hash": cfg.hash(), "history": json.dumps(history)})
+        tmp.chmod(0o644)
+    entry = manifest_entry(name, cfg, run, path, half, fp16, state)
+    shipped, _ = model_from_state(load_state(entry, folder))  # the file as every consumer will read it
+    entry["metrics"] = edit_quality(shipped, edits, scorer)
+    entry["metrics_ci95"] = {k: list(interval(v)) for k, v in edit_scores(shipped, edits, scorer).items() if k in SCORED}
+    entry["check"] = check_metrics(shipped, cfg.data)
+    write_manifest({**manifest(folder), name: entry}, folder)
+    return entry
+
+
+def manifest_entry(name: str, cfg: Config, run: Path, path: Path, half: bool, fp16: dict, state: dict
+                   ) -> dict[str, Any]:
+    """The manifest's record of the file ``path`` exported from ``run`` (metrics are added after)."""
+    from afvae.bench.quality import flops_per_image
+
+    sittings = [json.loads(line) for line in (run / SITTINGS).read_text().splitlines()] if (run / SITTINGS).exists() else []
+    images = cfg.train.steps * cfg.train.batch_size
+    return {
+        "name": name, "file": path.name, "method": cfg.name if name in BASELINE_NAMES else "AF-VAE",
+        "variant": name, "config": cfg.to_dict(), "config_hash": cfg.hash(), "sha256": sha256(path),
+        "bytes": path.stat().st_size, "dtype": "float16" if half else "float32", "fp16_check": fp16,
+        "feature_net": state.get("feature_net", "none"), "images_seen": images,
+        "train_tflop": flops_per_image(cfg) * images / 1e12,
+        "wall_minutes": sum(s["seconds"] for s in sittings) / 60 if sittings else None,
+        "machine": sorted({s["machine"] for s in sittings}), "trained_at": sorted({s["commit"] for s in sittings}),
+        "exported_at": commit(), "curve": read_curve(run),
+    }
+
+
+def write_manifest(entries: dict[str, dict[str, Any]], folder: Path) -> Path:
+    """``folder/manifest.json``: the entries in ``NAMES`` order, and their total size."""
+    models = [entries[n] for n in NAMES if n in entries]
+    body = {"about": "Reference models of afvae (python -m afvae.zoo); read with afvae.shipped.",
+            "total_bytes": sum(e["bytes"] for e in models), "models": models}
+    return write_text(folder / MANIFEST, json.dumps(body, indent=1) + "\n")
 
 
 def run(a: argparse.Namespace) -> None:
@@ -107,7 +243,12 @@ def run(a: argparse.Namespace) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         for name in a.names:
-            print(f"{name}: {train(name, a.runs, a.cache)}", flush=True)
+            if a.command == "train":
+                print(f"{name}: {train(name, a.runs, a.cache)}", flush=True)
+            elif run_dir(zoo_config(name), a.runs).joinpath(CHECKPOINT).exists():
+                entry = export(name, a.runs, a.cache, a.weights)
+                print(f"{name}: {entry['file']} ({entry['dtype']}, {entry['bytes'] / 1e6:.1f} MB) "
+                      f"yaw_ssim {entry['metrics']['yaw_ssim']:.3f}", flush=True)
     except (ValueError, OSError, FloatingPointError) as e:
         fail("python -m afvae.zoo", e, a.debug)
 

@@ -1,0 +1,124 @@
+"""The shipped weights: ``weights/manifest.json`` and its files, verified, and installed as finished runs.
+
+Each reference model of ``afvae.zoo`` is one ``weights/NAME.safetensors`` (no pickle): the evaluated weights
+(fp16 where the export measured no change in any metric beyond its interval) and the focal points, with the
+training log in the file's metadata. The manifest records, per file, its config and config hash, SHA-256,
+images seen, TFLOP, wall time, machine, commit and the metrics measured at export.
+
+``install(cfg, runs)`` is the one way a consumer gets a shipped model: when the manifest holds ``cfg``'s hash,
+the file is checked (SHA-256, config hash) and written out as the finished run ``runs/NAME-HASH``, which every
+reader of runs (``afvae.experiment``, the notebooks, the explorer, the study) then loads as if it had trained
+it. A shipped run holds no optimiser state: it cannot be resumed.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from afvae.atomic import write_text
+from afvae.checkpoint import CHECKPOINT, METRICS, RunFolderError, run_dir, save_checkpoint
+from afvae.config import Config
+
+WEIGHTS = Path(__file__).resolve().parents[1] / "weights"  # the repository's weights/ (AFVAE_WEIGHTS overrides)
+MANIFEST = "manifest.json"
+REGENERATE = "make weights (or: python -m afvae.zoo train NAME --runs DIR, then python -m afvae.zoo export)"
+CENTRES = "focal_points"  # the safetensors key of the focal points (K, F), beside the network's own keys
+
+
+class ShippedMismatch(RunFolderError):
+    """A shipped file that is not what its manifest entry says: refused, never loaded."""
+
+
+def weights_dir() -> Path:
+    """The folder of the shipped weights: ``$AFVAE_WEIGHTS`` or the repository's ``weights/``."""
+    return Path(os.environ.get("AFVAE_WEIGHTS", WEIGHTS))
+
+
+def manifest(folder: str | Path | None = None) -> dict[str, dict[str, Any]]:
+    """The manifest's entries by model name; {} when nothing is shipped."""
+    path = Path(folder or weights_dir()) / MANIFEST
+    if not path.exists():
+        return {}
+    try:
+        entries = json.loads(path.read_text())["models"]
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        raise ValueError(f"{path} is not a weights manifest ({e}); restore it from the repository (git checkout "
+                         f"{path.name})") from e
+    return {e["name"]: e for e in entries}
+
+
+def sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def entry_for(cfg: Config, folder: str | Path | None = None) -> dict[str, Any] | None:
+    """The manifest entry shipped for ``cfg`` (same config hash), or None."""
+    return next((e for e in manifest(folder).values() if e["config_hash"] == cfg.hash()), None)
+
+
+def verified_file(entry: dict[str, Any], folder: str | Path | None = None) -> Path:
+    """The path of ``entry``'s file, once its SHA-256 and its config's hash are what the manifest says."""
+    path = Path(folder or weights_dir()) / entry["file"]
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing (the manifest lists it): regenerate it with {REGENERATE}, or "
+                                f"restore it from the repository")
+    actual = sha256(path)
+    if actual != entry["sha256"]:
+        raise ShippedMismatch(f"{path}: SHA-256 {actual[:16]}... is not the manifest's {entry['sha256'][:16]}...: "
+                              f"a corrupt or replaced file; restore it (git checkout) or regenerate it with {REGENERATE}")
+    cfg_hash = Config.from_dict(entry["config"]).hash()
+    if cfg_hash != entry["config_hash"]:
+        raise ShippedMismatch(f"{path}: its manifest config hashes to {cfg_hash}, not the recorded "
+                              f"{entry['config_hash']}: the config code changed since export; regenerate with "
+                              f"{REGENERATE}")
+    return path
+
+
+def load_state(entry: dict[str, Any], folder: str | Path | None = None) -> dict[str, Any]:
+    """A checkpoint-shaped state (model, centres, config, step, no optimiser states) of a verified shipped file."""
+    from safetensors import safe_open
+
+    path = verified_file(entry, folder)
+    with safe_open(str(path), framework="pt") as f:
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+        tensors = {k: t.float() if t.is_floating_point() else t for k, t in tensors.items()}
+        meta = f.metadata() or {}
+    centres = tensors.pop(CENTRES)
+    return {"model": tensors, "centres": centres, "config": entry["config"], "step": entry["config"]["train"]["steps"],
+            "states": {}, "shipped": entry["file"], "history": json.loads(meta.get("history", "[]"))}
+
+
+def install(cfg: Config, runs: str | Path, folder: str | Path | None = None) -> Path | None:
+    """Write the shipped model of ``cfg`` as the finished run ``runs/NAME-HASH`` -> that folder; None when the
+    manifest has no model of ``cfg``'s hash (then it is trained instead)."""
+    entry = entry_for(cfg, folder)
+    if entry is None:
+        return None
+    state = load_state(entry, folder)
+    run = run_dir(cfg, runs)
+    run.mkdir(parents=True, exist_ok=True)
+    write_text(run / METRICS, "".join(json.dumps(r) + "\n" for r in state.pop("history")))
+    write_text(run / "config.json", cfg.to_json())
+    model = _Weights(state["model"])
+    save_checkpoint(run / CHECKPOINT, model=model, states={}, step=state["step"], cfg=cfg, centres=state["centres"],
+                    shipped=state["shipped"], feature_net=entry.get("feature_net", "none"))
+    return run
+
+
+class _Weights:
+    """A stand-in with ``state_dict`` for ``save_checkpoint``: the shipped tensors as they are."""
+
+    def __init__(self, tensors: dict[str, torch.Tensor]) -> None:
+        self._tensors = tensors
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return self._tensors

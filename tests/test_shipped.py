@@ -1,0 +1,123 @@
+"""The shipped weights: every file in weights/manifest.json loads, matches its checksum and its metrics; the
+loader refuses a changed file; the run cache installs a shipped model instead of training it."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from afvae import experiment, shipped, zoo
+from afvae.checkpoint import load_model, run_dir
+from afvae.config import Config
+
+TOLERANCE = 2e-3  # |recomputed - manifest| for the 64-pair check metrics (threads and BLAS may differ)
+MAX_BYTES = 100e6
+ENTRIES = shipped.manifest(shipped.WEIGHTS)
+
+
+def test_shipped_total_size():
+    files = list(shipped.WEIGHTS.glob("*.safetensors"))
+    assert sum(p.stat().st_size for p in files) <= MAX_BYTES
+    assert {p.name for p in files} == {e["file"] for e in ENTRIES.values()}, "a file without a manifest entry"
+
+
+@pytest.mark.parametrize("name", sorted(ENTRIES))
+def test_shipped_model_matches_manifest(name, tmp_path):
+    entry = ENTRIES[name]
+    path = shipped.WEIGHTS / entry["file"]
+    tensors = load_file(str(path))  # plain safetensors, no afvae code involved
+    assert tensors and shipped.sha256(path) == entry["sha256"]
+    cfg = Config.from_dict(entry["config"])
+    assert cfg.hash() == entry["config_hash"]
+    run = shipped.install(cfg, tmp_path)
+    model, saved = load_model(run)
+    got = zoo.check_metrics(model, saved.data)
+    for k, want in entry["check"].items():
+        assert got[k] == pytest.approx(want, abs=TOLERANCE), k
+
+
+@pytest.fixture(scope="module")
+def smoke_weights(tmp_path_factory):
+    """A smoke-scale full model, trained and exported into a weights folder of its own."""
+    root = tmp_path_factory.mktemp("zoo")
+    zoo.train("full", root / "runs", root / "cache", scale="smoke")
+    zoo.export("full", root / "runs", root / "cache", root / "weights", scale="smoke")
+    return root
+
+
+def test_export_writes_a_verifiable_entry(smoke_weights):
+    entry = shipped.manifest(smoke_weights / "weights")["full"]
+    assert entry["sha256"] == shipped.sha256(smoke_weights / "weights" / "full.safetensors")
+    assert entry["dtype"] in ("float16", "float32")
+    assert entry["dtype"] == "float16" or not all(v["within"] for v in entry["fp16_check"].values())
+    assert set(entry["check"]) == set(zoo.CHECKED) and entry["curve"][-1]["step"] == 30
+    assert entry["images_seen"] == 30 * 16 and entry["train_tflop"] > 0
+
+
+def test_install_matches_the_trained_model(smoke_weights, tmp_path):
+    cfg = zoo.zoo_config("full", "smoke")
+    run = shipped.install(cfg, tmp_path, smoke_weights / "weights")
+    model, _ = load_model(run)
+    trained, _ = load_model(run_dir(cfg, smoke_weights / "runs"))
+    x, c = torch.rand(2, 3, 32, 32) * 2 - 1, torch.rand(2, 13, 32, 32)
+    with torch.no_grad():  # fp16 storage: close, not equal
+        assert torch.allclose(model.translate(x, c, c.flip(0)), trained.translate(x, c, c.flip(0)), atol=0.02)
+    assert json.loads((run / "config.json").read_text())["name"] == "full"
+
+
+def _copy(weights: Path, tmp_path: Path) -> Path:
+    out = tmp_path / "weights"
+    out.mkdir()
+    for p in weights.iterdir():
+        (out / p.name).write_bytes(p.read_bytes())
+    return out
+
+
+def test_changed_file_is_refused(smoke_weights, tmp_path):
+    folder = _copy(smoke_weights / "weights", tmp_path)
+    data = bytearray((folder / "full.safetensors").read_bytes())
+    data[-1] ^= 1
+    (folder / "full.safetensors").write_bytes(bytes(data))
+    with pytest.raises(shipped.ShippedMismatch, match="full.safetensors: SHA-256"):
+        shipped.install(zoo.zoo_config("full", "smoke"), tmp_path / "runs", folder)
+
+
+def test_changed_config_is_refused(smoke_weights, tmp_path):
+    folder = _copy(smoke_weights / "weights", tmp_path)
+    body = json.loads((folder / "manifest.json").read_text())
+    body["models"][0]["config"]["loss"]["beta"] = 1.0  # the config no longer hashes to config_hash
+    (folder / "manifest.json").write_text(json.dumps(body))
+    with pytest.raises(shipped.ShippedMismatch, match="hashes to"):
+        shipped.load_state(shipped.manifest(folder)["full"], folder)
+
+
+def test_missing_file_says_how_to_regenerate(smoke_weights, tmp_path):
+    folder = _copy(smoke_weights / "weights", tmp_path)
+    (folder / "full.safetensors").unlink()
+    with pytest.raises(FileNotFoundError, match="make weights"):
+        shipped.install(zoo.zoo_config("full", "smoke"), tmp_path / "runs", folder)
+
+
+def test_run_cache_installs_shipped_unless_retraining(smoke_weights, tmp_path, monkeypatch):
+    monkeypatch.setenv("AFVAE_WEIGHTS", str(smoke_weights / "weights"))
+    cfg = zoo.zoo_config("full", "smoke")
+    trained = []
+    monkeypatch.setattr(experiment, "train", lambda *a, **k: trained.append(a))
+    run = experiment.train_cached(cfg, tmp_path / "a" / "runs")
+    assert not trained and (run / "checkpoint.pt").exists()
+    assert torch.load(run / "checkpoint.pt", weights_only=True)["shipped"] == "full.safetensors"
+    monkeypatch.setenv("AFVAE_RETRAIN", "1")
+    experiment.train_cached(cfg, tmp_path / "b" / "runs")
+    assert len(trained) == 1
+
+
+def test_shipped_run_cannot_be_resumed(smoke_weights, tmp_path):
+    from afvae.train import train
+
+    cfg = zoo.zoo_config("full", "smoke")
+    run = shipped.install(cfg, tmp_path, smoke_weights / "weights")
+    with pytest.raises(ValueError, match="cannot be resumed exactly"):
+        train(cfg.replace(train={"steps": 40}), run, resume=True, progress=False, cache_root=smoke_weights / "cache")
