@@ -122,3 +122,15 @@ class _Weights:
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return self._tensors
+
+
+def load(name: str = "full", folder: str | Path | None = None, device: str = "cpu") -> tuple[torch.nn.Module, Config]:
+    """The shipped model ``name`` (eval mode) and its config, verified, without writing a run folder."""
+    from afvae.checkpoint import model_from_state
+
+    entries = manifest(folder)
+    if name not in entries:
+        where = Path(folder or weights_dir()) / MANIFEST
+        raise FileNotFoundError(f"{where} ships no model {name!r} (it has {', '.join(entries) or 'none'}): make it "
+                                f"with {REGENERATE}, or pass a run folder you trained")
+    return model_from_state(load_state(entries[name], folder), device)

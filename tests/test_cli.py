@@ -12,7 +12,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 COMMANDS = ["afvae.train", "afvae.evaluate", "afvae.explore", "afvae.bench", "afvae.pipeline", "afvae.study",
-            "afvae.data.synthetic", "afvae.zoo"]
+            "afvae.data.synthetic", "afvae.zoo", "afvae.manipulate"]
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:
