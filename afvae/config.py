@@ -276,7 +276,7 @@ def get_config(scale: str = "default", variant: str = "full") -> Config:
 
 
 def load_config(spec: str, variant: str = "full") -> Config:
-    """A preset name (smoke | default | paper) with ``variant``, or a JSON file written by ``Config.to_json`` (a
+    """A preset name (smoke | default | long | paper) with ``variant``, or a JSON file written by ``Config.to_json`` (a
     run's config.json; ``variant`` other than "full" is then applied on top)."""
     if spec in PRESETS:
         return get_config(spec, variant)

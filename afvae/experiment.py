@@ -17,7 +17,7 @@ import torch
 from afvae.checkpoint import CHECKPOINT, METRICS, finished, load_model, run_dir
 from afvae.config import Config, get_config
 from afvae.data.datasets import for_data
-from afvae.shipped import install
+from afvae.shipped import entry_for, install
 from afvae.train import train
 
 
@@ -59,6 +59,17 @@ def trained(cfg: Config, results: str | Path = "results", progress: bool = True
     run = train_cached(cfg, runs_root(results), progress=progress)
     model, saved = load_model(run)
     return model, saved, run
+
+
+def reference(cfg: Config, results: str | Path = "results", progress: bool = True
+              ) -> tuple[torch.nn.Module, Config, Path]:
+    """``trained``, for the interactive tools (explorer, tutorial, study): when ``cfg`` is the synthetic full model
+    and no finished run of it is cached, the shipped full model (the ``long`` preset) instead of training one."""
+    shipped = get_config("long", "full")
+    if (not finished(cfg, runs_root(results)) and not retraining() and cfg.name == "full"
+            and cfg.data.source == "synthetic" and entry_for(shipped) is not None):
+        return trained(shipped, results, progress)
+    return trained(cfg, results, progress)
 
 
 def history(run: str | Path) -> pd.DataFrame:

@@ -20,7 +20,7 @@ from torch import Tensor
 from torch.distributions import Independent, Normal
 from tqdm.auto import tqdm
 
-from afvae.config import TUTORIAL_SIZES, Config
+from afvae.config import PRESETS, TUTORIAL_SIZES, Config
 from afvae.experiment import config as experiment_config
 from afvae.model import AFVAE
 from afvae.prior import additive_prior, gaussian_kl
@@ -28,11 +28,11 @@ from afvae.prior import additive_prior, gaussian_kl
 def tiny_config(scale: str, prior: str, beta: float, data: str = "synthetic", seed: int = 0) -> Config:
     """The tutorial's small C-VAE: prior ``prior`` ("standard" | "additive" | "gmm_sampled"), KL weight ``beta``.
 
-    ``scale`` "smoke" is the CI preset; "default" and "paper" both give the 32-px laptop model (the tutorial
-    is small by design). Checkpoints and samples only at the end; feature matching off.
+    ``scale`` "smoke" is the CI preset; "default", "long" and "paper" all give the 32-px laptop model (the
+    tutorial is small by design). Checkpoints and samples only at the end; feature matching off.
     """
-    if scale not in ("smoke", "default", "paper"):
-        raise ValueError(f"unknown scale {scale!r}; choose smoke, default or paper")
+    if scale not in PRESETS:
+        raise ValueError(f"unknown scale {scale!r}; choose one of {', '.join(PRESETS)}")
     if beta < 0:
         raise ValueError(f"beta must be >= 0, got {beta}")
     size = TUTORIAL_SIZES["smoke" if scale == "smoke" else "default"]

@@ -121,3 +121,19 @@ def test_shipped_run_cannot_be_resumed(smoke_weights, tmp_path):
     run = shipped.install(cfg, tmp_path, smoke_weights / "weights")
     with pytest.raises(ValueError, match="cannot be resumed exactly"):
         train(cfg.replace(train={"steps": 40}), run, resume=True, progress=False, cache_root=smoke_weights / "cache")
+
+
+def test_reference_uses_the_shipped_full_model_when_none_is_trained(smoke_weights, tmp_path, monkeypatch):
+    monkeypatch.setenv("AFVAE_WEIGHTS", str(smoke_weights / "weights"))
+    shipped_cfg = zoo.zoo_config("full", "smoke")  # stands in for the long preset's full model
+    monkeypatch.setattr(experiment, "get_config", lambda scale, variant="full": shipped_cfg)
+    trained = []
+    monkeypatch.setattr(experiment, "train", lambda *a, **k: trained.append(a))
+    local = shipped_cfg.replace(train={"steps": 31})  # nothing cached, nothing shipped
+    _, cfg, run = experiment.reference(local, tmp_path)
+    assert cfg.hash() == shipped_cfg.hash() and not trained
+    monkeypatch.setattr(experiment, "trained", lambda cfg, results, progress: (None, cfg, None))
+    ablation = local.replace(name="no_kl", model={"kl": False})
+    assert experiment.reference(ablation, tmp_path / "b")[1] is ablation  # never replaced by the full model
+    monkeypatch.setenv("AFVAE_RETRAIN", "1")
+    assert experiment.reference(local, tmp_path / "c")[1] is local

@@ -35,7 +35,7 @@ def _parser() -> argparse.ArgumentParser:
     prep.add_argument("--out", default="results/study", help="where study folders go (default results/study)")
     prep.add_argument("--methods", help="comma-separated methods: Table 1's (pix2pixHD, StarGAN, GANimation, AF-VAE; "
                                         "the default) or AF-VAE ablation variants (no_kl, standard_prior, ...)")
-    prep.add_argument("--scale", default="default", help="smoke | default | paper")
+    prep.add_argument("--scale", default="default", help="smoke | default | long (the shipped models: nothing to train) | paper")
     prep.add_argument("--data", default="synthetic", help="'synthetic' or a prepared data folder")
     prep.add_argument("--seed", type=int, default=0, help="training seed and pair sampling seed")
     prep.add_argument("--pairs", type=int, default=12, help="manipulation pairs (default 12)")
