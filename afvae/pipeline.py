@@ -253,7 +253,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--retrain", action="store_true", help="train every model, even those weights/ ships")
     a = p.parse_args(argv)
     if a.data != "synthetic" and not Path(a.data).is_dir():
-        raise SystemExit(f"--data {a.data!r}: no such folder; use 'synthetic' or a folder made by afvae.prepare")
+        raise SystemExit(f"--data {a.data!r}: no such folder; use 'synthetic' or a folder made by "
+                         "python -m afvae.data.real.prepare")
     run(a.scale, a.data, a.seed, a.only, a.out, a.retrain)
 
 

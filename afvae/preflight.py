@@ -20,7 +20,7 @@ SYNTHETIC_ONLY = {"07_manipulation", "08_identity"}  # need the renderer's groun
 FIG4_TARGETS = 3  # 09_comparison: TARGET_EXPRESSIONS, each a test item of another identity per source
 POSTERIOR_SWAPS = 6  # 11_cvae_tutorial: N_SAMPLES test faces encoded for the posterior swaps
 MIN_PAIR_IMAGES = 2  # Frechet distance and KID fit statistics of at least two test images
-TEST_FRACTION = 0.1  # afvae.prepare's split: this share of the people (at least one) is held out
+TEST_FRACTION = 0.1  # afvae.data.real.prepare's split: this share of the people (at least one) is held out
 
 LABELS = {"train_images": "training images", "test_images": "test images", "test_identities": "test identities",
           "other_identity_images": "test images of other identities for every test identity"}
@@ -42,7 +42,8 @@ def folder_counts(root: str | Path) -> Counts:
     meta, table = root / "meta.json", root / "landmarks.csv"
     if not meta.is_file():
         raise FileNotFoundError(f"{meta} is missing: {root} is not a prepared data folder; make one with "
-                                f"'python -m afvae.prepare SOURCE --root DIR --out {root}' (see README, Real data)")
+                                f"'python -m afvae.data.real.prepare SOURCE --root DIR --out {root}' "
+                                "(see README, Real data)")
     try:
         json.loads(meta.read_text())
         df = pd.read_csv(table, usecols=["identity", "split"])

@@ -2,7 +2,7 @@
 
 Each identity has its own skin, background and stroke width (appearance); each image its own rotation, spread
 and finger curls (structure). ``write_hands`` writes ``ROOT/hand_*.png`` and ``ROOT/keypoints.csv`` for
-``python -m afvae.prepare keypoints --schema hand21``.
+``python -m afvae.data.real.prepare keypoints --schema hand21``.
 """
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 COMMANDS = ["afvae.train", "afvae.evaluate", "afvae.explore", "afvae.bench", "afvae.pipeline", "afvae.study",
-            "afvae.data.synthetic", "afvae.zoo", "afvae.manipulate"]
+            "afvae.data.synthetic", "afvae.data.real.prepare", "afvae.zoo", "afvae.manipulate"]
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:
@@ -34,6 +34,7 @@ def test_help_does_not_import_torch(command):
     (["-m", "afvae.evaluate", "missing-run/checkpoint.pt"], "no checkpoint at"),
     (["-m", "afvae.evaluate", "missing-run", "--n", "0"], "--n: must be >= 1, got 0"),
     (["-m", "afvae.bench", "nosuch"], "invalid choice"),
+    (["-m", "afvae.data.real.prepare", "nosuch", "--root", ".", "--out", "x"], "invalid choice: 'nosuch'"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, says):
     p = _run(*args)

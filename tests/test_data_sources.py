@@ -1,6 +1,6 @@
 """The notebooks on prepared folders: real photographs through detection, and a non-face keypoint schema.
 
-Done-when of the real-data work: ``python -m afvae.prepare folder --root PHOTOS --out DIR`` then the pipeline
+Done-when of the real-data work: ``python -m afvae.data.real.prepare folder --root PHOTOS --out DIR`` then the pipeline
 at smoke scale on ``DIR`` runs end to end; the manipulation figures rerun on drawn hands (hand21).
 """
 import math
@@ -10,9 +10,10 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from afvae import pipeline, prepare
+from afvae import pipeline
 from afvae.boundaries import HAND21
 from afvae.data.datasets import FolderFaces, folder_schema
+from afvae.data.real import prepare
 from afvae.experiment import config
 from skeletons import write_hands
 

@@ -194,7 +194,7 @@ def _photo_folder(root):
     import numpy as np
     from PIL import Image
 
-    from afvae.prepare import prepare
+    from afvae.data.real.prepare import prepare
 
     (root / "in").mkdir(parents=True)
     Image.fromarray(skdata.astronaut()).save(root / "in" / "astronaut.png")

@@ -75,6 +75,23 @@ def test_lower_floor_does_not_import_higher(low, high):
     assert high not in graph()[0][low]
 
 
+# The floor below the model: what the data modules may import (README, Layout).
+DATA_FLOOR = ("afvae.config", "afvae.atomic", "afvae.images", "afvae.tables", "afvae.boundaries", "afvae.weights",
+              "afvae.cli", "afvae.data")
+WING = "afvae.data.real"
+
+
+def test_real_data_wing_stays_on_the_data_floor():
+    edges = graph()[0]
+    parts = {f"{WING}.{m}" for m in ("readers", "landmarks", "align", "prepare")}
+    assert parts <= set(edges), "the real-data wing's modules were not found"
+    above = [f"{m} imports {t}" for m in sorted(parts | {WING}) for t in sorted(edges[m])
+             if not any(t == f or t.startswith(f + ".") for f in DATA_FLOOR)]
+    assert above == []
+    # readers, landmarks and align are independent steps; only prepare ties them together
+    assert [f"{m} imports {t}" for m in sorted(parts - {f"{WING}.prepare"}) for t in edges[m] if t in parts] == []
+
+
 def test_checker_finds_a_cycle():
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b"}, "b": set()}) is None

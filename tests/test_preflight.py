@@ -10,12 +10,12 @@ import pytest
 
 from afvae import pipeline, preflight
 from afvae.data.datasets import landmark_table
-from afvae.prepare import identity_split
+from afvae.data.real.prepare import identity_split
 
 
 def _folder(root: Path, photos_per_person: list[int]) -> Path:
     """A prepared folder's tables (no images: the pre-flight reads only meta.json and landmarks.csv), split
-    like ``afvae.prepare`` splits people."""
+    like ``afvae.data.real.prepare`` splits people."""
     names = [f"person{i}" for i, n in enumerate(photos_per_person) for _ in range(n)]
     split = identity_split(names)
     ids = {n: i for i, n in enumerate(dict.fromkeys(names))}

@@ -9,11 +9,12 @@ import pytest
 import torch
 from PIL import Image
 
-from afvae.align import align_face, similarity_transform, template, transform_points, warp_image
 from afvae.boundaries import CAT9, HAND21, boundary_map, mean_face_landmarks
 from afvae.data import real
-from afvae.landmarks import FanLandmarker, _fa_file, detect_landmarks, resolve_backend
-from afvae.prepare import Options, identity_split, main, prepare
+from afvae.data.real import readers
+from afvae.data.real.align import align_face, similarity_transform, template, transform_points, warp_image
+from afvae.data.real.landmarks import FanLandmarker, _fa_file, detect_landmarks, resolve_backend
+from afvae.data.real.prepare import PROG, Options, identity_split, main, prepare
 from afvae import weights as afvae_weights
 from afvae.weights import WeightsUnavailable
 
@@ -33,7 +34,7 @@ def _similarity(angle: float, scale: float, t: tuple[float, float]) -> np.ndarra
 @pytest.fixture(scope="module")
 def dlib_lm():
     pytest.importorskip("dlib")
-    from afvae.landmarks import DlibLandmarker
+    from afvae.data.real.landmarks import DlibLandmarker
 
     try:
         return DlibLandmarker()
@@ -181,15 +182,15 @@ def test_decode_image_modes():
     rgba[:20, :, 3] = 255  # top half opaque red, bottom half transparent
     buf = __import__("io").BytesIO()
     Image.fromarray(rgba).save(buf, format="PNG")
-    white = real.decode_image(buf.getvalue(), "white")
-    black = real.decode_image(buf.getvalue(), "black")
+    white = readers.decode_image(buf.getvalue(), "white")
+    black = readers.decode_image(buf.getvalue(), "black")
     assert white.shape == (40, 40, 3) and tuple(white[5, 5]) == (200, 0, 0)
     assert tuple(white[30, 5]) == (255, 255, 255) and tuple(black[30, 5]) == (0, 0, 0)
     buf = __import__("io").BytesIO()
     Image.fromarray(np.full((40, 40), 77, np.uint8)).save(buf, format="PNG")
-    assert (real.decode_image(buf.getvalue()) == 77).all()
+    assert (readers.decode_image(buf.getvalue()) == 77).all()
     with pytest.raises(ValueError, match="unreadable"):
-        real.decode_image(b"\xff\xd8\xff\xe0 not really a jpeg")
+        readers.decode_image(b"\xff\xd8\xff\xe0 not really a jpeg")
 
 
 def _messy_folder(root: Path) -> dict[str, str]:
@@ -334,15 +335,24 @@ def test_keypoints_csv_with_hand21(tmp_path):
 # Layout readers and the CLI
 # ---------------------------------------------------------------------------------------------------------
 
-def test_missing_datasets_name_the_expected_file(tmp_path):
-    with pytest.raises(real.DatasetNotFound, match=r"celeba/identity_CelebA\.txt"):
-        real.celeba(tmp_path)
-    with pytest.raises(real.DatasetNotFound, match="WFLW_images"):
-        real.wflw(tmp_path)
-    with pytest.raises(real.DatasetNotFound, match="keypoints.csv"):
-        real.keypoints(tmp_path, "hand21")
-    with pytest.raises(SystemExit, match="identity_CelebA"):
+def test_missing_datasets_name_the_expected_file(tmp_path, capsys):
+    with pytest.raises(readers.DatasetNotFound, match=r"celeba/identity_CelebA\.txt"):
+        readers.celeba(tmp_path)
+    with pytest.raises(readers.DatasetNotFound, match="WFLW_images"):
+        readers.wflw(tmp_path)
+    with pytest.raises(readers.DatasetNotFound, match="keypoints.csv"):
+        readers.keypoints(tmp_path, "hand21")
+    with pytest.raises(SystemExit) as stop:
         main(["celeba", "--root", str(tmp_path), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and err.startswith(f"{PROG}: celeba: expected") and "identity_CelebA" in err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+
+
+def test_every_source_the_command_line_offers_has_a_reader():
+    assert sorted(real.SOURCES) == sorted(readers.READERS)
+    layouts = real.__doc__.split("Layouts (``ROOT`` is ``--root``):", 1)[1]  # what --help shows
+    assert [name for name in real.SOURCES if f"\n``{name}``" not in layouts] == []
 
 
 def test_layout_parsers(tmp_path):
@@ -353,23 +363,23 @@ def test_layout_parsers(tmp_path):
     line = " ".join(map(str, [*pts98, 1, 2, 3, 4, 0, 1, 0, 0, 0, 0, "0--Parade/x.jpg"]))
     (ann / "list_98pt_rect_attr_train.txt").write_text(line + "\n" + "1 2 3\n")
     (ann / "list_98pt_rect_attr_test.txt").write_text("")
-    src = real.wflw(tmp_path)
+    src = readers.wflw(tmp_path)
     assert len(src.items) == 1 and len(src.rejects) == 1
-    np.testing.assert_array_equal(src.items[0].landmarks[:, 0], real.WFLW_TO_68)
+    np.testing.assert_array_equal(src.items[0].landmarks[:, 0], readers.WFLW_TO_68)
     assert src.items[0].landmarks[36:48, 0].tolist() == [60, 61, 63, 64, 65, 67, 68, 69, 71, 72, 73, 75]
 
     (tmp_path / "300w").mkdir()
     (tmp_path / "300w" / "a.png").write_bytes(b"")
     body = "\n".join(f"{i + 1} {i + 101}" for i in range(68))
     (tmp_path / "300w" / "a.pts").write_text(f"version: 1\nn_points:  68\n{{\n{body}\n}}\n")
-    pts = real.w300(tmp_path / "300w").items[0].landmarks
+    pts = readers.w300(tmp_path / "300w").items[0].landmarks
     assert pts[0].tolist() == [0.0, 100.0] and pts.shape == (68, 2)  # 1-based -> 0-based
 
     (tmp_path / "rafd").mkdir()
     for name in ("Rafd090_01_Caucasian_female_angry_frontal.jpg", "Rafd090_12_Moroccan_male_happy_left.jpg",
                  "holiday.jpg"):
         (tmp_path / "rafd" / name).write_bytes(b"")
-    src = real.rafd(tmp_path / "rafd")
+    src = readers.rafd(tmp_path / "rafd")
     assert [(i.identity, dict(i.attributes)["expression"]) for i in src.items] == [("01", "angry"), ("12", "happy")]
     assert len(src.rejects) == 1
 
@@ -432,7 +442,7 @@ def test_decompression_bomb_is_a_reject_not_a_crash(tmp_path):
     (tmp_path / "in" / "bomb.png").write_bytes(_png_header(20000, 20000))
     Image.fromarray(skdata.astronaut()).save(tmp_path / "in" / "astronaut.png")
     with pytest.raises(ValueError, match="too large"):
-        real.decode_image(_png_header(20000, 20000))
+        readers.decode_image(_png_header(20000, 20000))
     for _ in range(2):  # and the rerun, which reads it from the cache
         r = prepare("folder", tmp_path / "in", tmp_path / "out", size=64, landmarker=OneFace())
         rejects = pd.read_csv(tmp_path / "out" / "rejects.csv")
@@ -453,8 +463,8 @@ def test_exif_orientation_is_applied_where_detection_runs(tmp_path, orientation)
     astro = skdata.astronaut()
     _stored_sideways(astro, tmp_path / "phone.jpg", orientation)
     data = (tmp_path / "phone.jpg").read_bytes()
-    upright = real.decode_image(data, exif_orientation=True)
-    stored = real.decode_image(data)
+    upright = readers.decode_image(data, exif_orientation=True)
+    stored = readers.decode_image(data)
     assert upright.shape == astro.shape and np.abs(upright.astype(float) - astro).mean() < 6
     assert stored.shape == np.rot90(astro, {6: 1, 8: 3, 3: 2}[orientation]).shape and not np.array_equal(stored,
                                                                                                           upright)
@@ -478,7 +488,7 @@ def test_dangling_and_looping_symlinks_are_listed_in_rejects(tmp_path):
     (root / "loop.png").symlink_to(root / "loop2.png")
     (root / "loop2.png").symlink_to(root / "loop.png")
     (root / "bob" / "alias.png").symlink_to(root / "bob" / "a.png")  # a working link is an image like any other
-    src = real.folder(root)
+    src = readers.folder(root)
     assert sorted(p.name for p in (i.path for i in src.items)) == ["a.png", "alias.png"]
     reasons = {Path(f).name: why for f, why in src.rejects}
     assert set(reasons) == {"gone.jpg", "loop.png", "loop2.png"}
@@ -494,9 +504,9 @@ def test_300w_reads_ppm_images_as_folder_does(tmp_path):
     (tmp_path / "afw").mkdir()
     Image.fromarray(skdata.astronaut()).save(tmp_path / "afw" / "a.ppm")
     (tmp_path / "afw" / "a.pts").write_text(f"version: 1\nn_points:  68\n{{\n{body}\n}}\n")
-    src = real.w300(tmp_path)
+    src = readers.w300(tmp_path)
     assert [i.path.name for i in src.items] == ["a.ppm"] and not src.rejects
-    assert ".ppm" in real.IMAGE_EXTENSIONS
+    assert ".ppm" in readers.IMAGE_EXTENSIONS
 
 
 def _group_photo(path: Path) -> None:
@@ -527,7 +537,7 @@ class TwoFaces:
 def test_group_photo_says_which_face_was_kept(tmp_path, dlib_lm, caplog):
     (tmp_path / "in").mkdir()
     _group_photo(tmp_path / "in" / "group.png")
-    with caplog.at_level("INFO", logger="afvae.prepare"):
+    with caplog.at_level("INFO", logger="afvae.data.real.prepare"):
         r = prepare("folder", tmp_path / "in", tmp_path / "out", size=64, landmarker=dlib_lm)
     assert r.meta["n_images"] == 1 and r.meta["faces"] == "clearest"
     sources = pd.read_csv(tmp_path / "out" / "sources.csv")

@@ -77,7 +77,7 @@ def test_read_only_folder_decodes_each_image(folder, monkeypatch):
 
 
 def test_prepare_writes_the_store_with_the_pngs(tmp_path):
-    from afvae.prepare import prepare
+    from afvae.data.real.prepare import prepare
 
     skdata = pytest.importorskip("skimage.data")
 

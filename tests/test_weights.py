@@ -81,7 +81,8 @@ def test_random_inception_weights_are_refused_not_scored(tmp_path, monkeypatch):
 
 
 def test_vgg_fan_sfd_and_dlib_files_are_checked_before_loading(tmp_path, monkeypatch, no_loader):
-    from afvae import features, landmarks
+    from afvae import features
+    from afvae.data.real import landmarks
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     fake = tmp_path / "fake.pth"

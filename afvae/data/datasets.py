@@ -197,7 +197,8 @@ def read_meta(root: str | Path) -> dict[str, Any]:
     path = Path(root) / "meta.json"
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing: {root} is not a prepared data folder; make one with "
-                                f"'python -m afvae.prepare SOURCE --root DIR --out {root}' (see README, Real data)")
+                                f"'python -m afvae.data.real.prepare SOURCE --root DIR --out {root}' "
+                                "(see README, Real data)")
     try:
         return json.loads(path.read_text())
     except json.JSONDecodeError as e:

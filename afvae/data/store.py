@@ -2,8 +2,8 @@
 
 ``OUT/cache/images-{S}px-{key}.u8`` holds every image of ``landmarks.csv`` in its row order, (N, S, S, 3) uint8,
 with ``key`` the SHA-1 of ``landmarks.csv`` (a re-prepared folder gets a new file; stale ones are removed).
-``afvae.prepare`` writes it at the crop size as it writes the PNGs; any other size (or a folder written
-before, or by ``write_folder``) is decoded and resized once, on first use. Reading takes ``os.pread`` per
+``afvae.data.real.prepare`` writes it at the crop size as it writes the PNGs; any other size (or a folder
+written before, or by ``write_folder``) is decoded and resized once, on first use. Reading takes ``os.pread`` per
 item, so the OS page cache, shared by every process and DDP rank, is the only copy, and nothing grows with the
 dataset. A folder that cannot hold the file (read-only) is decoded PNG by PNG instead (``PngImages``).
 """

@@ -1,7 +1,7 @@
-"""Prepare a real dataset: ``python -m afvae.prepare SOURCE --root DIR --out DIR [--size 256] ...``.
+"""Prepare a real dataset: ``python -m afvae.data.real.prepare SOURCE --root DIR --out DIR [--size 256] ...``.
 
 Every source goes through the same steps: read each image (sha1 of its bytes), get its keypoints (the
-dataset's own, or 68 landmarks from a detector), align it to the canonical template (``afvae.align``),
+dataset's own, or 68 landmarks from a detector, ``landmarks``), align it to the canonical template (``align``),
 and write the folder format shared with the synthetic export (``afvae.data.datasets``):
 
 ``OUT/images/000000.png ...``  aligned crops, size x size RGB
@@ -28,6 +28,47 @@ instead and ``--reject-multiple`` rejects any photo with more than one (``choose
 from __future__ import annotations
 
 import argparse
+
+from afvae.cli import add_debug, fail
+from afvae.data import real
+
+PROG = "python -m afvae.data.real.prepare"
+
+
+def parser() -> argparse.ArgumentParser:
+    """``python -m afvae.data.real.prepare``'s arguments (the layouts of ``afvae.data.real`` as epilog)."""
+    layouts = real.__doc__.split("Layouts (``ROOT`` is ``--root``):", 1)[1]
+    p = argparse.ArgumentParser(prog=PROG, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                description="Align a real dataset into afvae's folder format.",
+                                epilog="Expected layouts and licences:" + layouts.replace("``", ""))
+    p.add_argument("source", choices=sorted(real.SOURCES))
+    p.add_argument("--root", required=True, help="where the dataset lies (see the layouts below)")
+    p.add_argument("--out", required=True, help="output folder (re-running resumes from OUT/cache)")
+    p.add_argument("--size", type=int, default=256, help="crop side in pixels (default 256)")
+    p.add_argument("--landmarks", default="auto", choices=["auto", "fan", "dlib"],
+                   help="detector for sources without keypoints (auto: FAN if its weights are local, else dlib)")
+    p.add_argument("--schema", help="keypoint schema (face68 | cat9 | hand21); default: the source's own")
+    p.add_argument("--table", help="keypoints source: the CSV / JSON table (default ROOT/keypoints.csv|json)")
+    p.add_argument("--anchors", default="auto", choices=["auto", "eyes_mouth", "eyes", "all", "box"])
+    p.add_argument("--seed", type=int, default=0, help="seed of the identity split")
+    p.add_argument("--fan-weights", help="the FAN file (else $AFVAE_FAN_WEIGHTS or torch hub's checkpoints/)")
+    p.add_argument("--dlib-predictor", help="shape_predictor_68_face_landmarks.dat (else $AFVAE_DLIB_WEIGHTS ...)")
+    p.add_argument("--device", default="cpu", help="FAN device: cpu | cuda")
+    p.add_argument("--no-download", action="store_true", help="never download FAN / S3FD weights")
+    several = p.add_mutually_exclusive_group()
+    several.add_argument("--largest", dest="faces", action="store_const", const="largest",
+                         help="in a photo of several faces, keep the largest (default: the one clear face, "
+                              "rejecting photos of several clear faces; sources.csv says which was kept)")
+    several.add_argument("--reject-multiple", dest="faces", action="store_const", const="reject-multiple",
+                         help="reject every photo in which more than one face is detected, however faint")
+    p.set_defaults(faces="clearest")
+    return add_debug(p)
+
+
+if __name__ == "__main__":  # parse before numpy and torch are imported: --help and bad arguments answer at once
+    ARGS = parser().parse_args()
+
+# The heavy imports, once the command line (if any) has been parsed.
 import hashlib
 import json
 import logging
@@ -45,13 +86,13 @@ import pandas as pd
 from PIL import Image
 from tqdm.auto import tqdm
 
-from afvae.align import align_face, resolve_anchors
 from afvae.boundaries import FACE68, Schema
 from afvae.atomic import replace_dir
-from afvae.data import real
 from afvae.data.datasets import landmark_table
+from afvae.data.real import readers
+from afvae.data.real.align import align_face, resolve_anchors
+from afvae.data.real.landmarks import clear_faces, make_landmarker, resolve_backend
 from afvae.data.store import install_store, table_key
-from afvae.landmarks import clear_faces, make_landmarker, resolve_backend
 
 log = logging.getLogger(__name__)
 TEST_FRACTION = 0.1
@@ -176,7 +217,7 @@ class _Run:
         return faces, None if scores is None else np.asarray(scores, np.float32)
 
 
-def _read(item: real.Item, run: _Run) -> tuple[str, str, np.ndarray]:
+def _read(item: readers.Item, run: _Run) -> tuple[str, str, np.ndarray]:
     """(sha1, detection key, image (H, W, 3) uint8) of an item, or Reject.
 
     Images whose landmarks are detected are turned upright by their EXIF orientation (no annotation refers
@@ -193,7 +234,7 @@ def _read(item: real.Item, run: _Run) -> tuple[str, str, np.ndarray]:
     if hit is not None and "reject" in hit:
         raise Reject(hit["reject"])
     try:
-        image = real.decode_image(data, run.opts.background, exif_orientation=detect)
+        image = readers.decode_image(data, run.opts.background, exif_orientation=detect)
     except ValueError as e:
         if detect:
             run.cache.put(sha1, ANY_BACKEND, reject=str(e))
@@ -201,7 +242,7 @@ def _read(item: real.Item, run: _Run) -> tuple[str, str, np.ndarray]:
     h, w = image.shape[:2]
     if min(h, w) < run.opts.min_side:
         raise Reject(f"too small: {w}x{h} px (< {run.opts.min_side})")
-    turned = real.orientation(data) if detect else 1
+    turned = readers.orientation(data) if detect else 1
     return sha1, sha1 if turned == 1 else f"{sha1}:exif{turned}", image
 
 
@@ -240,7 +281,7 @@ def _box(pts: np.ndarray) -> str:
     return f"{x0:.0f},{y0:.0f}-{x1:.0f},{y1:.0f}"
 
 
-def _keypoints(item: real.Item, key: str, image: np.ndarray, run: _Run) -> tuple[np.ndarray, dict[str, Any]]:
+def _keypoints(item: readers.Item, key: str, image: np.ndarray, run: _Run) -> tuple[np.ndarray, dict[str, Any]]:
     """The item's keypoints (N, 2) and what detection found: given keypoints, or the face ``choose_face``
     picks (else Reject); ``key``: the image's detection-cache key."""
     if item.landmarks is not None:
@@ -256,7 +297,7 @@ def _keypoints(item: real.Item, key: str, image: np.ndarray, run: _Run) -> tuple
     return faces[i], {"faces_detected": len(faces), "face_kept": note}
 
 
-def _prepare_item(item: real.Item, run: _Run) -> tuple[str, np.ndarray, np.ndarray, dict[str, Any]]:
+def _prepare_item(item: readers.Item, run: _Run) -> tuple[str, np.ndarray, np.ndarray, dict[str, Any]]:
     """(sha1, aligned image (S, S, 3) uint8, its keypoints (N, 2), detection notes) or Reject."""
     sha1, key, image = _read(item, run)
     pts, found = _keypoints(item, key, image, run)
@@ -331,7 +372,7 @@ def _start(out: Path) -> Path:
     return staging
 
 
-def _process(src: real.Source, run: _Run, staging: Path, progress: bool) -> tuple[list[dict], list[dict]]:
+def _process(src: readers.Source, run: _Run, staging: Path, progress: bool) -> tuple[list[dict], list[dict]]:
     """Every item -> accepted rows (image written to staging) and rejects."""
     rows: list[dict] = []
     rejects = [{"source": _relative(f, src.root), "reason": why} for f, why in src.rejects]
@@ -346,7 +387,7 @@ def _process(src: real.Source, run: _Run, staging: Path, progress: bool) -> tupl
     return rows, rejects
 
 
-def _accept(item: real.Item, rel: str, run: _Run, staging: Path, file: str, raw: Any) -> dict:
+def _accept(item: readers.Item, rel: str, run: _Run, staging: Path, file: str, raw: Any) -> dict:
     """One prepared item's row, its PNG written as ``file`` and its pixels appended to the store; or Reject."""
     sha1, image, pts, found = _prepare_item(item, run)
     if found.get("faces_detected", 1) > 1:
@@ -357,17 +398,18 @@ def _accept(item: real.Item, rel: str, run: _Run, staging: Path, file: str, raw:
             "attributes": {**dict(item.attributes), **found}}
 
 
-def prepare(source: str | real.Source, root: str | Path | None, out: str | Path, *, size: int = 256,
+def prepare(source: str | readers.Source, root: str | Path | None, out: str | Path, *, size: int = 256,
             landmarks: str = "auto", schema: str | None = None, table: str | Path | None = None, seed: int = 0,
             anchors: str = "auto", landmarker: Callable | None = None, progress: bool | None = None,
             options: Options | None = None, **landmarker_kwargs: Any) -> PrepareResult:
-    """Prepare ``source`` (a name of ``afvae.data.real.READERS`` read from ``root``, or a built Source) into ``out``.
+    """Prepare ``source`` (a name of ``readers.READERS`` read from ``root``, or a built Source) into ``out``.
 
     ``landmarks``: auto | fan | dlib, used only for images without given keypoints; ``landmarker``: a
     built one (image -> (n_faces, 68, 2), with a ``name``) instead. Returns the meta and run statistics.
     """
     t0 = time.perf_counter()
-    src = source if isinstance(source, real.Source) else real.open_source(source, root, schema=schema, table=table)
+    src = source if isinstance(source, readers.Source) else readers.open_source(source, root, schema=schema,
+                                                                                   table=table)
     opts = options or Options(size=size, anchors=anchors)
     if opts.faces not in FACE_CHOICES:
         raise ValueError(f"faces={opts.faces!r}: choose one of {FACE_CHOICES}")
@@ -376,7 +418,7 @@ def prepare(source: str | real.Source, root: str | Path | None, out: str | Path,
     out_abs = out.resolve()
     keep = [it for it in src.items if out_abs not in it.path.resolve().parents]
     if len(keep) < len(src.items):  # an OUT under ROOT must not feed its own images back in
-        src = real.Source(src.name, src.schema, src.root, keep, src.rejects)
+        src = readers.Source(src.name, src.schema, src.root, keep, src.rejects)
     needs_detection = any(it.landmarks is None for it in src.items)
     if needs_detection and src.schema != FACE68:
         raise ValueError(f"{src.name}: detection gives face68 landmarks; {src.schema.name} needs given keypoints")
@@ -400,7 +442,7 @@ def prepare(source: str | real.Source, root: str | Path | None, out: str | Path,
     return result
 
 
-def _meta(src: real.Source, opts: Options, backend: str, seed: int, table: pd.DataFrame, rejects: list) -> dict:
+def _meta(src: readers.Source, opts: Options, backend: str, seed: int, table: pd.DataFrame, rejects: list) -> dict:
     split = table["split"].value_counts()
     return {"size": opts.size, "schema": src.schema.name, "n_images": len(table), "source": src.name,
             "root": str(src.root.resolve()), "landmark_backend": backend, "seed": seed,
@@ -416,50 +458,26 @@ def _meta(src: real.Source, opts: Options, backend: str, seed: int, table: pd.Da
 # CLI
 # ---------------------------------------------------------------------------------------------------------
 
-def _parser() -> argparse.ArgumentParser:
-    layouts = real.__doc__.split("Layouts (``ROOT`` is ``--root``):", 1)[1]
-    p = argparse.ArgumentParser(prog="python -m afvae.prepare", formatter_class=argparse.RawDescriptionHelpFormatter,
-                                description="Align a real dataset into afvae's folder format.",
-                                epilog="Expected layouts and licences:" + layouts.replace("``", ""))
-    p.add_argument("source", choices=sorted(real.READERS))
-    p.add_argument("--root", required=True, help="where the dataset lies (see the layouts below)")
-    p.add_argument("--out", required=True, help="output folder (re-running resumes from OUT/cache)")
-    p.add_argument("--size", type=int, default=256, help="crop side in pixels (default 256)")
-    p.add_argument("--landmarks", default="auto", choices=["auto", "fan", "dlib"],
-                   help="detector for sources without keypoints (auto: FAN if its weights are local, else dlib)")
-    p.add_argument("--schema", help="keypoint schema (face68 | cat9 | hand21); default: the source's own")
-    p.add_argument("--table", help="keypoints source: the CSV / JSON table (default ROOT/keypoints.csv|json)")
-    p.add_argument("--anchors", default="auto", choices=["auto", "eyes_mouth", "eyes", "all", "box"])
-    p.add_argument("--seed", type=int, default=0, help="seed of the identity split")
-    p.add_argument("--fan-weights", help="the FAN file (else $AFVAE_FAN_WEIGHTS or torch hub's checkpoints/)")
-    p.add_argument("--dlib-predictor", help="shape_predictor_68_face_landmarks.dat (else $AFVAE_DLIB_WEIGHTS ...)")
-    p.add_argument("--device", default="cpu", help="FAN device: cpu | cuda")
-    p.add_argument("--no-download", action="store_true", help="never download FAN / S3FD weights")
-    several = p.add_mutually_exclusive_group()
-    several.add_argument("--largest", dest="faces", action="store_const", const="largest",
-                         help="in a photo of several faces, keep the largest (default: the one clear face, "
-                              "rejecting photos of several clear faces; sources.csv says which was kept)")
-    several.add_argument("--reject-multiple", dest="faces", action="store_const", const="reject-multiple",
-                         help="reject every photo in which more than one face is detected, however faint")
-    p.set_defaults(faces="clearest")
-    return p
-
-
-def main(argv: list[str] | None = None) -> None:
-    a = _parser().parse_args(argv)
+def run(a: argparse.Namespace) -> None:
+    """Prepare what the parsed command line asks; bad input is one line on stderr and exit code 2."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         r = prepare(a.source, a.root, a.out, landmarks=a.landmarks, schema=a.schema, table=a.table,
                     seed=a.seed, progress=True, options=Options(size=a.size, anchors=a.anchors, faces=a.faces),
                     fan_weights=a.fan_weights, dlib_predictor=a.dlib_predictor, device=a.device,
                     download=not a.no_download)
-    except (real.DatasetNotFound, FileNotFoundError, ImportError, ValueError) as e:
-        raise SystemExit(f"error: {e}") from e
+    except (readers.DatasetNotFound, FileNotFoundError, ImportError, ValueError) as e:
+        fail(PROG, e, a.debug)
     m = r.meta
     print(f"{m['n_images']} images, {m['n_identities']} identities ({m['n_train']} train / {m['n_test']} test), "
           f"{m['n_rejected']} rejected (see {r.out / 'rejects.csv'}); landmarks: {m['landmark_backend']}; "
           f"{r.images_per_s:.1f} images/s -> {r.out}")
 
 
+def main(argv: list[str] | None = None) -> None:
+    """``python -m afvae.data.real.prepare ...`` (see ``parser``)."""
+    run(parser().parse_args(argv))
+
+
 if __name__ == "__main__":
-    main()
+    run(ARGS)

@@ -1,59 +1,15 @@
-"""Real datasets: where each one's files are expected, and what it provides (images, identities, keypoints).
+"""Real datasets on disk -> ``Source``: one reader per layout, each finding the images, identities and keypoints.
 
 Nothing here downloads anything: you obtain each dataset yourself, under its own licence, and point
-``python -m afvae.prepare SOURCE --root DIR`` at it. Each reader returns a ``Source``: one ``Item`` per
-image (or per annotated face), with an identity name and, where the dataset ships them, the keypoints
+``python -m afvae.data.real.prepare SOURCE --root DIR`` at it. Each reader returns a ``Source``: one ``Item``
+per image (or per annotated face), with an identity name and, where the dataset ships them, the keypoints
 (then no detector runs). A missing or mis-laid dataset raises ``DatasetNotFound`` naming the file that
 was expected and where; a single unusable entry (a file name that does not parse, a malformed annotation)
 is listed in ``Source.rejects`` and never stops the run.
 
 Keypoints are in pixels of the original image with pixel (row i, column j) centred at (x=j, y=i).
-
-Layouts (``ROOT`` is ``--root``):
-
-``celeba``   torchvision's CelebA layout: ``ROOT/celeba/img_align_celeba/000001.jpg ...`` and
-             ``ROOT/celeba/identity_CelebA.txt`` ("000001.jpg 2880" per line); ``ROOT`` may also be the
-             ``celeba`` folder itself. Other CelebA files (``list_landmarks_align_celeba.txt``,
-             ``list_eval_partition.txt``...) may be present and are not needed (its 5 landmarks are not
-             the 68 we need: landmarks are detected). Licence: CelebA is for non-commercial research
-             and educational use only (see its agreement); you must not redistribute the images.
-``rafd``     ``ROOT/**/Rafd090_01_Caucasian_female_angry_frontal.jpg``: the Radboud Faces Database
-             file names are ``Rafd{camera angle}_{subject id}_{ethnicity}_{gender}_{expression}_{gaze}``;
-             identity = subject id, expression / gaze / angle kept as attributes. Licence: RaFD is
-             granted on request for non-commercial scientific research; you must accept its terms of use
-             (no redistribution; only the consented example images may appear in publications).
-``multipie`` CMU Multi-PIE: ``ROOT/Multi-Pie/data/session01/multiview/001/01/05_1/001_01_01_051_00.png``
-             (``session/multiview/subject/recording/camera/subject_session_recording_camera_flash.png``;
-             ``ROOT`` may also be ``Multi-Pie/`` or ``Multi-Pie/data/``). Identity = subject; only the
-             frontal camera ``05_1`` by default. Licence: the Multi-PIE licence (purchased from CMU) —
-             research use, no redistribution, publication of only the consented subjects' images.
-``wflw``     ``ROOT/WFLW_images/0--Parade/0_Parade_marchingband_1_116.jpg ...`` and
-             ``ROOT/WFLW_annotations/list_98pt_rect_attr_train_test/list_98pt_rect_attr_{train,test}.txt``
-             (196 coordinates, 4 box values, 6 attribute flags, image path per line; ``ROOT`` may also
-             be the parent of ``WFLW/``). The 98 points become the 68 iBUG points with the standard
-             WFLW -> 68 index map. Each annotated face is one item and its own identity. Licence: WFLW's
-             annotations are for non-commercial research; its images come from WIDER FACE (under their
-             own terms).
-``300w``     ``ROOT/**/NAME.pts`` next to ``NAME.png``, ``NAME.jpg``, ``NAME.ppm`` (any format ``folder``
-             reads; iBUG 300-W, also its afw / helen / lfpw / ibug parts): ``version: 1 / n_points: 68 /
-             { x y ... }``, coordinates 1-based (Matlab), converted to 0-based. Identity = the image's
-             relative path without extension.
-             Licence: 300-W annotations are for non-commercial research only; the images keep their own
-             licences.
-``folder``   ``ROOT/**/*.jpg|png|...``: any images. Identity = the first sub-folder under ``ROOT`` (so
-             ``ROOT/alice/1.jpg`` and ``ROOT/alice/x/2.png`` are one person), or the file stem for images
-             directly in ``ROOT``. EXIF orientation is applied (phone photos); symlinks that lead nowhere
-             are listed as rejects. Licence: yours to check.
-``cats``     The CAT dataset (Zhang, Sun & Tang 2008): ``ROOT/**/00000001_000.jpg`` with
-             ``00000001_000.jpg.cat`` beside it: "9 x1 y1 ... x9 y9" (left eye, right eye, mouth, left ear
-             x3, right ear x3) -> schema ``cat9``. Identity = file stem. Licence: the CAT dataset's images
-             come from flickr.com under their authors' terms; research use.
-``keypoints`` Any images with a table of keypoints, for any schema (``hand21``, ``cat9``, ``face68``):
-             ``ROOT/keypoints.csv`` with columns ``file, [identity,] x0, y0, ..., x{N-1}, y{N-1}`` (file
-             relative to ``ROOT``), or ``ROOT/keypoints.json``: ``{"schema": "hand21", "items": [{"file":
-             ..., "keypoints": [[x, y], ...], "identity": ...}, ...]}`` (or just the list of items); the
-             schema comes from ``--schema`` or the JSON. Identity = the ``identity`` column, else the file
-             stem. Licence: that of your data.
+The layout each reader expects, and each dataset's licence, are listed in ``afvae.data.real`` (what
+``--help`` shows); ``READERS`` has one reader per name of ``afvae.data.real.SOURCES``.
 """
 from __future__ import annotations
 
@@ -120,7 +76,7 @@ class Source:
 def _require(path: Path, source: str, hint: str) -> Path:
     if not path.exists():
         raise DatasetNotFound(f"{source}: expected {path} ({hint}). Obtain the dataset yourself under its "
-                              f"licence and lay it out as `python -m afvae.prepare --help` describes.")
+                              f"licence and lay it out as `python -m afvae.data.real.prepare --help` describes.")
     return path
 
 
