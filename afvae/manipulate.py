@@ -140,7 +140,7 @@ def source_face(spec: str, cfg: Config, landmarks: str | None) -> Face:
     image = read_image(spec)
     if image.shape[:2] != (size, size):
         raise ValueError(f"{spec} is {image.shape[1]} x {image.shape[0]} px; the model reads aligned {size} x {size} "
-                         f"faces: align it with python -m afvae.prepare (--size {size}), then pass FOLDER:N")
+                         f"faces: align it with python -m afvae.data.real.prepare (--size {size}), then pass FOLDER:N")
     pts = read_landmarks(landmarks, size) if landmarks else torch.from_numpy(detected(image, spec))
     x = from_uint8(torch.from_numpy(image).permute(2, 0, 1))
     return Face(x, boundary(pts, cfg), pts)
