@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 import matplotlib.pyplot as plt  # headless runs fall back to the Agg backend by themselves
+import matplotlib.ticker as mticker
 import numpy as np
 import torch
 
@@ -556,7 +557,7 @@ def plot_time_to_quality(curves: dict[str, list[dict]],
     bar (for ``expr_changed_l1``: half the unchanged source's error).
     """
     use_style()
-    labels = {"train_tflop": "training TFLOP", "train_minutes": "training CPU minutes"}
+    labels = {"train_tflop": "training TFLOP", "train_minutes": "training CPU minutes", "images_seen": "images seen"}
     fig, axes = plt.subplots(len(x_keys), len(QUALITY_PANELS), figsize=(3.3 * len(QUALITY_PANELS), 2.9 * len(x_keys)),
                              squeeze=False)
     for row, x_key in zip(axes, x_keys):
@@ -568,6 +569,12 @@ def plot_time_to_quality(curves: dict[str, list[dict]],
             ax.axhline(bar if bar is not None else 0.5 * last[ref], color="C3", ls="--", lw=1, label="bar")
             ax.set_title(f"{metric} ({better} is better)")
             ax.set_xlabel(labels.get(x_key, x_key))
-    axes[0][0].legend(fontsize=7, loc="upper right")
-    fig.tight_layout()
+            if x_key == "images_seen":  # log scale, ticks in thousands
+                ax.set_xscale("log")
+                ax.xaxis.set_major_locator(mticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+                ax.xaxis.set_major_formatter(mticker.FuncFormatter(lambda v, _: f"{v / 1e3:g}k"))
+                ax.xaxis.set_minor_formatter(mticker.NullFormatter())
+    handles, names = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, names, fontsize=8, loc="lower center", ncol=min(len(names), 4), frameon=False)
+    fig.tight_layout(rect=(0, 0.06 + 0.03 * (len(names) > 4), 1, 1))
     return fig

@@ -238,6 +238,28 @@ def write_manifest(entries: dict[str, dict[str, Any]], folder: Path) -> Path:
     return write_text(folder / MANIFEST, json.dumps(body, indent=1) + "\n")
 
 
+def figure(folder: str | Path | None = None, bench: str | Path = "results/bench", figures: str | Path = "figures"
+           ) -> Path | None:
+    """``figures/quality_vs_images.png``: the edit benchmark against images seen, for the default recipe
+    (``python -m afvae.bench quality``) and each shipped AF-VAE model's long run (EMA and raw weights)."""
+    from afvae.plotting import plot_time_to_quality, save_figure
+
+    curves: dict[str, list[dict]] = {}
+    default = Path(bench) / "quality.json"
+    if default.exists():
+        curves["default preset (27,200 images)"] = json.loads(default.read_text())["curve"]
+    for name, entry in manifest(folder).items():
+        if name in AFVAE_NAMES and entry.get("curve"):
+            curves[f"{name}, long (EMA)"] = entry["curve"]
+            raw = [{**r, **{k.removeprefix("raw_"): v for k, v in r.items() if k.startswith("raw_")}}
+                   for r in entry["curve"] if "raw_yaw_ssim" in r]
+            if raw:
+                curves[f"{name}, long (raw weights)"] = raw
+    if not any("long" in k for k in curves):
+        return None
+    return save_figure(plot_time_to_quality(curves, x_keys=("images_seen",)), "quality_vs_images", figures)
+
+
 def run(a: argparse.Namespace) -> None:
     """Do what the parsed arguments ``a`` say; errors as one line, exit code 2."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -249,6 +271,8 @@ def run(a: argparse.Namespace) -> None:
                 entry = export(name, a.runs, a.cache, a.weights)
                 print(f"{name}: {entry['file']} ({entry['dtype']}, {entry['bytes'] / 1e6:.1f} MB) "
                       f"yaw_ssim {entry['metrics']['yaw_ssim']:.3f}", flush=True)
+        if a.command == "export" and (path := figure(a.weights)):
+            print(f"figure: {path}")
     except (ValueError, OSError, FloatingPointError) as e:
         fail("python -m afvae.zoo", e, a.debug)
 
