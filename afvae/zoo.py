@@ -4,7 +4,7 @@
 baselines) into ``DIR/NAME-HASH``, resuming exactly where an earlier sitting stopped. At every checkpoint it
 scores the edit benchmark of ``afvae.quality`` (200 yaw and 200 expression edits of unseen faces) with the
 evaluated weights (the EMA) and with the raw ones, into the run's ``curve.jsonl``: quality against images seen,
-from the default budget to the long one. Each sitting's wall time, machine and commit go to ``sittings.jsonl``.
+from the default budget to the long one. Each sitting's wall time, machine and commit go to ``sittings.jsonl`` (at every checkpoint).
 
 ``python -m afvae.zoo export [NAME ...] --runs DIR`` writes each finished model to ``weights/NAME.safetensors``
 and its entry in ``weights/manifest.json`` (``afvae.shipped`` reads them): fp16 when no metric of the benchmark
@@ -94,8 +94,9 @@ def read_curve(run: str | Path) -> list[dict[str, Any]]:
 
 def curve_callback(cfg: Config, run: Path, edits: EditSet, scorer: Any) -> Any:
     """``fit``'s callback: at every checkpoint step, score the evaluated and the raw weights into ``CURVE``
-    (rows of later steps, left by an interrupted sitting, are replaced)."""
+    (rows of later steps, left by an interrupted sitting, are replaced), and record this sitting so far."""
     tc = cfg.train
+    sitting = {"from_step": _step_of(run), "machine": machine(), "commit": commit(), "t0": time.perf_counter()}
 
     def score(done: int, method: Method) -> None:
         if done % tc.checkpoint_every and done != tc.steps:
@@ -108,6 +109,7 @@ def curve_callback(cfg: Config, run: Path, edits: EditSet, scorer: Any) -> Any:
         row["eval_seconds"] = time.perf_counter() - t0
         rows = [r for r in read_curve(run) if r["step"] < done] + [row]
         write_text(run / CURVE, "".join(json.dumps(r) + "\n" for r in rows))
+        record_sitting(run, sitting, done)
         log.info("%s step %d: yaw_ssim %.3f identity_sim %.3f", cfg.name, done, row["yaw_ssim"], row["identity_sim"])
 
     return score
@@ -119,15 +121,20 @@ def train(name: str, runs: str | Path, cache: str | Path = "results/cache", scal
     run = run_dir(cfg, runs)
     scorer = load_factor_net(cfg.data, cache)
     edits = edit_set(build_dataset(cfg.data, "test"), n_yaw=200, n_expression=200, seed=0)
-    start, t0 = _step_of(run), time.perf_counter()
     with torch.random.fork_rng(devices=[]):
         fit(cfg, run, resume=True, cache_root=cache, callback=curve_callback(cfg, run, edits, scorer))
-    if _step_of(run) > start:
-        sitting = {"from_step": start, "to_step": _step_of(run), "seconds": time.perf_counter() - t0,
-                   "machine": machine(), "commit": commit()}
-        with open(run / SITTINGS, "a") as f:
-            f.write(json.dumps(sitting) + "\n")
     return run
+
+
+def record_sitting(run: Path, sitting: dict[str, Any], done: int) -> None:
+    """Write ``SITTINGS``: the earlier sittings up to where this one resumed, then this one up to step ``done``
+    (rewritten at every checkpoint, so a killed sitting keeps its time up to its last checkpoint)."""
+    path, start = run / SITTINGS, sitting["from_step"]
+    rows = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    rows = [{**r, "to_step": min(r["to_step"], start)} for r in rows if r["from_step"] < start]
+    rows.append({"from_step": start, "to_step": done, "seconds": time.perf_counter() - sitting["t0"],
+                 "machine": sitting["machine"], "commit": sitting["commit"]})
+    write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
 
 
 def _step_of(run: Path) -> int:

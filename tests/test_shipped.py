@@ -137,3 +137,19 @@ def test_reference_uses_the_shipped_full_model_when_none_is_trained(smoke_weight
     assert experiment.reference(ablation, tmp_path / "b")[1] is ablation  # never replaced by the full model
     monkeypatch.setenv("AFVAE_RETRAIN", "1")
     assert experiment.reference(local, tmp_path / "c")[1] is local
+
+
+def test_sittings_add_up_across_a_resume(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    zoo.record_sitting(run, {"from_step": 0, "machine": "m1", "commit": "a", "t0": 0.0}, 850)
+    zoo.record_sitting(run, {"from_step": 0, "machine": "m1", "commit": "a", "t0": 0.0}, 1700)  # same sitting, later
+    zoo.record_sitting(run, {"from_step": 850, "machine": "m2", "commit": "b", "t0": 0.0}, 2550)  # resumed at 850
+    rows = [json.loads(line) for line in (run / zoo.SITTINGS).read_text().splitlines()]
+    assert [(r["from_step"], r["to_step"], r["machine"]) for r in rows] == [(0, 850, "m1"), (850, 2550, "m2")]
+
+
+def test_training_records_its_sitting(smoke_weights):
+    rows = (zoo.run_dir(zoo.zoo_config("full", "smoke"), smoke_weights / "runs") / zoo.SITTINGS).read_text()
+    row = json.loads(rows.splitlines()[-1])
+    assert row["to_step"] == 30 and row["seconds"] > 0 and row["machine"] and row["commit"]
