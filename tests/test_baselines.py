@@ -236,3 +236,13 @@ def test_pix2pixhd_perceptual_term_uses_attached_feature_net(batch, centres):
     assert with_p["perceptual"] > 0
     assert float(with_p["loss"]) == pytest.approx(float(with_p["adv"] + 10 * with_p["fm"] + 10 * with_p["perceptual"]))
     assert model.g_terms(batch, {"x_fake": batch["x"]})["perceptual"] == 0  # the real image itself: no loss
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_generators_upsample_as_the_config_says(method, centres):
+    kinds = {}
+    for mode in ("deconv", "pixel_shuffle"):
+        model = build_network(tiny(method).replace(model={"upsample": mode}), centres)
+        kinds[mode] = {type(m).__name__ for m in model.G.modules()}
+    assert "ConvTranspose2d" in kinds["deconv"] and "PixelShuffle" not in kinds["deconv"]
+    assert "PixelShuffle" in kinds["pixel_shuffle"] and "ConvTranspose2d" not in kinds["pixel_shuffle"]

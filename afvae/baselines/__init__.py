@@ -14,7 +14,8 @@ the same way.
 
 A baseline's config is AF-VAE's preset ``Config`` with ``name`` = the method, the same data and the same
 training budget in images seen (``train.steps * train.batch_size``); ``model.base_width`` is the baseline's
-width, ``train.lr`` = 2e-4 and Adam betas (0.5, 0.999), as in all three papers.
+width, ``train.lr`` = 2e-4 and Adam betas (0.5, 0.999), as in all three papers, and ``model.upsample`` the
+generators' upsampling (``UPSAMPLE``: transposed convolutions, as in the papers).
 """
 from __future__ import annotations
 
@@ -29,6 +30,9 @@ METHODS: dict[str, type[GANBaseline]] = {"pix2pixHD": Pix2PixHD, "StarGAN": Star
 # Widths at the default scale (64 px), sized so that each trains at roughly AF-VAE's speed on a CPU; other
 # scales multiply them by the preset's base_width / 32 (smoke: / 4, paper: x 2).
 DEFAULT_WIDTH = {"pix2pixHD": 16, "StarGAN": 12, "GANimation": 12}
+# The generators' x2 upsampling: the papers' transposed convolution. "pixel_shuffle" (AF-VAE's) is a switch; with
+# it and an EMA of the weights, pix2pixHD still painted colour noise at the default budget (README, Table 1).
+UPSAMPLE = "deconv"
 
 
 def config(scale: str, method: str, data: str = "synthetic", seed: int = 0) -> Config:
@@ -38,5 +42,5 @@ def config(scale: str, method: str, data: str = "synthetic", seed: int = 0) -> C
     base = for_data(get_config(scale, "full"), data)  # a prepared folder's schema sets the boundary channels
     width = max(4, DEFAULT_WIDTH[method] * base.model.base_width // 32)
     perceptual = "auto" if method == "pix2pixHD" else "none"  # pix2pixHD's VGG loss, substituted like AF-VAE's
-    return base.replace(name=method, model={"base_width": width, "max_width": 16 * width},
+    return base.replace(name=method, model={"base_width": width, "max_width": 16 * width, "upsample": UPSAMPLE},
                         loss={"feature_net": perceptual}, train={"lr": LR, "betas": BETAS, "seed": seed})

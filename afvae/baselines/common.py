@@ -21,6 +21,7 @@ from torch import Tensor
 from afvae.config import Config
 from afvae.features import FeatureNet
 from afvae.losses import check_finite
+from afvae.model import icnr_
 from afvae.prior import focal_weights
 
 LR, BETAS = 2e-4, (0.5, 0.999)  # Adam settings of all three papers
@@ -115,10 +116,19 @@ def down_in(cin: int, cout: int) -> nn.Sequential:
                          nn.ReLU(inplace=True))
 
 
-def up_in(cin: int, cout: int) -> nn.Sequential:
-    """4 x 4 stride-2 transposed conv, InstanceNorm, ReLU: (B, cin, H, W) -> (B, cout, 2H, 2W)."""
-    return nn.Sequential(nn.ConvTranspose2d(cin, cout, 4, 2, 1, bias=False), nn.InstanceNorm2d(cout, affine=True),
-                         nn.ReLU(inplace=True))
+def up_in(cin: int, cout: int, mode: str = "deconv") -> nn.Sequential:
+    """x2 upsampling, InstanceNorm, ReLU: (B, cin, H, W) -> (B, cout, 2H, 2W). ``mode`` "deconv": the papers'
+    4 x 4 stride-2 transposed conv; "pixel_shuffle": a 3 x 3 sub-pixel conv (ICNR-initialised) + PixelShuffle,
+    AF-VAE's upsampling, which starts without the transposed conv's checkerboard (``model.upsample``)."""
+    if mode == "deconv":
+        up: list[nn.Module] = [nn.ConvTranspose2d(cin, cout, 4, 2, 1, bias=False)]
+    elif mode == "pixel_shuffle":
+        sub = nn.Conv2d(cin, 4 * cout, 3, 1, 1, bias=False, padding_mode="reflect")
+        icnr_(sub.weight)
+        up = [sub, nn.PixelShuffle(2)]
+    else:
+        raise ValueError(f"unknown upsample mode {mode!r}; expected 'pixel_shuffle' or 'deconv'")
+    return nn.Sequential(*up, nn.InstanceNorm2d(cout, affine=True), nn.ReLU(inplace=True))
 
 
 class ResBlock(nn.Module):
@@ -144,11 +154,11 @@ class EncoderDecoder(nn.Module):
     (B, cin, R, R) -> (B, width, R, R) features (the heads are the caller's).
     """
 
-    def __init__(self, cin: int, width: int, n_res: int):
+    def __init__(self, cin: int, width: int, n_res: int, upsample: str = "deconv"):
         super().__init__()
         w = width
         self.body = nn.Sequential(conv_in(cin, w, k=7), down_in(w, 2 * w), down_in(2 * w, 4 * w),
-                                  *[ResBlock(4 * w) for _ in range(n_res)], up_in(4 * w, 2 * w), up_in(2 * w, w))
+                                  *[ResBlock(4 * w) for _ in range(n_res)], up_in(4 * w, 2 * w, upsample), up_in(2 * w, w, upsample))
 
     def forward(self, h: Tensor) -> Tensor:
         return self.body(h)

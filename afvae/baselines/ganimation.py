@@ -48,9 +48,9 @@ def attention_loss(attention: Tensor) -> Tensor:
 class Generator(nn.Module):
     """G(x, y): x (B, 3, R, R), y (B, K) -> colour (B, 3, R, R) in [-1, 1], attention (B, 1, R, R) in [0, 1]."""
 
-    def __init__(self, k: int, width: int):
+    def __init__(self, k: int, width: int, upsample: str = "deconv"):
         super().__init__()
-        self.trunk = EncoderDecoder(3 + k, width, N_RES)
+        self.trunk = EncoderDecoder(3 + k, width, N_RES, upsample)
         self.colour = to_image(width, 3)
         self.attention = to_image(width, 1)
 
@@ -80,7 +80,7 @@ class GANimation(GANBaseline):
     def __init__(self, cfg: Config, centres: Tensor):
         super().__init__(cfg, centres)
         w, R = cfg.model.base_width, cfg.data.size
-        self.G = Generator(self.n_focal, w)
+        self.G = Generator(self.n_focal, w, cfg.model.upsample)
         self.D = Discriminator(self.n_focal, w, R)
 
     def animate(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:

@@ -60,13 +60,13 @@ class Generator(nn.Module):
     (w/2 at R, then w at R/2) can be summed.
     """
 
-    def __init__(self, c_channels: int, width: int):
+    def __init__(self, c_channels: int, width: int, upsample: str = "deconv"):
         super().__init__()
         w, h, cin = width, width // 2, c_channels + FEATURE_DIM
         self.encoder = FeatureEncoder(h)
-        self.global_g = EncoderDecoder(cin, w, N_RES_GLOBAL).body  # G1 without its output layer, at R/2
+        self.global_g = EncoderDecoder(cin, w, N_RES_GLOBAL, upsample).body  # G1 without its output layer, at R/2
         self.local_front = nn.Sequential(conv_in(cin, h, k=7), down_in(h, w))  # R -> R/2
-        self.local_back = nn.Sequential(*[ResBlock(w) for _ in range(N_RES_LOCAL)], up_in(w, h), to_image(h),
+        self.local_back = nn.Sequential(*[ResBlock(w) for _ in range(N_RES_LOCAL)], up_in(w, h, upsample), to_image(h),
                                         nn.Tanh())
 
     def forward(self, c: Tensor, features: Tensor) -> Tensor:
@@ -125,7 +125,7 @@ class Pix2PixHD(GANBaseline):
     def __init__(self, cfg: Config, centres: Tensor):
         super().__init__(cfg, centres)
         C, w = cfg.model.boundary_channels, cfg.model.base_width
-        self.G = Generator(C, w)
+        self.G = Generator(C, w, cfg.model.upsample)
         self.D = MultiScaleD(C + 3, w)
 
     def generate(self, batch: dict[str, Tensor], generator: torch.Generator) -> dict[str, Tensor]:
