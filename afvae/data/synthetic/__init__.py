@@ -22,12 +22,14 @@ Appearance (per identity) and structure (per image) are batched dataclasses of t
 one of each (a batch of 1 broadcasts), so an identity can be drawn under any structure: the true target of
 a manipulation. Everything is deterministic from a ``torch.Generator``.
 
-Modules, bottom up (each imports only those before it): ``factors`` (Appearance, Structure, their sampling,
-the identity split) -> ``geometry`` (head ellipsoids, landmarks, pose, camera) -> ``raster`` (rays, layers,
-hair, background, face features, ``render``) -> ``faceset`` (rendered sets). This package re-exports their
-public names, so ``syn.render`` and ``from afvae.data.synthetic import render`` both work. It loads a module
-on the first use of one of its names (PEP 562), so that ``python -m afvae.data.synthetic --help`` answers
-without importing torch.
+Modules, bottom up (each imports only those before it): ``sampling`` (batched factors, shared samplers, the
+identity split) and ``camera`` (the pinhole camera, rotations, ellipsoids) -> ``shading`` (rays, hits,
+Lambert shading, soft-edged layers composited by depth, background) -> ``factors`` (the face's Appearance,
+Structure and their sampling) -> ``geometry`` (head ellipsoids, landmarks, pose) -> ``raster`` (hair, body,
+face features, ``render``) -> ``faceset`` (rendered sets). This package
+re-exports their public names, so ``syn.render`` (the faces') and ``from afvae.data.synthetic import render``
+both work. It loads a module on the first use of one of its names (PEP 562), so that ``python -m
+afvae.data.synthetic --help`` answers without importing torch.
 """
 from __future__ import annotations
 
@@ -35,15 +37,17 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the modules the names below live in, for type checkers and the import-graph test
-    from afvae.data.synthetic import faceset, factors, geometry, raster  # noqa: F401
+    from afvae.data.synthetic import camera, faceset, factors, geometry, raster, sampling  # noqa: F401
 
 _HOME = {  # public name -> the module that defines it
+    **dict.fromkeys(("Factors", "TEST_FRACTION", "identity_generator", "held_out_identities"), "sampling"),
+    **dict.fromkeys(("CAMERA_DISTANCE", "ZOOM", "CENTRE_ROW", "Camera"), "camera"),
     **dict.fromkeys(("EXPRESSIONS", "HAIR_STYLES", "SHAPE_FACTORS", "COLOUR_FIELDS", "SHAPE_FIELDS",
                      "APPEARANCE_FIELDS", "Appearance", "Structure", "AppearanceBatch", "StructureBatch",
                      "appearance_columns", "structure_columns", "sample_appearance", "sample_structure",
-                     "TEST_FRACTION", "identity_generator", "held_out_identities", "sample_identities"), "factors"),
-    **dict.fromkeys(("CAMERA_DISTANCE", "ZOOM", "CENTRE_ROW", "MIRROR", "NOSE_TILT", "FACE_SURFACES",
-                     "head_rotation", "head_geometry", "face_xy", "face_points", "Camera", "landmarks"), "geometry"),
+                     "sample_identities"), "factors"),
+    **dict.fromkeys(("MIRROR", "NOSE_TILT", "FACE_SURFACES", "head_rotation", "head_geometry", "face_xy",
+                     "face_points", "landmarks"), "geometry"),
     **dict.fromkeys(("SIZES", "FEATURE_RES", "FEATURE_SUPERSAMPLE", "render"), "raster"),
     **dict.fromkeys(("FaceSet", "render_faces", "make_faces"), "faceset"),
 }
