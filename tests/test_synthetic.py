@@ -51,6 +51,15 @@ def test_render_is_deterministic_by_seed():
     assert torch.get_num_threads() == threads, "render restores the thread setting"
 
 
+def test_identities_depend_on_the_seed():
+    """Each (seed, identity) has its own generator; seed 0 keeps identity i on generator seed i."""
+    a0, s0 = S.sample_identities([0, 5], 2, 0)
+    a1, _ = S.sample_identities([0, 5], 2, 1)
+    assert torch.equal(a0.to_vector(), S.sample_identities([0, 5], 2, 0)[0].to_vector())
+    assert (a0.to_vector() - a1.to_vector()).abs().amax(1).min() > 0.1, "another seed, other people"
+    assert torch.equal(a0.index(1).to_vector(), S.sample_appearance(1, gen(5)).to_vector())
+
+
 def test_frontal_landmarks_follow_ibug_order():
     size = 64
     lm = S.landmarks(identities(16), S.Structure.create(), size)  # (16, 68, 2)

@@ -119,8 +119,12 @@ TEST_FRACTION = 0.1
 
 
 def identity_generator(seed: int, identity: int) -> torch.Generator:
-    """The generator of one identity: its appearance and structures depend only on (seed, identity)."""
-    return torch.Generator().manual_seed((seed % 2**31) * 2**32 + identity)
+    """The generator of one identity: its appearance and structures depend only on (seed, identity).
+
+    torch's CPU generator keeps only the low 32 bits of its seed, so (seed, identity) is mixed into 32 bits
+    (seed 0 gives identity i the seed i).
+    """
+    return torch.Generator().manual_seed((seed * 0x9E3779B1 + identity) % 2**32)
 
 
 def held_out_identities(n_identities: int, seed: int) -> Tensor:
