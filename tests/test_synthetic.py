@@ -232,7 +232,7 @@ def test_camera_rays_through_landmarks_hit_the_surface_at_them():
 def test_package_names_resolve_to_their_modules():
     """Each re-exported name is loaded on first use from the module that defines it."""
     modules = [importlib.import_module(f"afvae.data.synthetic.{m}") for m in
-               ("sampling", "camera", "shading", "factors", "geometry", "raster", "faceset")]
+               ("sampling", "camera", "shading", "factors", "geometry", "raster", "hands", "cats", "subjects", "faceset")]
     assert all(any(getattr(m, n, None) is getattr(S, n) for m in modules) for n in S.__all__)
     assert {"render", "landmarks", "Appearance", "make_faces"} <= set(dir(S)) and "_scene" not in S.__all__
     with pytest.raises(AttributeError):

@@ -111,6 +111,14 @@ def background_noise(g: torch.Generator, n: int) -> Tensor:
     return torch.randn(n, 16, generator=g) * 0.12 * uniform(g, n, 1)
 
 
+def sample_scene(g: torch.Generator, n: int) -> dict[str, Tensor]:
+    """The appearance fields every subject shares: background (bg_top, bg_bottom (n, 3), bg_noise (n, 16)) and
+    light (light_dir (n, 3), light (n, 2))."""
+    light_dir, light = sample_light(g, n)
+    return {"bg_top": muted(g, n), "bg_bottom": muted(g, n), "bg_noise": background_noise(g, n),
+            "light_dir": light_dir, "light": light}
+
+
 # =========================================================================================================
 # Identities: one generator each, and the held-out split
 # =========================================================================================================

@@ -1,16 +1,18 @@
 """Rays, hits and compositing shared by every synthetic subject: rays through the pixels of the one camera,
-ellipsoid hits with analytic soft edges and Lambert shading on their true normals, depth compositing of
-soft-edged layers, the gradient background and a premultiplied canvas for painted texture.
+ellipsoid hits with analytic soft edges and Lambert shading on their true normals, flat triangles and strokes,
+depth compositing of soft-edged layers, the gradient background, a premultiplied canvas for painted texture,
+and ``render_layered`` for a subject drawn as one layer.
 """
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import torch
 import torch.nn.functional as nnf
 from torch import Tensor
 
-from afvae.data.synthetic.camera import CAMERA_DISTANCE, Camera, Ellipsoid
+from afvae.data.synthetic.camera import CAMERA_DISTANCE, Camera, Ellipsoid, torch_threads
+from afvae.data.synthetic.sampling import broadcast
 
 
 class Rays(NamedTuple):
@@ -195,3 +197,26 @@ class Canvas:
         alpha = alpha[:, None]
         self.rgb = torch.addcmul(self.rgb * (1 - alpha), colour, alpha)
         self.a = self.a + alpha * (1 - self.a)
+
+
+def render_layered(layer: Callable[[Any, Any, Rays], Layer], keypoints: Callable[[Any, Any, int], Tensor],
+                   appearance: Any, structure: Any, size: int, *, supersample: int = 1, threads: int | None = 1
+                   ) -> tuple[Tensor, Tensor]:
+    """Draw a subject that ``layer`` gives as one soft-edged layer over its appearance's background (bg_top,
+    bg_bottom, bg_noise): x (B, 3, size, size) float32 in [-1, 1] and ``keypoints(appearance, structure, size)``.
+
+    A batch of one appearance or structure broadcasts against the other. ``supersample`` renders the raster
+    that many times finer and averages it down; ``threads``: torch intra-op threads while drawing (see the
+    faces' ``render``).
+    """
+    if size < 16:
+        raise ValueError(f"size must be at least 16, got {size}")
+    appearance, structure = broadcast(appearance, structure)
+    with torch.no_grad(), torch_threads(threads):
+        grid = size * supersample
+        subject = layer(appearance, structure, grid_rays(size, grid))
+        img = background(appearance.bg_top, appearance.bg_bottom, appearance.bg_noise, grid)
+        img = over(img, subject.value, subject.alpha).clamp(0, 1)
+        if supersample > 1:
+            img = nnf.avg_pool2d(img, supersample)
+        return img * 2 - 1, keypoints(appearance, structure, size)
