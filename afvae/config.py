@@ -90,9 +90,9 @@ def _wanted(value: Any, hint: Any, name: str) -> str | None:
 
 @dataclass(frozen=True)
 class DataConfig(Checked):
-    """Which images to train on: the embedded synthetic faces or a prepared folder."""
+    """Which images to train on: the embedded synthetic faces, hands or cats, or a prepared folder."""
 
-    source: str = "synthetic"  # "synthetic" or a path to a prepared folder
+    source: str = "synthetic"  # "synthetic" (faces), "synthetic-hands", "synthetic-cats" or a prepared folder's path
     size: int = 64  # image side in pixels (32 | 64 | 128 | 256)
     n_identities: int = 200  # synthetic only: identities (90 % train / 10 % test)
     images_per_identity: int = 40  # synthetic only: structures rendered per identity

@@ -101,20 +101,24 @@ TABLE_COLUMNS = (
 
 def factor_columns(n_targets: int, n_points: int = 68) -> dict[str, list[int]]:
     """Column indices of ``FactorNet.predict`` outputs: ``landmarks`` (2 * n_points), and on synthetic-factor
-    data also ``appearance`` (63), ``structure`` (9) and ``expression`` (the 6 ``expr_*`` structure columns).
+    data also ``appearance`` and ``structure`` (for faces 63 and 9) and, for faces, ``expression`` (the 6
+    ``expr_*`` structure columns). The synthetic subject is the one whose schema has n_points.
 
     Layout of ``afvae.features.factor_targets``: landmarks / size, appearance vector, structure vector.
     """
-    A, S, L = len(syn.appearance_columns()), len(syn.structure_columns()), 2 * n_points
+    L = 2 * n_points
     cols = {"landmarks": list(range(L))}
     if n_targets == L:
         return cols  # landmarks only: a folder without factors.csv
-    if n_targets != L + A + S:
+    subject = next((s for s in syn.SUBJECTS.values() if s.schema.n_points == n_points), None)
+    app, st = subject.columns() if subject is not None else ([], [])
+    A, S = len(app), len(st)
+    if subject is None or n_targets != L + A + S:
         raise ValueError(f"a FactorNet with {n_targets} targets matches neither the landmark-only layout "
-                         f"({L}) nor the synthetic one ({L + A + S}) of {n_points} points")
-    expr = [L + A + i for i, c in enumerate(syn.structure_columns()) if c.startswith("expr_")]
-    return {**cols, "appearance": list(range(L, L + A)), "structure": list(range(L + A, L + A + S)),
-            "expression": expr}
+                         f"({L}) nor a synthetic one of {n_points} points")
+    expr = [L + A + i for i, c in enumerate(st) if c.startswith("expr_")]
+    return {**cols, "appearance": list(range(L, L + A)), "structure": list(range(L + A, L + A + S))} | (
+        {"expression": expr} if expr else {})
 
 
 def predict_factors(net: FeatureNet, x: Tensor, batch_size: int = 256) -> Tensor:

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from afvae.atomic import atomic_path
-from afvae.boundaries import boundary_map
+from afvae.boundaries import Schema, boundary_map
 from afvae.data import synthetic as syn
 from afvae.images import to_numpy_image
 
@@ -536,6 +536,54 @@ def plot_synthetic_samples(n_identities: int = 6, size: int = 64, seed: int = 0,
             if row == 0:
                 y_, p_, r_, e_ = structures[col]
                 ax_img.set_title(f"{e_}\nyaw {y_:+.0f} pitch {p_:+.0f} roll {r_:+.0f}", fontsize=6, loc="left")
+    for ax in axes.flat:
+        ax.set_axis_off()
+    return fig
+
+
+SUBJECT_POSES = {  # (column label, Structure.create arguments) columns of plot_synthetic_subjects
+    "hands": (("open", {}), ("spread, rolled", {"spread": 1.0, "roll": -20.0}),
+              ("pointing", {"flexion": (0.8, 0.0, 1.0, 1.0, 1.0), "spread": 0.3}),
+              ("fist", {"flexion": 1.0, "spread": 0.0, "wrist": -20.0}),
+              ("half bent, turned", {"flexion": 0.45, "wrist": 60.0, "roll": 15.0})),
+    "cats": (("front", {}), ("turned, ears up", {"yaw": 35.0, "ears": 1.0}),
+             ("ears back, mouth open", {"ears": -1.0, "mouth": 1.0, "pitch": 10.0}),
+             ("eyes closed, tilted", {"eyes": 0.0, "roll": 15.0}),
+             ("looking up", {"pitch": 20.0, "yaw": -25.0, "eyes": 0.6})),
+}
+
+
+def _keypoint_overlay(ax: plt.Axes, kp: torch.Tensor, schema: Schema) -> None:
+    """Keypoints (P, 2) pixels as dots, joined along each curve of ``schema`` in its own colour."""
+    colours = plt.get_cmap("tab10")(np.arange(schema.n_curves) % 10)
+    for (_, idx), colour in zip(schema.curves, colours):
+        ax.plot(kp[list(idx), 0], kp[list(idx), 1], "-", color=colour, lw=0.7, alpha=0.8)
+    ax.scatter(kp[:, 0], kp[:, 1], s=3, c="w", edgecolors="k", linewidths=0.3, zorder=3)
+
+
+def plot_synthetic_subjects(n_identities: int = 3, size: int = 64, seed: int = 0,
+                            subjects: Sequence[str] = ("hands", "cats")) -> plt.Figure:
+    """A matplotlib Figure of the procedural subjects beside the faces: per subject, identities (rows) x the
+    structures of ``SUBJECT_POSES`` (columns), each image with its exact keypoints and its schema's curves."""
+    n_cols = max(len(SUBJECT_POSES[name]) for name in subjects)
+    n_rows = n_identities * len(subjects)
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(1.6 * n_cols, 1.7 * n_rows), squeeze=False,
+                             gridspec_kw={"wspace": 0.04, "hspace": 0.18})
+    for k, name in enumerate(subjects):
+        subject = syn.SUBJECTS[name]
+        labels, kwargs = zip(*SUBJECT_POSES[name])
+        st = subject.structure.cat([subject.structure.create(**kw) for kw in kwargs])  # type: ignore[attr-defined]
+        app, _ = subject.identities(range(n_identities), 1, seed)
+        for i in range(n_identities):
+            x, kp = subject.render(app.index(i), st, size)
+            row = axes[k * n_identities + i]
+            for j, ax in enumerate(row[:len(labels)]):
+                ax.imshow(to_numpy_image(x[j]))
+                _keypoint_overlay(ax, kp[j], subject.schema)
+                if i == 0:
+                    ax.set_title(labels[j], fontsize=6)
+            row[0].text(-0.08, 0.5, f"{name} {i}", transform=row[0].transAxes, fontsize=7, rotation=90,
+                        ha="right", va="center")
     for ax in axes.flat:
         ax.set_axis_off()
     return fig

@@ -7,7 +7,7 @@ import torch
 
 from afvae.data import synthetic as S
 from afvae.data.datasets import FolderFaces, SyntheticFaces, collate, export_synthetic
-from afvae.data.synthetic import raster
+from afvae.data.synthetic import raster, shading
 from afvae.images import to_uint8
 
 
@@ -49,6 +49,15 @@ def test_render_is_deterministic_by_seed():
     assert torch.equal(x1, x2) and torch.equal(l1, l2)
     assert (x1 - x3).abs().mean() > 0.05 and (l1 - l3).abs().mean() > 0.5
     assert torch.get_num_threads() == threads, "render restores the thread setting"
+
+
+def test_identities_depend_on_the_seed():
+    """Each (seed, identity) has its own generator; seed 0 keeps identity i on generator seed i."""
+    a0, s0 = S.sample_identities([0, 5], 2, 0)
+    a1, _ = S.sample_identities([0, 5], 2, 1)
+    assert torch.equal(a0.to_vector(), S.sample_identities([0, 5], 2, 0)[0].to_vector())
+    assert (a0.to_vector() - a1.to_vector()).abs().amax(1).min() > 0.1, "another seed, other people"
+    assert torch.equal(a0.index(1).to_vector(), S.sample_appearance(1, gen(5)).to_vector())
 
 
 def test_frontal_landmarks_follow_ibug_order():
@@ -210,7 +219,7 @@ def test_camera_rays_through_landmarks_hit_the_surface_at_them():
     lm = S.Camera.for_size(size).project(scene.points)  # (B, 68, 2)
     cam = S.Camera.for_size(size)
     u, v = ((lm[..., 0] - cam.cx) / cam.f)[:, None], ((cam.cy - lm[..., 1]) / cam.f)[:, None]  # (B, 1, 68)
-    rays = raster._Rays(u, v, 1 / cam.f)
+    rays = shading.Rays(u, v, 1 / cam.f)
     skin, p = raster._skin_hits(scene, rays, S.FACE_SURFACES)  # (B, 3, 1, 68) head-frame hit points
     hit_xy = p[:, :2, 0].transpose(1, 2)  # (B, 68, 2)
     depth = scene.points @ S.head_rotation(st)  # back to the head frame
@@ -222,7 +231,8 @@ def test_camera_rays_through_landmarks_hit_the_surface_at_them():
 
 def test_package_names_resolve_to_their_modules():
     """Each re-exported name is loaded on first use from the module that defines it."""
-    modules = [importlib.import_module(f"afvae.data.synthetic.{m}") for m in ("factors", "geometry", "raster", "faceset")]
+    modules = [importlib.import_module(f"afvae.data.synthetic.{m}") for m in
+               ("sampling", "camera", "shading", "factors", "geometry", "raster", "hands", "cats", "subjects", "faceset")]
     assert all(any(getattr(m, n, None) is getattr(S, n) for m in modules) for n in S.__all__)
     assert {"render", "landmarks", "Appearance", "make_faces"} <= set(dir(S)) and "_scene" not in S.__all__
     with pytest.raises(AttributeError):

@@ -1,7 +1,10 @@
-"""Datasets that training reads, whatever the source: the embedded synthetic faces or a prepared folder.
+"""Datasets that training reads, whatever the source: the embedded synthetic faces, hands or cats, or a prepared
+folder.
 
-Every item is a dict: ``x`` (3, H, W) float32 in [-1, 1], ``c`` (C, H, W) boundary map in [0, 1] (C = the
-schema's curves, 13 for faces, or 1 for the merged map), ``landmarks`` (P, 2) pixels (P = 68 for faces),
+``DataConfig.source`` names it: "synthetic" (faces), "synthetic-hands", "synthetic-cats" (``SYNTHETIC``), or a
+folder's path. Every item is a dict: ``x`` (3, H, W) float32 in [-1, 1], ``c`` (C, H, W) boundary map in [0, 1]
+(C = the schema's curves: 13 for faces, 5 for hands, 4 for cats; or 1 for the merged map), ``landmarks`` (P, 2)
+pixels (P = 68 for faces, 21 for hands, 9 for cats),
 ``identity`` int64, and for synthetic data also the generative factors ``appearance`` (A,) and ``structure``
 (S,). ``collate(dataset, idx)`` gives the same keys batched. Images are uint8: in memory for the synthetic
 faces, read from disk per batch for folders (``afvae.data.store``).
@@ -36,12 +39,26 @@ from afvae.images import from_uint8, to_uint8
 
 log = logging.getLogger(__name__)
 SPLITS = ("train", "test", "all")
+SYNTHETIC = {"synthetic": "faces", "synthetic-hands": "hands", "synthetic-cats": "cats"}  # source -> subject
+
+
+def synthetic_subject(source: str) -> syn.Subject | None:
+    """The procedural subject a data source names (``SYNTHETIC``), or None for a folder."""
+    return syn.SUBJECTS[SYNTHETIC[source]] if source in SYNTHETIC else None
 
 
 def _boundaries(landmarks: Tensor, size: int, channels: int, schema: Schema = FACE68) -> Tensor:
     """(B, P, 2) pixels -> (B, channels, size, size): the schema's curves, or 1 merged channel."""
     c = boundary_map(landmarks, size, schema=schema)
     return merged_map(c) if channels == 1 else c
+
+
+def _check_channels(what: str, schema: Schema, channels: int) -> None:
+    """Raise ValueError unless ``channels`` is the schema's curve count or 1 (the merged map)."""
+    if channels not in (1, schema.n_curves):
+        raise ValueError(f"{what}: schema {schema.name} draws {schema.n_curves} curves, but {channels} boundary "
+                         "channels were asked for; build the config with afvae.data.datasets.for_data(cfg, source), "
+                         "which sets them")
 
 
 class _FaceDataset(Dataset):
@@ -80,12 +97,17 @@ class _FaceDataset(Dataset):
 
 
 class SyntheticFaces(_FaceDataset):
-    """The embedded procedural faces: identities split 90 / 10 (disjoint), each under many structures."""
+    """An embedded procedural subject (faces unless ``subject`` says hands or cats): identities split 90 / 10
+    (disjoint), each under many structures."""
 
     def __init__(self, size: int = 64, n_identities: int = 200, images_per_identity: int = 40, split: str = "train",
-                 seed: int = 0, boundary_channels: int = 13, progress: bool | None = None):
+                 seed: int = 0, boundary_channels: int = 13, progress: bool | None = None,
+                 subject: syn.Subject | None = None):
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        self.subject = syn.FACES if subject is None else subject
+        self.schema = self.subject.schema
+        _check_channels(f"synthetic {self.subject.name}", self.schema, boundary_channels)
         self.size, self.seed, self.boundary_channels = size, seed, boundary_channels
         self.n_identities, self.images_per_identity, self.split = n_identities, images_per_identity, split
         test = syn.held_out_identities(n_identities, seed)
@@ -93,13 +115,14 @@ class SyntheticFaces(_FaceDataset):
         self.identities = keep.nonzero()[:, 0]  # (n,) ids of this split's identities
         n_images = len(self.identities) * images_per_identity
         progress = n_images >= 2000 if progress is None else progress
-        faces = syn.make_faces(size, self.identities, images_per_identity, seed, progress=progress)
+        faces = syn.make_faces(size, self.identities, images_per_identity, seed, progress=progress,
+                               subject=self.subject)
         self.images, self.landmarks, self.identity = faces.images, faces.landmarks, faces.identity
         self.structure = faces.structure
         self.factors = {"appearance": faces.appearance.to_vector(), "structure": faces.structure.to_vector()}
         self._appearance = faces.appearance.index(slice(None, None, images_per_identity))  # one per identity
 
-    def appearance_of(self, identity: int | Tensor) -> syn.Appearance:
+    def appearance_of(self, identity: int | Tensor) -> syn.Factors:
         """Appearance of identity id(s) of this split (B,) -> batch of B."""
         ids = torch.as_tensor(identity, dtype=torch.int64).reshape(-1)
         pos = torch.searchsorted(self.identities, ids).clamp(max=len(self.identities) - 1)
@@ -107,15 +130,16 @@ class SyntheticFaces(_FaceDataset):
             raise KeyError(f"identities {ids.tolist()} are not all in the {self.split!r} split")
         return self._appearance.index(pos)
 
-    def render_identity(self, identity: int | Tensor, structure: syn.Structure, quantize: bool = True
+    def render_identity(self, identity: int | Tensor, structure: syn.Factors, quantize: bool = True
                         ) -> dict[str, Tensor]:
-        """Identity id(s) under structure(s) (batches broadcast): x, c, landmarks like get_batch."""
-        x, lm = syn.render(self.appearance_of(identity), structure, self.size)
+        """Identity id(s) under structure(s) of this subject (batches broadcast): x, c, landmarks like get_batch."""
+        x, lm = self.subject.render(self.appearance_of(identity), structure, self.size)
         x = from_uint8(to_uint8(x)) if quantize else x  # quantized like the stored images
-        return {"x": x, "c": _boundaries(lm, self.size, self.boundary_channels), "landmarks": lm}
+        return {"x": x, "c": self.boundaries(lm), "landmarks": lm}
 
-    def true_target(self, index: int | Tensor, structure: syn.Structure, quantize: bool = True) -> dict[str, Tensor]:
-        """The ground truth of a manipulation: the identity of item(s) ``index`` under ``structure``."""
+    def true_target(self, index: int | Tensor, structure: syn.Factors, quantize: bool = True) -> dict[str, Tensor]:
+        """The ground truth of a manipulation: the identity of item(s) ``index`` under ``structure`` (the subject's
+        Structure, e.g. ``syn.HandStructure.create(...)`` for hands)."""
         return self.render_identity(self.identity[torch.as_tensor(index).reshape(-1)], structure, quantize)
 
     def render_pair(self, index: int | Tensor, target_index: int | Tensor) -> dict[str, Tensor]:
@@ -215,12 +239,13 @@ def folder_schema(root: str | Path, meta: dict[str, Any] | None = None) -> Schem
 
 
 def for_data(cfg: Config, source: str) -> Config:
-    """``cfg`` reading ``source`` ("synthetic" or a prepared folder), its boundary channels set to the source's
-    schema (13 for faces, 5 for hands, 4 for cats; a merged single-channel map stays merged)."""
+    """``cfg`` reading ``source`` (a ``SYNTHETIC`` name or a prepared folder), its boundary channels set to the
+    source's schema (13 for faces, 5 for hands, 4 for cats; a merged single-channel map stays merged)."""
     cfg = cfg.replace(data={"source": source})
-    if source == "synthetic" or cfg.data.boundary_channels == 1:
+    if cfg.data.boundary_channels == 1:
         return cfg
-    n = folder_schema(source).n_curves
+    subject = synthetic_subject(source)
+    n = (subject.schema if subject is not None else folder_schema(source)).n_curves
     return cfg.replace(data={"boundary_channels": n}, model={"boundary_channels": n})
 
 
@@ -238,10 +263,7 @@ class FolderFaces(_FaceDataset):
         self.root = Path(root)
         self.meta = read_meta(self.root)
         self.schema = folder_schema(self.root, self.meta)
-        if boundary_channels not in (1, self.schema.n_curves):
-            raise ValueError(f"{self.root}: schema {self.schema.name} draws {self.schema.n_curves} curves, but "
-                             f"{boundary_channels} boundary channels were asked for; build the config with "
-                             f"afvae.data.datasets.for_data(cfg, source), which sets them")
+        _check_channels(str(self.root), self.schema, boundary_channels)
         table = pd.read_csv(self.root / "landmarks.csv", dtype={c: np.float32 for c in
                                                                _landmark_columns(self.schema.n_points)})
         files = table["file"].tolist()  # every row: the store holds them all, in this order
@@ -271,14 +293,15 @@ class FolderFaces(_FaceDataset):
 
 @functools.lru_cache(maxsize=4)
 def build_dataset(data: DataConfig, split: str) -> _FaceDataset:
-    """The dataset a DataConfig names: the synthetic faces, or a prepared folder at ``data.source``.
+    """The dataset a DataConfig names: a synthetic subject (``SYNTHETIC``), or a prepared folder at ``data.source``.
 
     Cached per process (datasets are read-only after construction): training, the factor net and the
     evaluation share one render of the same faces.
     """
-    if data.source == "synthetic":
+    subject = synthetic_subject(data.source)
+    if subject is not None:
         return SyntheticFaces(data.size, data.n_identities, data.images_per_identity, split, data.seed,
-                              data.boundary_channels)
+                              data.boundary_channels, subject=subject)
     return FolderFaces(data.source, split, data.size, data.boundary_channels)
 
 

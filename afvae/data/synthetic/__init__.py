@@ -1,4 +1,5 @@
-"""The embedded dataset: procedural 3-D faces whose structure and appearance are known exactly.
+"""The embedded dataset: procedural 3-D faces (and hands and cats) whose structure and appearance are known
+exactly.
 
 A head is a union of ellipsoids (cranium, jaw, nose, nose wings, ears) carrying a texture drawn in head
 coordinates (eyes, brows, lips, nostrils, beard ...), a clipped ellipsoid shell of hair, and a neck and
@@ -22,12 +23,19 @@ Appearance (per identity) and structure (per image) are batched dataclasses of t
 one of each (a batch of 1 broadcasts), so an identity can be drawn under any structure: the true target of
 a manipulation. Everything is deterministic from a ``torch.Generator``.
 
-Modules, bottom up (each imports only those before it): ``factors`` (Appearance, Structure, their sampling,
-the identity split) -> ``geometry`` (head ellipsoids, landmarks, pose, camera) -> ``raster`` (rays, layers,
-hair, background, face features, ``render``) -> ``faceset`` (rendered sets). This package re-exports their
-public names, so ``syn.render`` and ``from afvae.data.synthetic import render`` both work. It loads a module
-on the first use of one of its names (PEP 562), so that ``python -m afvae.data.synthetic --help`` answers
-without importing torch.
+Beside the faces, two more subjects are drawn the same way, through the same camera, shading, background
+and identity split: hands (``hands``: 21 ``hand21`` keypoints at the joints; flexion, spread and wrist
+rotation as structure) and cats (``cats``: 9 ``cat9`` keypoints; head pose, ears, eyes and mouth as
+structure). ``subjects`` holds the three behind one interface (``FACES``, ``HANDS``, ``CATS``).
+
+Modules, bottom up (each imports only those before it): ``sampling`` (batched factors, shared samplers, the
+identity split) and ``camera`` (the pinhole camera, rotations, ellipsoids) -> ``shading`` (rays, hits,
+Lambert shading, soft-edged layers composited by depth, background) -> ``factors`` (the face's Appearance,
+Structure and their sampling) -> ``geometry`` (head ellipsoids, landmarks, pose) -> ``raster`` (hair, body,
+face features, ``render``) -> ``hands``, ``cats`` -> ``subjects`` -> ``faceset`` (rendered sets). This package
+re-exports their public names, so ``syn.render`` (the faces') and ``from afvae.data.synthetic import render``
+both work. It loads a module on the first use of one of its names (PEP 562), so that ``python -m
+afvae.data.synthetic --help`` answers without importing torch.
 """
 from __future__ import annotations
 
@@ -35,16 +43,24 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the modules the names below live in, for type checkers and the import-graph test
-    from afvae.data.synthetic import faceset, factors, geometry, raster  # noqa: F401
+    from afvae.data.synthetic import (camera, cats, faceset, factors, geometry, hands, raster,  # noqa: F401
+                                      sampling, subjects)
 
 _HOME = {  # public name -> the module that defines it
+    **dict.fromkeys(("Factors", "TEST_FRACTION", "identity_generator", "held_out_identities"), "sampling"),
+    **dict.fromkeys(("CAMERA_DISTANCE", "ZOOM", "CENTRE_ROW", "Camera"), "camera"),
     **dict.fromkeys(("EXPRESSIONS", "HAIR_STYLES", "SHAPE_FACTORS", "COLOUR_FIELDS", "SHAPE_FIELDS",
                      "APPEARANCE_FIELDS", "Appearance", "Structure", "AppearanceBatch", "StructureBatch",
                      "appearance_columns", "structure_columns", "sample_appearance", "sample_structure",
-                     "TEST_FRACTION", "identity_generator", "held_out_identities", "sample_identities"), "factors"),
-    **dict.fromkeys(("CAMERA_DISTANCE", "ZOOM", "CENTRE_ROW", "MIRROR", "NOSE_TILT", "FACE_SURFACES",
-                     "head_rotation", "head_geometry", "face_xy", "face_points", "Camera", "landmarks"), "geometry"),
+                     "sample_identities"), "factors"),
+    **dict.fromkeys(("MIRROR", "NOSE_TILT", "FACE_SURFACES", "head_rotation", "head_geometry", "face_xy",
+                     "face_points", "landmarks"), "geometry"),
     **dict.fromkeys(("SIZES", "FEATURE_RES", "FEATURE_SUPERSAMPLE", "render"), "raster"),
+    **dict.fromkeys(("DIGITS", "HAND_SHAPE", "HandAppearance", "HandStructure", "sample_hand_appearance",
+                     "sample_hand_structure", "sample_hand_identities"), "hands"),
+    **dict.fromkeys(("CAT_PATTERNS", "CAT_SHAPE", "CatAppearance", "CatStructure", "sample_cat_appearance",
+                     "sample_cat_structure", "sample_cat_identities"), "cats"),
+    **dict.fromkeys(("Subject", "FACES", "HANDS", "CATS", "SUBJECTS"), "subjects"),
     **dict.fromkeys(("FaceSet", "render_faces", "make_faces"), "faceset"),
 }
 __all__ = sorted(_HOME)

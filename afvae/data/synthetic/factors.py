@@ -1,54 +1,24 @@
 """The sampled factors of a synthetic face: per-identity Appearance and per-image Structure, batched.
 
-Their samplers (deterministic from a ``torch.Generator``) and the identity split: each identity draws its
-appearance and structures from its own generator, and a seeded tenth of identities is held out.
+Their samplers are deterministic from a ``torch.Generator``; the batching, the shared samplers and the
+identity split are ``afvae.data.synthetic.sampling``'s.
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
-from typing import Sequence, TypeVar
+from typing import Sequence
 
 import torch
 import torch.nn.functional as nnf
 from torch import Tensor
 
+from afvae.data.synthetic.sampling import (Factors, background_noise, identities_of, muted, pick, sample_light,
+                                           skin_tone, uniform)
+
 EXPRESSIONS = ("neutral", "smile", "surprise", "anger", "disgust", "eyes_closed")
 HAIR_STYLES = ("bald", "short", "bangs", "bob", "long")
 SHAPE_FACTORS = ("face_width", "face_length", "jaw_width", "eye_spacing", "eye_size",
                  "nose_length", "nose_width", "mouth_width", "lip_thickness", "brow_height")
-
-_F = TypeVar("_F", bound="_Factors")
-
-
-class _Factors:
-    """Batch behaviour shared by Appearance and Structure: every field is a (B, ...) float32 tensor."""
-
-    def tensors(self) -> dict[str, Tensor]:
-        """The fields by name."""
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}  # type: ignore[arg-type]
-
-    def __len__(self) -> int:
-        return next(iter(self.tensors().values())).shape[0]
-
-    def index(self: _F, idx: int | slice | Sequence[int] | Tensor) -> _F:
-        """The sub-batch ``idx`` (an int keeps a batch of one)."""
-        idx = [idx] if isinstance(idx, int) else idx
-        return type(self)(**{k: v[idx] for k, v in self.tensors().items()})
-
-    def repeat_interleave(self: _F, n: int) -> _F:
-        """Each item repeated ``n`` times in place: (B, ...) -> (B * n, ...)."""
-        return type(self)(**{k: v.repeat_interleave(n, dim=0) for k, v in self.tensors().items()})
-
-    @classmethod
-    def cat(cls: type[_F], items: Sequence[_F]) -> _F:
-        """Concatenate batches."""
-        return cls(**{f.name: torch.cat([getattr(i, f.name) for i in items]) for f in dataclasses.fields(cls)})
-
-    def replace(self: _F, **fields: Tensor) -> _F:
-        """Copy with some fields changed."""
-        return dataclasses.replace(self, **fields)  # type: ignore[type-var]
-
 
 # name -> width of each Appearance field, in to_vector order. "colour" fields never move a landmark;
 # the "shape" field (identity geometry) does.
@@ -62,7 +32,7 @@ APPEARANCE_FIELDS: dict[str, int] = {**COLOUR_FIELDS, **SHAPE_FIELDS}
 
 
 @dataclass(frozen=True, eq=False)
-class Appearance(_Factors):
+class Appearance(Factors):
     """Per-identity appearance, batched; RGB colours are albedos in [0, 1]."""
 
     skin: Tensor  # (B, 3)
@@ -91,13 +61,17 @@ class Appearance(_Factors):
         """Inverse of to_vector: (B, A) -> Appearance."""
         return cls(**dict(zip(APPEARANCE_FIELDS, v.float().split(list(APPEARANCE_FIELDS.values()), dim=1))))
 
+    def columns(self) -> list[str]:
+        """Names of the to_vector() columns (``appearance_columns()``)."""
+        return appearance_columns()
+
     def with_colours_of(self, other: "Appearance") -> "Appearance":
         """This identity's shape with ``other``'s colour factors: the landmarks do not change."""
         return self.replace(**{k: getattr(other, k) for k in COLOUR_FIELDS})
 
 
 @dataclass(frozen=True, eq=False)
-class Structure(_Factors):
+class Structure(Factors):
     """Per-image structure, batched: head pose in degrees and expression weights."""
 
     yaw: Tensor  # (B,) degrees, > 0 turns the face to the image right
@@ -115,6 +89,10 @@ class Structure(_Factors):
         """Inverse of to_vector: (B, S) -> Structure."""
         pose = torch.rad2deg(v[:, :3].float())
         return cls(pose[:, 0], pose[:, 1], pose[:, 2], v[:, 3:].float())
+
+    def columns(self) -> list[str]:
+        """Names of the to_vector() columns (``structure_columns()``)."""
+        return structure_columns()
 
     @classmethod
     def create(cls, yaw: float | Sequence[float] | Tensor = 0.0, pitch: float | Sequence[float] | Tensor = 0.0,
@@ -147,18 +125,6 @@ def _with_neutral(expr: Tensor) -> Tensor:
     return torch.cat([(1 - expr[:, 1:].sum(1, keepdim=True)).clamp_min(0), expr[:, 1:]], dim=1)
 
 
-def broadcast(appearance: Appearance, structure: Structure) -> tuple[Appearance, Structure]:
-    """Repeat a batch of one to the other's length."""
-    na, ns = len(appearance), len(structure)
-    if na == ns:
-        return appearance, structure
-    if na == 1:
-        return appearance.index([0] * ns), structure
-    if ns == 1:
-        return appearance, structure.index([0] * na)
-    raise ValueError(f"appearance and structure batches differ: {na} vs {ns} (one of them may be 1)")
-
-
 def appearance_columns() -> list[str]:
     """Names of the A = 63 columns of Appearance.to_vector()."""
     suffix = {3: ("r", "g", "b")}
@@ -180,8 +146,6 @@ def structure_columns() -> list[str]:
 # Sampling
 # =========================================================================================================
 
-_SKIN_TONES = ((0.98, 0.85, 0.76), (0.94, 0.76, 0.63), (0.84, 0.62, 0.47), (0.68, 0.46, 0.32),
-               (0.50, 0.33, 0.22), (0.34, 0.22, 0.15))
 _HAIR_COLOURS = ((0.07, 0.05, 0.04), (0.22, 0.13, 0.07), (0.42, 0.27, 0.14), (0.80, 0.64, 0.38),
                  (0.58, 0.24, 0.09), (0.72, 0.71, 0.70))
 _IRIS_COLOURS = ((0.30, 0.17, 0.07), (0.17, 0.10, 0.05), (0.45, 0.36, 0.15), (0.28, 0.46, 0.25),
@@ -189,57 +153,24 @@ _IRIS_COLOURS = ((0.30, 0.17, 0.07), (0.17, 0.10, 0.05), (0.45, 0.36, 0.15), (0.
 _HAIR_STYLE_P = (0.10, 0.30, 0.20, 0.20, 0.20)
 
 
-def _rand(g: torch.Generator, *shape: int) -> Tensor:
-    """Uniform [0, 1) of the given shape from g."""
-    return torch.rand(*shape, generator=g)
-
-
-def _pick(g: torch.Generator, palette: Sequence[Sequence[float]], n: int, jitter: float) -> Tensor:
-    """n random palette colours with Gaussian jitter, (n, 3) in [0, 1]."""
-    idx = torch.randint(len(palette), (n,), generator=g)
-    return (torch.tensor(palette)[idx] + jitter * torch.randn(n, 3, generator=g)).clamp(0, 1)
-
-
-def _skin(g: torch.Generator, n: int) -> Tensor:
-    """Skin albedo along the tone palette (piecewise linear) with jitter, (n, 3)."""
-    tones = torch.tensor(_SKIN_TONES)
-    pos = _rand(g, n) * (len(tones) - 1)
-    lo = pos.floor().long().clamp(max=len(tones) - 2)
-    frac = (pos - lo)[:, None]
-    return (tones[lo] * (1 - frac) + tones[lo + 1] * frac + 0.02 * torch.randn(n, 3, generator=g)).clamp(0, 1)
-
-
-def _muted(g: torch.Generator, n: int) -> Tensor:
-    """Random colours pulled half-way to their grey, (n, 3)."""
-    c = _rand(g, n, 3)
-    return 0.15 + 0.75 * (0.5 * c + 0.5 * c.mean(1, keepdim=True))
-
-
-def _light(g: torch.Generator, n: int) -> tuple[Tensor, Tensor]:
-    """Light direction (n, 3) from azimuth in [-70, 70] and elevation in [-15, 55] degrees; (intensity, ambient)."""
-    az, el = torch.deg2rad(140 * _rand(g, n) - 70), torch.deg2rad(70 * _rand(g, n) - 15)
-    direction = torch.stack([az.sin() * el.cos(), el.sin(), az.cos() * el.cos()], 1)
-    return direction, torch.stack([0.55 + 0.4 * _rand(g, n), 0.28 + 0.17 * _rand(g, n)], 1)
-
-
 def sample_appearance(n: int, generator: torch.Generator) -> Appearance:
     """``n`` random identities, deterministic given the generator's state."""
     g = generator
-    skin = _skin(g, n)
+    skin = skin_tone(g, n)
     lips = (skin * torch.tensor([0.86, 0.56, 0.56]) + torch.tensor([0.10, 0.0, 0.02])).clamp(0, 1)
-    lipstick = (_rand(g, n, 1) < 0.15).float()
-    lips = lips * (1 - lipstick) + lipstick * torch.tensor([0.72, 0.12, 0.22]) * (0.7 + 0.3 * _rand(g, n, 1))
-    light_dir, light = _light(g, n)
+    lipstick = (uniform(g, n, 1) < 0.15).float()
+    lips = lips * (1 - lipstick) + lipstick * torch.tensor([0.72, 0.12, 0.22]) * (0.7 + 0.3 * uniform(g, n, 1))
+    light_dir, light = sample_light(g, n)
     style = torch.multinomial(torch.tensor(_HAIR_STYLE_P), n, replacement=True, generator=g)
-    glasses = (_rand(g, n, 1) < 0.2).float()
-    frame = torch.where(_rand(g, n, 1) < 0.5, 0.05 + 0.15 * _rand(g, n, 1).expand(n, 3), _muted(g, n) * 0.7)
-    beard = (_rand(g, n, 1) < 0.2).float() * (0.5 + 0.5 * _rand(g, n, 1))
+    glasses = (uniform(g, n, 1) < 0.2).float()
+    frame = torch.where(uniform(g, n, 1) < 0.5, 0.05 + 0.15 * uniform(g, n, 1).expand(n, 3), muted(g, n) * 0.7)
+    beard = (uniform(g, n, 1) < 0.2).float() * (0.5 + 0.5 * uniform(g, n, 1))
     return Appearance(
-        skin=skin, hair=_pick(g, _HAIR_COLOURS, n, 0.03), iris=_pick(g, _IRIS_COLOURS, n, 0.03),
-        lips=lips.clamp(0, 1), shirt=_muted(g, n), bg_top=_muted(g, n), bg_bottom=_muted(g, n),
-        bg_noise=torch.randn(n, 16, generator=g) * 0.12 * _rand(g, n, 1), light_dir=light_dir, light=light,
-        hair_style=nnf.one_hot(style, len(HAIR_STYLES)).float(), hair_volume=2 * _rand(g, n, 1) - 1,
-        glasses=glasses, glasses_colour=frame, beard=beard, shape=2 * _rand(g, n, len(SHAPE_FACTORS)) - 1,
+        skin=skin, hair=pick(g, _HAIR_COLOURS, n, 0.03), iris=pick(g, _IRIS_COLOURS, n, 0.03),
+        lips=lips.clamp(0, 1), shirt=muted(g, n), bg_top=muted(g, n), bg_bottom=muted(g, n),
+        bg_noise=background_noise(g, n), light_dir=light_dir, light=light,
+        hair_style=nnf.one_hot(style, len(HAIR_STYLES)).float(), hair_volume=2 * uniform(g, n, 1) - 1,
+        glasses=glasses, glasses_colour=frame, beard=beard, shape=2 * uniform(g, n, len(SHAPE_FACTORS)) - 1,
     )
 
 
@@ -251,46 +182,18 @@ def sample_structure(n: int, generator: torch.Generator, *, max_yaw: float = 60.
     probability ``mix`` a second one is added at intensity up to 0.35.
     """
     g = generator
-    yaw, pitch, roll = ((2 * _rand(g, n) - 1) * m for m in (max_yaw, max_pitch, max_roll))
+    yaw, pitch, roll = ((2 * uniform(g, n) - 1) * m for m in (max_yaw, max_pitch, max_roll))
     k = len(EXPRESSIONS)
     main = nnf.one_hot(torch.randint(k, (n,), generator=g), k).float()
-    main = main * (min_intensity + (1 - min_intensity) * _rand(g, n, 1))
+    main = main * (min_intensity + (1 - min_intensity) * uniform(g, n, 1))
     second = nnf.one_hot(torch.randint(k, (n,), generator=g), k).float()
     room = 1 - main.sum(1, keepdim=True)  # keep the weights' sum at most 1
-    second = second * torch.minimum(0.35 * _rand(g, n, 1), room) * (_rand(g, n, 1) < mix).float()
+    second = second * torch.minimum(0.35 * uniform(g, n, 1), room) * (uniform(g, n, 1) < mix).float()
     expr = main + second * (main == 0).float()
     return Structure(yaw, pitch, roll, _with_neutral(expr))
-
-
-# =========================================================================================================
-# Identities: one generator each, and the held-out split
-# =========================================================================================================
-
-TEST_FRACTION = 0.1
-
-
-def identity_generator(seed: int, identity: int) -> torch.Generator:
-    """The generator of one identity: its appearance and structures depend only on (seed, identity)."""
-    return torch.Generator().manual_seed((seed % 2**31) * 2**32 + identity)
-
-
-def held_out_identities(n_identities: int, seed: int) -> Tensor:
-    """(n,) bool, True for the held-out identities: round(TEST_FRACTION * n) of them, chosen by seed."""
-    n_test = round(TEST_FRACTION * n_identities)
-    order = torch.randperm(n_identities, generator=torch.Generator().manual_seed(seed))
-    test = torch.zeros(n_identities, dtype=torch.bool)
-    test[order[:n_test]] = True
-    return test
 
 
 def sample_identities(identities: Sequence[int] | Tensor, images_per_identity: int, seed: int
                       ) -> tuple[Appearance, Structure]:
     """Appearance of each identity (n) and its images' structures (n * images_per_identity, identity-major)."""
-    apps, structs = [], []
-    for i in [int(i) for i in identities]:
-        g = identity_generator(seed, i)
-        apps.append(sample_appearance(1, g))
-        structs.append(sample_structure(images_per_identity, g))
-    return Appearance.cat(apps), Structure.cat(structs)
-
-
+    return identities_of(sample_appearance, sample_structure, identities, images_per_identity, seed)

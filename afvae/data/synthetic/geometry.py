@@ -1,24 +1,21 @@
-"""3-D geometry and camera: the head's ellipsoids, the 68 landmarks on its surface, pose and projection.
+"""3-D geometry of the face: the head's ellipsoids, the 68 landmarks on its surface and the head pose; seen
+through ``afvae.data.synthetic.camera``.
 
 Head frame: X to the image right (the subject's left), Y up, Z towards the camera; one unit is half the head
-width. The camera sits at (0, 0, CAMERA_DISTANCE) looking down -Z; pixel (row i, col j) has its centre at
-(x=j, y=i).
+width.
 """
 from __future__ import annotations
 
-import contextlib
 import math
-from typing import Iterator, NamedTuple
 
 import torch
 from torch import Tensor
 
 from afvae.boundaries import FACE68_MIRROR
-from afvae.data.synthetic.factors import EXPRESSIONS, Appearance, Structure, broadcast
-
-CAMERA_DISTANCE = 9.0  # head units from the camera to the head centre
-ZOOM = 0.31  # image widths per head unit at the depth of the head centre
-CENTRE_ROW = 0.03  # the head centre sits this many image heights below the image centre
+from afvae.data.synthetic.camera import (Camera, Ellipsoid, ellipsoid, front_z, pose_rotation, rot_x, rot_y,
+                                         torch_threads, vec)
+from afvae.data.synthetic.factors import EXPRESSIONS, Appearance, Structure
+from afvae.data.synthetic.sampling import broadcast
 
 # =========================================================================================================
 # Landmarks: template, identity shape, expression blendshapes (head X, Y), depth from the surface
@@ -78,47 +75,9 @@ _TEMPLATE = _mirrored(_TEMPLATE_LEFT)  # (68, 2)
 _BLENDSHAPES = torch.stack([torch.zeros(68, 2)] + [_mirrored(_BLENDSHAPES_LEFT[e]) for e in EXPRESSIONS[1:]])
 
 
-class Ellipsoid(NamedTuple):
-    """A batch of ellipsoids: centre (B, 3), radii (B, 3), rot (B, 3, 3) local axes -> parent frame."""
-
-    centre: Tensor
-    radii: Tensor
-    rot: Tensor
-
-
-def _rot_x(a: Tensor) -> Tensor:
-    """(B,) radians -> (B, 3, 3) rotation about x."""
-    c, s, o, z = a.cos(), a.sin(), torch.ones_like(a), torch.zeros_like(a)
-    return torch.stack([o, z, z, z, c, -s, z, s, c], 1).view(-1, 3, 3)
-
-
-def _rot_y(a: Tensor) -> Tensor:
-    """(B,) radians -> (B, 3, 3) rotation about y."""
-    c, s, o, z = a.cos(), a.sin(), torch.ones_like(a), torch.zeros_like(a)
-    return torch.stack([c, z, s, z, o, z, -s, z, c], 1).view(-1, 3, 3)
-
-
-def _rot_z(a: Tensor) -> Tensor:
-    """(B,) radians -> (B, 3, 3) rotation about z."""
-    c, s, o, z = a.cos(), a.sin(), torch.ones_like(a), torch.zeros_like(a)
-    return torch.stack([c, -s, z, s, c, z, z, z, o], 1).view(-1, 3, 3)
-
-
 def head_rotation(structure: Structure) -> Tensor:
     """(B, 3, 3) head frame -> camera frame: roll @ pitch @ yaw."""
-    yaw, pitch, roll = (torch.deg2rad(a) for a in (structure.yaw, structure.pitch, structure.roll))
-    return _rot_z(roll) @ _rot_x(-pitch) @ _rot_y(yaw)
-
-
-def vec(*cols: Tensor | float, like: Tensor) -> Tensor:
-    """Stack scalars / (B,) tensors into (B, k)."""
-    return torch.stack([torch.as_tensor(c, dtype=like.dtype).expand_as(like) for c in cols], 1)
-
-
-def ellipsoid(centre: Tensor, radii: Tensor, rot: Tensor | None = None) -> Ellipsoid:
-    """Ellipsoids from centres (B, 3), radii (B, 3) and optional rotations (B, 3, 3), axis-aligned by default."""
-    eye = torch.eye(3).expand(centre.shape[0], 3, 3)
-    return Ellipsoid(centre, radii, eye if rot is None else rot)
+    return pose_rotation(structure.yaw, structure.pitch, structure.roll)
 
 
 NOSE_TILT = math.radians(35.0)  # the nose's long axis leans forward at the bottom by this much
@@ -137,7 +96,7 @@ def head_geometry(shape: Tensor, expression: Tensor) -> dict[str, Ellipsoid]:
         "jaw": ellipsoid(vec(0, -0.35 - 0.03 * fl - drop, -0.1, like=one),
                           vec(0.86 * fw * jw, 0.82 * (1 + 0.06 * fl), 1.02, like=one)),
         "nose": ellipsoid(vec(0, -0.16 - 0.03 * s[5], 1.02, like=one),
-                           vec(0.095 * nose_w, nose_b, 0.10, like=one), _rot_x(-tilt)),
+                           vec(0.095 * nose_w, nose_b, 0.10, like=one), rot_x(-tilt)),
     }
     tip = _nose_tip(geom["nose"])
     lift = 0.025 * expression[:, EXPRESSIONS.index("disgust")]
@@ -145,7 +104,7 @@ def head_geometry(shape: Tensor, expression: Tensor) -> dict[str, Ellipsoid]:
                               vec(0.15 * nose_w, 0.075, 0.08, like=one))
     for side, name in ((-1.0, "ear_left"), (1.0, "ear_right")):
         geom[name] = ellipsoid(vec(side * 0.95 * fw, -0.06, -0.12, like=one), vec(0.07, 0.19, 0.14, like=one),
-                                _rot_y(torch.full_like(one, side * math.radians(25.0))))
+                                rot_y(torch.full_like(one, side * math.radians(25.0))))
     return geom
 
 
@@ -216,20 +175,9 @@ def face_xy(shape: Tensor, expression: Tensor, geom: dict[str, Ellipsoid] | None
     return xy
 
 
-def _front_z(e: Ellipsoid, xy: Tensor) -> Tensor:
-    """Z of the ellipsoid's front surface above head points xy (B, N, 2), -inf where it has none: (B, N)."""
-    a = e.rot.transpose(1, 2) / e.radii[:, :, None]  # (B, 3, 3) head -> unit sphere
-    p = torch.cat([xy, torch.zeros_like(xy[..., :1])], -1) - e.centre[:, None]  # (B, N, 3)
-    w, g = p @ a.transpose(1, 2), a[:, :, 2][:, None]  # (B, N, 3), (B, 1, 3)
-    gg, wg = (g * g).sum(-1), (w * g).sum(-1)
-    disc = wg * wg - gg * ((w * w).sum(-1) - 1)
-    z = (-wg + disc.clamp_min(0).sqrt()) / gg
-    return torch.where(disc >= 0, z, torch.full_like(z, -math.inf))
-
-
 def on_surface(xy: Tensor, geom: dict[str, Ellipsoid]) -> Tensor:
     """Head points (B, N, 2) lifted onto the front-most face surface: (B, N, 3)."""
-    z = torch.stack([_front_z(geom[k], xy) for k in FACE_SURFACES]).amax(0)
+    z = torch.stack([front_z(geom[k], xy) for k in FACE_SURFACES]).amax(0)
     return torch.cat([xy, z[..., None]], -1)
 
 
@@ -237,37 +185,6 @@ def face_points(shape: Tensor, expression: Tensor) -> Tensor:
     """The 68 landmarks as 3-D points on the face surface, head frame, (B, 68, 3)."""
     geom = head_geometry(shape, expression)
     return on_surface(face_xy(shape, expression, geom), geom)
-
-
-class Camera(NamedTuple):
-    """Pinhole camera for a size x size image: x = cx + f X / (D - Z), y = cy - f Y / (D - Z)."""
-
-    f: float
-    cx: float
-    cy: float
-
-    @classmethod
-    def for_size(cls, size: int) -> "Camera":
-        """The camera of a size x size image (the same view at every resolution)."""
-        return cls(ZOOM * size * CAMERA_DISTANCE, (size - 1) / 2, (size - 1) / 2 + CENTRE_ROW * size)
-
-    def project(self, p: Tensor) -> Tensor:
-        """Camera-frame points (..., 3) -> pixels (..., 2)."""
-        depth = CAMERA_DISTANCE - p[..., 2]
-        return torch.stack([self.cx + self.f * p[..., 0] / depth, self.cy - self.f * p[..., 1] / depth], -1)
-
-
-@contextlib.contextmanager
-def torch_threads(n: int | None) -> Iterator[None]:
-    """Run the body with n intra-op threads (None: unchanged), restoring the setting afterwards."""
-    before = torch.get_num_threads()
-    if n is not None and n != before:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        if torch.get_num_threads() != before:
-            torch.set_num_threads(before)
 
 
 def landmarks(appearance: Appearance, structure: Structure, size: int = 64, *, threads: int | None = 1) -> Tensor:

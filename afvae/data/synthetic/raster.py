@@ -1,5 +1,5 @@
-"""Rasterisation and shading: rays through the pixels, ellipsoid hits, soft-edged layers composited by
-depth, hair, body and background, the face features painted from the landmark curves, and ``render``.
+"""Rasterising the face: its scene (head surfaces, hair, body), the face features painted from the landmark
+curves, and ``render``; rays, hits and compositing are ``afvae.data.synthetic.shading``'s.
 """
 from __future__ import annotations
 
@@ -10,112 +10,16 @@ import torch
 import torch.nn.functional as nnf
 from torch import Tensor
 
-from afvae.data.synthetic.factors import EXPRESSIONS, Appearance, Structure, broadcast
-from afvae.data.synthetic.geometry import (CAMERA_DISTANCE, FACE_SURFACES, ZOOM, Camera, Ellipsoid, ellipsoid,
-                                           face_xy, head_geometry, head_rotation, on_surface, torch_threads, vec)
+from afvae.data.synthetic.camera import CAMERA_DISTANCE, ZOOM, Camera, Ellipsoid, ellipsoid, torch_threads, vec
+from afvae.data.synthetic.factors import EXPRESSIONS, Appearance, Structure
+from afvae.data.synthetic.geometry import FACE_SURFACES, face_xy, head_geometry, head_rotation, on_surface
+from afvae.data.synthetic.sampling import broadcast
+from afvae.data.synthetic.shading import (Canvas, Frame, Hit, Layer, Rays, background, cast, col, grid_rays,
+                                          lighting, over, points_at, ramp, window_rays, zmerge)
 
 SIZES = (32, 64, 128, 256)
 FEATURE_RES = 128  # face features are drawn on a grid of at least this many pixels per image side,
 FEATURE_SUPERSAMPLE = 2  # ... supersampling the raster at most this much
-
-# =========================================================================================================
-# Ray casting and compositing
-# =========================================================================================================
-
-class _Rays(NamedTuple):
-    """Rays through pixel centres, direction (u, v, -1) from the camera at (0, 0, D) in the camera frame."""
-
-    u: Tensor  # (B | 1, 1, w) camera-plane slope, x
-    v: Tensor  # (B | 1, h, 1) camera-plane slope, y (up)
-    px: float  # slope per raster pixel: CAMERA_DISTANCE * px is a pixel's width in head units
-
-
-def _grid_rays(size: int, grid: int) -> _Rays:
-    """Rays of a grid x grid raster over a size x size image (grid = size * supersampling)."""
-    cam = Camera.for_size(size)
-    pos = (torch.arange(grid) + 0.5) * (size / grid) - 0.5  # raster pixel centres in image pixels
-    return _Rays(((pos - cam.cx) / cam.f).view(1, 1, -1), ((cam.cy - pos) / cam.f).view(1, -1, 1),
-                 size / grid / cam.f)
-
-
-def _window_rays(size: int, grid: int, x0: Tensor, y0: Tensor, k: int, sub: int) -> _Rays:
-    """Rays of k x k raster pixels from (x0, y0) (B,) each split sub x sub: (B, 1, k sub), (B, k sub, 1)."""
-    cam = Camera.for_size(size)
-    step = torch.arange(k * sub) + 0.5
-    xs = ((x0[:, None] + step / sub) * (size / grid) - 0.5 - cam.cx) / cam.f  # (B, k sub)
-    ys = (cam.cy - ((y0[:, None] + step / sub) * (size / grid) - 0.5)) / cam.f
-    return _Rays(xs[:, None, :], ys[:, :, None], size / grid / sub / cam.f)
-
-
-class _Frame(NamedTuple):
-    """A rigid frame the rays are expressed in: the camera centre (B, 3) and camera -> frame rotation (B, 3, 3)."""
-
-    origin: Tensor
-    rot_t: Tensor
-
-
-class _Hit(NamedTuple):
-    t: Tensor  # (B, h, w) ray parameter of the hit (of the closest approach where the ray misses)
-    cover: Tensor  # (B, h, w) soft coverage of the pixel in [0, 1]
-    shade: Tensor  # (B, h, w) cosine between the surface normal and the light, unclamped
-    p: tuple[Tensor, ...]  # the hit point in the frame, 3 x (B, h, w) (empty unless asked for)
-
-
-def _lin(coef: Tensor, rays: _Rays) -> Tensor:
-    """coef (B, 3) . (u, v, -1) over the raster -> (B, h, w)."""
-    c = coef[:, :, None, None]
-    return c[:, 0] * rays.u + (c[:, 1] * rays.v - c[:, 2])
-
-
-def _cast(e: Ellipsoid, frame: _Frame, rays: _Rays, light: Tensor, far: bool = False, points: bool = False
-          ) -> _Hit:
-    """Intersect the rays with ellipsoids e (in frame); light (B, 3) in the camera frame; near or far root."""
-    to_unit = e.rot.transpose(1, 2) / e.radii[:, :, None]  # (B, 3, 3) frame -> unit sphere
-    o = (to_unit @ (frame.origin - e.centre)[:, :, None])[..., 0]  # (B, 3)
-    m = to_unit @ frame.rot_t  # (B, 3, 3) camera directions -> unit sphere
-    d = [_lin(m[:, k], rays) for k in range(3)]
-    a = torch.addcmul(torch.addcmul(d[0] * d[0], d[1], d[1]), d[2], d[2])
-    b = _lin((o[:, None, :] @ m)[:, 0], rays)  # o . d
-    c = ((o * o).sum(1) - 1)[:, None, None]
-    disc = torch.addcmul(b * b, a, c, value=-1.0)
-    root = disc.clamp_min(0).sqrt()
-    t = ((root if far else -root) - b) / a
-    width = rays.px * CAMERA_DISTANCE / e.radii[:, :2].prod(1).sqrt()  # a pixel on the unit sphere
-    cover = (disc / a * (0.5 / width)[:, None, None] + 0.5).clamp(0, 1)  # (1 - dist^2) / 2 ~ 1 - dist
-    q = [torch.addcmul(o[:, k, None, None], t, d[k]) for k in range(3)]
-    lv = (m @ light[:, :, None])[..., 0]  # (B, 3): n . L = q . (m L) / |q / r|
-    inv_r = (1 / e.radii)[:, :, None, None]
-    dot = sum(q[k] * lv[:, k, None, None] for k in range(3))
-    norm = sum((q[k] * inv_r[:, k]) ** 2 for k in range(3)).sqrt()
-    p = tuple(torch.addcmul(frame.origin[:, k, None, None], t, _lin(frame.rot_t[:, k], rays)) for k in range(3)
-              ) if points else ()
-    return _Hit(t, cover, dot / norm, p)
-
-
-class _Layer(NamedTuple):
-    alpha: Tensor  # (B, h, w)
-    t: Tensor  # (B, h, w)
-    value: Tensor  # (B, C, h, w) straight (not premultiplied)
-
-
-def _zmerge(a: _Layer, b: _Layer, tau: float) -> tuple[_Layer, Tensor]:
-    """Depth-composite two layers, blending values over depth gaps below tau; also how visible a stays.
-
-    The merged t is the nearest half-covered surface's, unblended, so that texture coordinates derived
-    from it (and the landmarks drawn there) stay exact across the smoothly shaded creases.
-    """
-    front = (0.5 + (b.t - a.t) / tau).clamp(0, 1)  # 1 where a is in front
-    vis_a = front + (1 - front) * (1 - b.alpha)
-    wa, wb = a.alpha * vis_a, b.alpha * (1 - front * a.alpha)
-    alpha = a.alpha + b.alpha - a.alpha * b.alpha
-    value = (wa[:, None] * a.value + wb[:, None] * b.value) / (wa + wb).clamp_min(1e-6)[:, None]
-    t = torch.minimum(a.t + (a.alpha < 0.5) * 1e3, b.t + (b.alpha < 0.5) * 1e3)
-    return _Layer(alpha, t, value), vis_a
-
-
-def _over(img: Tensor, colour: Tensor, alpha: Tensor) -> Tensor:
-    """img (B, 3, h, w) under colour (B, 3, h, w) with alpha (B, h, w)."""
-    return torch.addcmul(img, alpha[:, None], colour - img)
 
 
 class _Scene(NamedTuple):
@@ -124,8 +28,8 @@ class _Scene(NamedTuple):
     app: Appearance
     st: Structure
     geom: dict[str, Ellipsoid]
-    head: _Frame
-    world: _Frame
+    head: Frame
+    world: Frame
     xy: Tensor  # (B, 68, 2) landmarks in the head (X, Y) plane
     points: Tensor  # (B, 68, 3) landmarks in the camera frame
     hair: dict[str, Tensor]  # per-image hair-shell parameters
@@ -165,35 +69,22 @@ def _scene(app: Appearance, st: Structure) -> _Scene:
     geom = head_geometry(app.shape, st.expression)
     xy = face_xy(app.shape, st.expression, geom)
     points = on_surface(xy, geom) @ rot_t  # (B, 68, 3) camera frame
-    return _Scene(app, st, geom, _Frame((rot_t @ cam[:, :, None])[..., 0], rot_t),
-                  _Frame(cam, torch.eye(3).expand(len(app), 3, 3)), xy, points, _hair_params(app))
-
-
-def _col(c: Tensor) -> Tensor:
-    """(B, 3) colour -> (B, 3, 1, 1)."""
-    return c[:, :, None, None]
-
-
-def _lighting(app: Appearance, shade: Tensor) -> Tensor:
-    """Ambient + wrapped Lambert: shade (B, h, w) -> (B, 1, h, w) light level."""
-    level = ((shade + 0.25) * (1 / 1.25)).clamp_min(0) * app.light[:, 0, None, None] + app.light[:, 1, None, None]
-    return level[:, None]
+    return _Scene(app, st, geom, Frame((rot_t @ cam[:, :, None])[..., 0], rot_t),
+                  Frame(cam, torch.eye(3).expand(len(app), 3, 3)), xy, points, _hair_params(app))
 
 
 _BLEND = {"jaw": 0.25, "nose": 0.06, "alae": 0.05, "ear_left": 0.03, "ear_right": 0.03}  # depth blend widths
 
 
-def _skin_hits(scene: _Scene, rays: _Rays, names: Sequence[str]) -> tuple[_Layer, Tensor]:
+def _skin_hits(scene: _Scene, rays: Rays, names: Sequence[str]) -> tuple[Layer, Tensor]:
     """The union of skin surfaces: layer (value = shade (B, 1, h, w)) and head-frame hit points (B, 3, h, w)."""
     layer = None
     for name in names:
-        hit = _cast(scene.geom[name], scene.head, rays, scene.app.light_dir)
-        new = _Layer(hit.cover, hit.t, hit.shade[:, None])
-        layer = new if layer is None else _zmerge(layer, new, _BLEND[name])[0]
+        hit = cast(scene.geom[name], scene.head, rays, scene.app.light_dir)
+        new = Layer(hit.cover, hit.t, hit.shade[:, None])
+        layer = new if layer is None else zmerge(layer, new, _BLEND[name])[0]
     assert layer is not None
-    p = torch.stack([torch.addcmul(scene.head.origin[:, k, None, None], layer.t, _lin(scene.head.rot_t[:, k], rays))
-                     for k in range(3)], 1)
-    return layer, p
+    return layer, points_at(scene.head, layer.t, rays)
 
 
 def _skin_colour(scene: _Scene, p: Tensor, shade: Tensor, pw: float) -> Tensor:
@@ -201,22 +92,22 @@ def _skin_colour(scene: _Scene, p: Tensor, shade: Tensor, pw: float) -> Tensor:
     app, (x, y, z) = scene.app, p.unbind(1)
     ax = x.abs()
     blush = torch.exp(-(((ax - 0.42) * (1 / 0.16)) ** 2 + ((y + 0.3) * (1 / 0.12)) ** 2))
-    albedo = _col(app.skin) + blush[:, None] * torch.tensor([0.04, -0.012, -0.008]).view(1, 3, 1, 1)
+    albedo = col(app.skin) + blush[:, None] * torch.tensor([0.04, -0.012, -0.008]).view(1, 3, 1, 1)
     beard = ((-0.58 + 0.3 * x * x - y) * (1 / 0.1)).clamp(0, 1) * ((0.85 - ax) * (1 / 0.12)).clamp(0, 1)
     beard = beard * (z > 0) * app.beard[:, 0, None, None]
     dark = (0.7 + 0.3 * ((y + 1.1) * 2).clamp(0, 1))[:, None]  # darker towards the chin
-    albedo = _over(albedo, _col(app.hair * 0.85) * dark, 0.85 * beard)
+    albedo = over(albedo, col(app.hair * 0.85) * dark, 0.85 * beard)
     eye_y = (scene.xy[:, 36, 1] + scene.xy[:, 39, 1])[:, None, None] / 2 + 0.02
     arm = ((0.013 - (y - eye_y).abs()) / pw + 0.5).clamp(0, 1) * ((ax - 0.57) * (1 / 0.02)).clamp(0, 1)
     arm = arm * (z > -0.4) * app.glasses[:, 0, None, None]
-    albedo = _over(albedo, _col(app.glasses_colour).expand_as(albedo), arm)
-    return albedo * _lighting(app, shade)
+    albedo = over(albedo, col(app.glasses_colour).expand_as(albedo), arm)
+    return albedo * lighting(app.light, shade)
 
 
 _STRANDS = 26.0  # hair stripes around the head
 
 
-def _hair_layer(scene: _Scene, hit: _Hit, back: bool, pw: float) -> _Layer:
+def _hair_layer(scene: _Scene, hit: Hit, back: bool, pw: float) -> Layer:
     """The hair shell where it lies above the style's hairline; the far (inside) side is darker."""
     hp, app = scene.hair, scene.app
     x, y, z = hit.p
@@ -237,49 +128,41 @@ def _hair_layer(scene: _Scene, hit: _Hit, back: bool, pw: float) -> _Layer:
     fade = (r * (2 * math.pi / _STRANDS / (3 * pw)) - 1).clamp(0, 1) * (r * 2).clamp(0, 1)
     phi = torch.atan2(x, zc) * _STRANDS + 2.0 * torch.sin(y * 3.0)
     strands = 1 + 0.05 * fade * (torch.sin(phi) + torch.sin(phi * 1.83 + 2.0))
-    level = _lighting(app, hit.shade) * (0.45 if back else 1.0)
+    level = lighting(app.light, hit.shade) * (0.45 if back else 1.0)
     sheen = 0.12 * (hit.shade.clamp_min(0) ** 8)[:, None] * (0 if back else 1)
-    return _Layer(alpha, hit.t, _col(app.hair) * (strands * edge)[:, None] * level + sheen)
+    return Layer(alpha, hit.t, col(app.hair) * (strands * edge)[:, None] * level + sheen)
 
 
-def _body_layer(scene: _Scene, rays: _Rays) -> _Layer:
+def _body_layer(scene: _Scene, rays: Rays) -> Layer:
     """Neck (a tall ellipsoid, cut below the head) and shoulders, in the world frame."""
     app, one = scene.app, torch.ones(len(scene.app))
     fw = 1 + 0.07 * app.shape[:, 0]
-    neck = _cast(ellipsoid(vec(0, -1.4, -0.22, like=one), vec(0.36 * fw, 30.0, 0.34, like=one)), scene.world,
-                 rays, app.light_dir, points=True)
-    torso = _cast(ellipsoid(vec(0, -2.62, -0.45, like=one), vec(1.95 * fw, 1.18, 0.85, like=one)), scene.world,
-                  rays, app.light_dir)
+    neck = cast(ellipsoid(vec(0, -1.4, -0.22, like=one), vec(0.36 * fw, 30.0, 0.34, like=one)), scene.world,
+                rays, app.light_dir, points=True)
+    torso = cast(ellipsoid(vec(0, -2.62, -0.45, like=one), vec(1.95 * fw, 1.18, 0.85, like=one)), scene.world,
+                 rays, app.light_dir)
     ny = neck.p[1]
     neck_alpha = neck.cover * ((-0.35 - ny) * (1 / 0.1)).clamp(0, 1)
     under_chin = 0.55 + 0.45 * ((-0.95 - ny) * (1 / 0.5)).clamp(0, 1)
-    neck_col = _col(app.skin) * _lighting(app, neck.shade) * under_chin[:, None]
-    shirt = _col(app.shirt) * _lighting(app, torso.shade)
-    return _zmerge(_Layer(neck_alpha, neck.t, neck_col), _Layer(torso.cover, torso.t, shirt), 0.05)[0]
+    neck_col = col(app.skin) * lighting(app.light, neck.shade) * under_chin[:, None]
+    shirt = col(app.shirt) * lighting(app.light, torso.shade)
+    return zmerge(Layer(neck_alpha, neck.t, neck_col), Layer(torso.cover, torso.t, shirt), 0.05)[0]
 
 
-def _background(app: Appearance, grid: int) -> Tensor:
-    """Vertical gradient plus low-frequency brightness noise, (B, 3, grid, grid)."""
-    rows = torch.linspace(0, 1, grid).view(1, 1, grid, 1)
-    grad = _col(app.bg_top) + (_col(app.bg_bottom) - _col(app.bg_top)) * rows  # (B, 3, grid, 1)
-    noise = nnf.interpolate(app.bg_noise.view(-1, 1, 4, 4), size=(grid, grid), mode="bilinear", align_corners=True)
-    return grad + noise
-
-
-def _main_pass(scene: _Scene, rays: _Rays, grid: int) -> tuple[Tensor, Tensor]:
+def _main_pass(scene: _Scene, rays: Rays, grid: int) -> tuple[Tensor, Tensor]:
     """Background, hair, body, head: image (B, 3, grid, grid) in [0, 1] and how visible the skin is (B, grid, grid)."""
     app, hp = scene.app, scene.hair
-    img = _background(app, grid)
+    img = background(app.bg_top, app.bg_bottom, app.bg_noise, grid)
     pw = rays.px * CAMERA_DISTANCE
-    hair_back = _hair_layer(scene, _cast(hp["shell"], scene.head, rays, app.light_dir, True, True), True, pw)
-    img = _over(img, hair_back.value, hair_back.alpha)
+    hair_back = _hair_layer(scene, cast(hp["shell"], scene.head, rays, app.light_dir, True, True), True, pw)
+    img = over(img, hair_back.value, hair_back.alpha)
     body = _body_layer(scene, rays)
-    img = _over(img, body.value, body.alpha)
+    img = over(img, body.value, body.alpha)
     skin, p = _skin_hits(scene, rays, ("cranium", "jaw", "ear_left", "ear_right", "nose", "alae"))
     skin = skin._replace(value=_skin_colour(scene, p, skin.value[:, 0], pw))
-    hair = _hair_layer(scene, _cast(hp["shell"], scene.head, rays, app.light_dir, points=True), False, pw)
-    head, skin_vis = _zmerge(skin, hair, 0.04)
-    return _over(img, head.value, head.alpha).clamp(0, 1), skin_vis
+    hair = _hair_layer(scene, cast(hp["shell"], scene.head, rays, app.light_dir, points=True), False, pw)
+    head, skin_vis = zmerge(skin, hair, 0.04)
+    return over(img, head.value, head.alpha).clamp(0, 1), skin_vis
 
 
 # =========================================================================================================
@@ -316,25 +199,6 @@ def _curve(xy: Tensor, idx: Sequence[int]) -> _Curve:
     return _Curve(xc[:, None, None], hw[:, None, None], coef)
 
 
-def _ramp(d: Tensor, pw: float) -> Tensor:
-    """Soft step of a signed distance d (head units, > 0 inside) over one pixel pw -> [0, 1]."""
-    return (d * (1 / pw) + 0.5).clamp(0, 1)
-
-
-class _Canvas:
-    """Premultiplied RGBA painted back to front: rgb (B, 3, h, w), a (B, 1, h, w)."""
-
-    def __init__(self, like: Tensor):
-        self.rgb = torch.zeros(like.shape[0], 3, *like.shape[1:])
-        self.a = torch.zeros(like.shape[0], 1, *like.shape[1:])
-
-    def over(self, colour: Tensor, alpha: Tensor) -> None:
-        """colour (B, 3, h, w) or (B, 3, 1, 1), alpha (B, h, w)."""
-        alpha = alpha[:, None]
-        self.rgb = torch.addcmul(self.rgb * (1 - alpha), colour, alpha)
-        self.a = self.a + alpha * (1 - self.a)
-
-
 class _Tex(NamedTuple):
     """A window's head-frame texture coordinates and light, and the image's landmarks and factors."""
 
@@ -361,79 +225,79 @@ _EYES = {  # corners, upper lid, lower lid, brow, direction of the outer corner
 }
 
 
-def _paint_eye(cv: _Canvas, tex: _Tex, side: str) -> None:
+def _paint_eye(cv: Canvas, tex: _Tex, side: str) -> None:
     """Socket, lid crease, sclera, iris, pupil, glint, lashes, brow and glasses rim of one eye."""
     (c0, c1), upper, lower, brow, out = _EYES[side]
-    x, y, pw, app, skin = tex.x, tex.y, tex.pw, tex.app, _col(tex.app.skin) * tex.lit
+    x, y, pw, app, skin = tex.x, tex.y, tex.pw, tex.app, col(tex.app.skin) * tex.lit
     up, lo = _curve(tex.xy, upper), _curve(tex.xy, lower)
     xl = up.local(x)
     yu, yl = up(xl), lo(xl)
     ex, ey, hw = up.xc, (_scalar(tex.xy[:, c0, 1]) + _scalar(tex.xy[:, c1, 1])) / 2, up.hw
     cv.over(skin * 0.55, 0.35 * torch.exp(-(((x - ex) * (1 / 0.21)) ** 2 + ((y - ey - 0.03) * (1 / 0.14)) ** 2)))
     inside_x = hw * (1 - xl.abs())
-    cv.over(skin * 0.6, 0.3 * _ramp(0.006 - (y - yu - 0.042).abs(), pw) * _ramp(inside_x, pw))
+    cv.over(skin * 0.6, 0.3 * ramp(0.006 - (y - yu - 0.042).abs(), pw) * ramp(inside_x, pw))
     eye = (torch.minimum(torch.minimum(yu - y, y - yl), inside_x) * (1 / pw)).clamp(0, 1)
     cv.over(_SCLERA * (0.4 + 0.6 * tex.lit), eye)
     ri = 0.42 * hw
     d = ((x - ex) ** 2 + (y - ey - 0.004) ** 2).sqrt()
-    cv.over(_col(app.iris) * (1.2 - 0.6 * (d / ri) ** 2)[:, None] * tex.lit, eye * _ramp(ri - d, pw))
-    cv.over(_INK, eye * _ramp(0.42 * ri - d, pw))
+    cv.over(col(app.iris) * (1.2 - 0.6 * (d / ri) ** 2)[:, None] * tex.lit, eye * ramp(ri - d, pw))
+    cv.over(_INK, eye * ramp(0.42 * ri - d, pw))
     glint = ((x - ex + 0.3 * ri) ** 2 + (y - ey - 0.35 * ri) ** 2).sqrt()
-    cv.over(_WHITE, 0.85 * eye * _ramp(0.2 * ri - glint, pw))
+    cv.over(_WHITE, 0.85 * eye * ramp(0.2 * ri - glint, pw))
     cv.over(_INK, 0.35 * eye * (1 - (yu - y) * (1 / 0.03)).clamp(0, 1))  # the lid's shadow on the eyeball
     lash = 0.011 * (1 + 0.7 * (xl * out).clamp(0, 1))
-    cv.over(_INK, 0.95 * _ramp(lash - (y - yu - 0.003).abs(), pw) * _ramp(hw * (1.08 - xl.abs()), pw))
-    cv.over(skin * 0.6, 0.45 * _ramp(0.005 - (y - yl).abs(), pw) * _ramp(inside_x, pw))
+    cv.over(_INK, 0.95 * ramp(lash - (y - yu - 0.003).abs(), pw) * ramp(hw * (1.08 - xl.abs()), pw))
+    cv.over(skin * 0.6, 0.45 * ramp(0.005 - (y - yl).abs(), pw) * ramp(inside_x, pw))
     _paint_brow(cv, tex, brow, out)
     _paint_rim(cv, tex, ex, ey)
 
 
-def _paint_brow(cv: _Canvas, tex: _Tex, idx: Sequence[int], out: float) -> None:
+def _paint_brow(cv: Canvas, tex: _Tex, idx: Sequence[int], out: float) -> None:
     """A thick stroke along the brow landmarks, thinning towards the outer end."""
     curve = _curve(tex.xy, idx)
     xl = curve.local(tex.x)
     half = 0.032 * (1 - 0.45 * ((xl * out + 1) / 2).clamp(0, 1))
-    alpha = _ramp(half - (tex.y - curve(xl)).abs(), tex.pw) * _ramp(curve.hw * (1 - xl.abs()) + 0.01, tex.pw)
-    colour = _col(tex.app.hair * 0.75 + 0.02) * (0.55 + 0.45 * tex.lit)
+    alpha = ramp(half - (tex.y - curve(xl)).abs(), tex.pw) * ramp(curve.hw * (1 - xl.abs()) + 0.01, tex.pw)
+    colour = col(tex.app.hair * 0.75 + 0.02) * (0.55 + 0.45 * tex.lit)
     cv.over(colour, 0.92 * alpha)
 
 
-def _paint_rim(cv: _Canvas, tex: _Tex, ex: Tensor, ey: Tensor) -> None:
+def _paint_rim(cv: Canvas, tex: _Tex, ex: Tensor, ey: Tensor) -> None:
     """Glasses: a rounded-rectangle rim around the eye and a faint lens reflection."""
     on = _scalar(tex.app.glasses[:, 0])
     gx, gy = (tex.x - ex) * (1 / 0.2), (tex.y - ey - 0.02) * (1 / 0.145)
     r = (gx**4 + gy**4 + 1e-12) ** 0.25
-    cv.over(_WHITE, on * 0.12 * _ramp((1 - r) * 0.17, tex.pw))
-    cv.over(_col(tex.app.glasses_colour), on * _ramp(0.016 - (r - 1).abs() * 0.17, tex.pw))
+    cv.over(_WHITE, on * 0.12 * ramp((1 - r) * 0.17, tex.pw))
+    cv.over(col(tex.app.glasses_colour), on * ramp(0.016 - (r - 1).abs() * 0.17, tex.pw))
 
 
-def _paint_nose(cv: _Canvas, tex: _Tex) -> None:
+def _paint_nose(cv: Canvas, tex: _Tex) -> None:
     """Shadow under the nose, nostrils, tip highlight, frown lines, disgust wrinkles, glasses bridge."""
-    x, y, pw, xy, skin = tex.x, tex.y, tex.pw, tex.xy, _col(tex.app.skin) * tex.lit
+    x, y, pw, xy, skin = tex.x, tex.y, tex.pw, tex.xy, col(tex.app.skin) * tex.lit
     xm = (_scalar(xy[:, 39, 0]) + _scalar(xy[:, 42, 0])) / 2
     bx, by = _scalar(xy[:, 33, 0]), _scalar(xy[:, 33, 1])
     cv.over(skin * 0.5, 0.35 * torch.exp(-(((x - bx) * (1 / 0.13)) ** 2 + ((y - by + 0.035) * (1 / 0.035)) ** 2)))
     for k in (32, 34):
         nx, ny = _scalar(xy[:, k, 0]) * 0.85 + 0.15 * bx, _scalar(xy[:, k, 1]) + 0.012
         r = (((x - nx) * (1 / 0.032)) ** 2 + ((y - ny) * (1 / 0.016)) ** 2).sqrt()
-        cv.over(_INK + 0.15 * _col(tex.app.skin), 0.75 * _ramp((1 - r) * 0.016, pw))
+        cv.over(_INK + 0.15 * col(tex.app.skin), 0.75 * ramp((1 - r) * 0.016, pw))
     tip = (x - _scalar(xy[:, 30, 0])) ** 2 + (y - _scalar(xy[:, 30, 1]) - 0.03) ** 2
     cv.over(_WHITE, 0.12 * torch.exp(-tip * (1 / 0.03**2)) * (tex.lit[:, 0] - 0.6).clamp(0, 1))
     anger, disgust = (_scalar(tex.expr[:, EXPRESSIONS.index(e)]) for e in ("anger", "disgust"))
     by21 = (_scalar(xy[:, 21, 1]) + _scalar(xy[:, 22, 1])) / 2
-    span = _ramp(0.05 - (y - by21 - 0.02).abs(), pw)
-    cv.over(skin * 0.45, 0.75 * anger * _ramp(0.007 - ((x - xm).abs() - 0.045).abs(), pw) * span)
+    span = ramp(0.05 - (y - by21 - 0.02).abs(), pw)
+    cv.over(skin * 0.45, 0.75 * anger * ramp(0.007 - ((x - xm).abs() - 0.045).abs(), pw) * span)
     y28, y29 = _scalar(xy[:, 28, 1]), _scalar(xy[:, 29, 1])
     waves = ((torch.sin((y - y28) * (2 * math.pi / 0.04)) - 0.5) * 2).clamp(0, 1)
-    band = _ramp(0.5 * (y28 - y29) + 0.02 - (y - (y28 + y29) / 2).abs(), pw)
+    band = ramp(0.5 * (y28 - y29) + 0.02 - (y - (y28 + y29) / 2).abs(), pw)
     cv.over(skin * 0.45, 0.7 * disgust * waves * band * (1 - (x - xm).abs() * (1 / 0.1)).clamp(0, 1))
     ey = (_scalar(xy[:, 36, 1]) + _scalar(xy[:, 39, 1])) / 2 + 0.02
-    bridge = _ramp(0.013 - (y - ey - 0.035 + 0.8 * (x - xm) ** 2).abs(), pw)
+    bridge = ramp(0.013 - (y - ey - 0.035 + 0.8 * (x - xm) ** 2).abs(), pw)
     on = _scalar(tex.app.glasses[:, 0])
-    cv.over(_col(tex.app.glasses_colour), on * bridge * _ramp(0.19 - (x - xm).abs(), pw))
+    cv.over(col(tex.app.glasses_colour), on * bridge * ramp(0.19 - (x - xm).abs(), pw))
 
 
-def _paint_mouth(cv: _Canvas, tex: _Tex) -> None:
+def _paint_mouth(cv: Canvas, tex: _Tex) -> None:
     """Lips between the outer and inner lip curves, a dark mouth with teeth where it is open, the lip line."""
     x, y, pw, lit = tex.x, tex.y, tex.pw, tex.lit
     ou, ol = _curve(tex.xy, range(48, 55)), _curve(tex.xy, (48, 59, 58, 57, 56, 55, 54))
@@ -443,18 +307,18 @@ def _paint_mouth(cv: _Canvas, tex: _Tex) -> None:
     corner_y = _scalar(tex.xy[:, 48, 1])
     for cx in (ou.xc - ou.hw, ou.xc + ou.hw):  # shadowed mouth corners
         corner = torch.exp(-((x - cx) ** 2 + (y - corner_y) ** 2) * (1 / 0.03**2))
-        cv.over(_col(tex.app.skin) * lit * 0.5, 0.3 * corner)
+        cv.over(col(tex.app.skin) * lit * 0.5, 0.3 * corner)
     outer = (torch.minimum(torch.minimum(ou(xo) - y, y - ol(xo)), ou.hw * (1 - xo.abs())) * (1 / pw)).clamp(0, 1)
-    upper = _ramp(y - yiu, pw)[:, None]
+    upper = ramp(y - yiu, pw)[:, None]
     gloss = 0.08 * torch.exp(-(((x - iu.xc) * (1 / 0.08)) ** 2 + ((y - (yil + ol(xo)) / 2) * (1 / 0.02)) ** 2))
-    cv.over(_col(tex.app.lips) * (1.05 - 0.22 * upper) * lit + gloss[:, None], outer)
+    cv.over(col(tex.app.lips) * (1.05 - 0.22 * upper) * lit + gloss[:, None], outer)
     inside_x = iu.hw * (1 - xi.abs())
     inner = (torch.minimum(torch.minimum(yiu - y, y - yil), inside_x) * (1 / pw)).clamp(0, 1)
     cv.over(torch.tensor([0.16, 0.05, 0.06]).view(1, 3, 1, 1) * lit, inner)
-    teeth = inner * _ramp(y - (yiu - 0.045), pw) * _ramp(inside_x - 0.015, pw)
+    teeth = inner * ramp(y - (yiu - 0.045), pw) * ramp(inside_x - 0.015, pw)
     cv.over(torch.tensor([0.93, 0.9, 0.84]).view(1, 3, 1, 1) * (0.5 + 0.5 * lit), teeth)
-    cv.over(torch.tensor([0.8, 0.76, 0.7]).view(1, 3, 1, 1) * lit, 0.6 * inner * _ramp(yil + 0.025 - y, pw))
-    cv.over(_col(tex.app.lips) * 0.35 * lit, 0.6 * _ramp(0.006 - (y - yiu).abs(), pw) * _ramp(inside_x, pw))
+    cv.over(torch.tensor([0.8, 0.76, 0.7]).view(1, 3, 1, 1) * lit, 0.6 * inner * ramp(yil + 0.025 - y, pw))
+    cv.over(col(tex.app.lips) * 0.35 * lit, 0.6 * ramp(0.006 - (y - yiu).abs(), pw) * ramp(inside_x, pw))
 
 
 # window: painter, landmarks whose projected mean is its centre, half-size in head units
@@ -477,11 +341,11 @@ def _paint_features(img: Tensor, skin_vis: Tensor, scene: _Scene, size: int, gri
         origin = (lm[:, list(idx)].mean(1) - k / 2 + 0.5).round().long().clamp(0, grid - k)  # (B, 2)
         offs = torch.arange(k)
         index = ((origin[:, 1, None, None] + offs[:, None]) * grid + origin[:, 0, None, None] + offs).view(B, 1, -1)
-        rays = _window_rays(size, grid, origin[:, 0], origin[:, 1], k, sub)
+        rays = window_rays(size, grid, origin[:, 0], origin[:, 1], k, sub)
         skin, p = _skin_hits(scene, rays, FACE_SURFACES)
-        tex = _Tex(p[:, 0], p[:, 1], _lighting(scene.app, skin.value[:, 0]), rays.px * CAMERA_DISTANCE, scene.xy,
+        tex = _Tex(p[:, 0], p[:, 1], lighting(scene.app.light, skin.value[:, 0]), rays.px * CAMERA_DISTANCE, scene.xy,
                    scene.app, scene.st.expression)
-        cv = _Canvas(tex.x)
+        cv = Canvas(tex.x)
         paint(cv, tex)
         rgba = torch.cat([cv.rgb, cv.a], 1) * (skin.alpha[:, None] * (p[:, 2:3] > 0))  # on visible front skin
         rgba = nnf.avg_pool2d(rgba, sub) if sub > 1 else rgba
@@ -508,7 +372,7 @@ def render(appearance: Appearance, structure: Structure, size: int = 64, *, supe
     with torch.no_grad(), torch_threads(threads):
         scene = _scene(appearance, structure)
         grid = size * supersample
-        img, skin_vis = _main_pass(scene, _grid_rays(size, grid), grid)
+        img, skin_vis = _main_pass(scene, grid_rays(size, grid), grid)
         img = _paint_features(img, skin_vis, scene, size, grid)
         if supersample > 1:
             img = nnf.avg_pool2d(img, supersample)
