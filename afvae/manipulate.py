@@ -94,10 +94,12 @@ def read_landmarks(path: str | Path, size: int) -> Tensor:
             pts = np.loadtxt(path, delimiter="," if "," in path.read_text() else None, ndmin=2)
     except (ValueError, OSError) as e:
         raise ValueError(f"{path}: not a landmarks file ({e})") from None
-    pts = np.asarray(pts, np.float32).reshape(-1, 2) if np.asarray(pts).size % 2 == 0 else np.asarray(pts)
+    pts = np.asarray(pts, np.float32)
+    if pts.size % 2 == 0:
+        pts = pts.reshape(-1, 2)  # (P, 2), whatever the file's layout
     if pts.shape != (FACE68.n_points, 2):
-        raise ValueError(f"{path}: {pts.size // 2 if pts.size % 2 == 0 else pts.shape} points, but the model reads "
-                         f"the {FACE68.name} schema ({FACE68.n_points} (x, y) points)")
+        raise ValueError(f"{path}: {pts.size / 2:g} points, but the model reads the {FACE68.name} schema "
+                         f"({FACE68.n_points} (x, y) points)")
     if pts.min() < 0 or pts.max() > size - 1:
         raise ValueError(f"{path}: points outside the model's {size} x {size} frame (range {pts.min():.1f} to "
                          f"{pts.max():.1f}); give them in the aligned {size}-px crop's pixels")

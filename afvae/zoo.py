@@ -211,8 +211,9 @@ def export(name: str, runs: str | Path, cache: str | Path = "results/cache", fol
         tmp.chmod(0o644)
     entry = manifest_entry(name, cfg, run, path, half, fp16, state)
     shipped, _ = model_from_state(load_state(entry, folder))  # the file as every consumer will read it
-    entry["metrics"] = edit_quality(shipped, edits, scorer)
-    entry["metrics_ci95"] = {k: list(interval(v)) for k, v in edit_scores(shipped, edits, scorer).items() if k in SCORED}
+    scores = edit_scores(shipped, edits, scorer)  # once: the means and their intervals
+    entry["metrics"] = {k: float(v.float().nanmean()) for k, v in scores.items()}
+    entry["metrics_ci95"] = {k: list(interval(scores[k])) for k in SCORED}
     entry["check"] = check_metrics(shipped, cfg.data)
     write_manifest({**manifest(folder), name: entry}, folder)
     return entry
