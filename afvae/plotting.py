@@ -589,6 +589,28 @@ def plot_synthetic_subjects(n_identities: int = 3, size: int = 64, seed: int = 0
     return fig
 
 
+SWAP_COLUMNS = ("source", "target boundary", "true render", "AF-VAE output")
+
+
+def plot_swaps(panels: dict[str, dict[str, torch.Tensor]], notes: dict[str, list[str]], n_show: int = 4,
+               cell: float = 1.0) -> plt.Figure:
+    """Fig. 7: per dataset a block of ``n_show`` pairs (rows) x ``SWAP_COLUMNS``, blocks side by side.
+
+    panels: dataset name -> ``x``, ``c_target``, ``x_truth``, ``x_out`` ((N, C, H, W) each, N >= n_show; images in
+    [-1, 1], C boundary channels for ``c_target``); notes: dataset name -> a caption under each pair's output.
+    """
+    k = len(SWAP_COLUMNS)
+    fig = plt.figure(figsize=(cell * (k + 0.3) * len(panels), cell * 1.25 * n_show + 0.4))
+    for sub, (name, p) in zip(fig.subfigures(1, len(panels), squeeze=False)[0], panels.items()):
+        axes = sub.subplots(n_show, k, squeeze=False, gridspec_kw={"wspace": 0.05, "hspace": 0.35})
+        for r in range(n_show):
+            for j, key in enumerate(("x", "c_target", "x_truth", "x_out")):
+                _show(axes[r, j], p[key][r], title=SWAP_COLUMNS[j] if r == 0 else None,
+                      below=notes[name][r] if j == k - 1 else None)
+        sub.suptitle(name, fontsize=10)
+    return fig
+
+
 # The quality benchmark's panels: (metric, its "source unchanged" / truth reference, bar, better direction).
 QUALITY_PANELS = (
     ("yaw_ssim", "yaw_ssim_copy", 0.85, "higher"),
