@@ -592,17 +592,18 @@ def plot_synthetic_subjects(n_identities: int = 3, size: int = 64, seed: int = 0
 SWAP_COLUMNS = ("source", "target boundary", "true render", "AF-VAE output")
 
 
-def plot_swaps(panels: dict[str, dict[str, torch.Tensor]], notes: dict[str, list[str]], n_show: int = 4,
-               cell: float = 1.0) -> plt.Figure:
+def plot_swaps(panels: dict[str, dict[str, torch.Tensor]], notes: dict[str, list[str]], title: str,
+               n_show: int = 4, cell: float = 1.0) -> plt.Figure:
     """Fig. 7: per dataset a block of ``n_show`` pairs (rows) x ``SWAP_COLUMNS``, blocks side by side.
 
     panels: dataset name -> ``x``, ``c_target``, ``x_truth``, ``x_out`` ((N, C, H, W) each, N >= n_show; images in
     [-1, 1], C boundary channels for ``c_target``); notes: dataset name -> a caption under each pair's output.
     """
     k = len(SWAP_COLUMNS)
-    fig = plt.figure(figsize=(cell * (k + 0.3) * len(panels), cell * 1.25 * n_show + 0.4))
+    fig = plt.figure(figsize=(cell * (k + 0.3) * len(panels), cell * 1.35 * n_show + 0.6))
+    fig.suptitle(title, fontsize=9, y=1.05)  # above the blocks' own titles
     for sub, (name, p) in zip(fig.subfigures(1, len(panels), squeeze=False)[0], panels.items()):
-        axes = sub.subplots(n_show, k, squeeze=False, gridspec_kw={"wspace": 0.05, "hspace": 0.35})
+        axes = sub.subplots(n_show, k, squeeze=False, gridspec_kw={"wspace": 0.05, "hspace": 0.45})
         for r in range(n_show):
             for j, key in enumerate(("x", "c_target", "x_truth", "x_out")):
                 _show(axes[r, j], p[key][r], title=SWAP_COLUMNS[j] if r == 0 else None,
