@@ -291,23 +291,23 @@ ROTATION_YAWS = tuple(float(y) for y in range(-90, 91, 15))  # degrees: the targ
 ROTATION_METRICS = ("l1", "ssim", "changed_l1")
 
 
-def frontal_items(dataset: Any, max_yaw: float, per_identity: int, seed: int) -> Tensor:
-    """Up to ``per_identity`` items of every identity with |yaw| <= ``max_yaw`` degrees (near-frontal sources),
-    drawn by ``seed``: (M,) sorted item indices of a SyntheticFaces split."""
-    g = torch.Generator().manual_seed(seed)
-    near = dataset.structure.yaw.abs() <= max_yaw
-    picks = [m[torch.randperm(len(m), generator=g)[:per_identity]]
-             for m in (((dataset.identity == i) & near).nonzero()[:, 0] for i in dataset.identity.unique())]
+def frontal_items(dataset: Any, per_identity: int) -> Tensor:
+    """The ``per_identity`` items of every identity nearest to frontal (smallest |yaw|): (M,) sorted item indices
+    of a SyntheticFaces split, the near-frontal sources of a rotation sweep."""
+    yaw = dataset.structure.yaw.abs()
+    picks = [m[yaw[m].argsort()[:per_identity]] for m in (
+        (dataset.identity == i).nonzero()[:, 0] for i in dataset.identity.unique())]
     return torch.cat(picks).sort().values
 
 
 def rotation_errors(model: AFVAE, dataset: Any, items: Tensor, yaws: Sequence[float] = ROTATION_YAWS,
-                    occlusion: str = "none") -> pd.DataFrame:
+                    occlusion: str = "none", method: str = "AF-VAE") -> pd.DataFrame:
     """``sweep_errors`` of each source item (N,) turned to every yaw in ``yaws`` (its pitch, roll and expression
-    kept), with the columns identity, yaw (degrees) and abs_yaw added."""
+    kept), the model's rows named ``method``, with the columns identity, yaw (degrees) and abs_yaw added."""
     make = lambda source: yaw_structures(source, yaws)  # noqa: E731
     errors = evaluate_sweep(model, dataset, items, make, list(yaws), occlusion=occlusion)
-    errors["identity"] = dataset.identity[torch.as_tensor(errors["item"].to_numpy())].numpy()
+    errors["identity"] = dataset.identity.numpy()[errors["item"].to_numpy()]
+    errors["method"] = errors["method"].replace({"AF-VAE": method})
     return errors.rename(columns={"target": "yaw"}).assign(abs_yaw=lambda e: e["yaw"].abs())
 
 
@@ -315,6 +315,8 @@ def _cluster_bootstrap(values: np.ndarray, groups: np.ndarray, n_boot: int, rng:
                        ) -> tuple[float, float]:
     """95 % percentile interval of the mean of ``values`` (NaN dropped), resampling whole ``groups``."""
     keep = ~np.isnan(values)
+    if not keep.any():
+        return float("nan"), float("nan")
     _, g = np.unique(groups[keep], return_inverse=True)
     sums, counts = np.bincount(g, values[keep]), np.bincount(g).astype(float)
     draw = rng.integers(0, len(sums), (n_boot, len(sums)))  # (n_boot, G) groups per resample
