@@ -249,7 +249,7 @@ def edit_sweep(model: AFVAE, dataset: Any, items: Tensor, make: Callable[[Struct
     batch = dataset.get_batch(items)
     out: dict[str, list[Tensor]] = {"output": [], "truth": [], "c_target": []}
     for n, i in enumerate(items.tolist()):
-        truth = dataset.true_target(i, make(dataset.structure.index(i)), occlusion=occlusion)  # identity i, S structures
+        truth = dataset.true_target(i, make(dataset.structure.index(i)), occlusion=occlusion)  # identity i, S poses
         S = truth["x"].shape[0]
         x, c = batch["x"][n:n + 1].expand(S, -1, -1, -1), batch["c"][n:n + 1].expand(S, -1, -1, -1)
         out["output"].append(model.translate(x, c, truth["c"]))

@@ -306,7 +306,8 @@ def _rotation_errors(ax: plt.Axes, summary: "pd.DataFrame", trained_yaw: float, 
         ax.plot(m["abs_yaw"], m[metric], "o-", ms=3, color=colour, label=method)
         ax.fill_between(m["abs_yaw"], m[f"{metric}_lo"], m[f"{metric}_hi"], color=colour, alpha=0.25, lw=0)
     end = float(summary["abs_yaw"].max()) + 3
-    ax.axvspan(trained_yaw, end, color=OUT_OF_RANGE, alpha=0.08, lw=0, label=f"beyond training (|yaw| > {trained_yaw:.0f}°)")
+    ax.axvspan(trained_yaw, end, color=OUT_OF_RANGE, alpha=0.08, lw=0,
+               label=f"beyond training (|yaw| > {trained_yaw:.0f}°)")
     ax.set_xlim(-3, end)
     ax.set_xlabel("|target yaw| (degrees)", fontsize=8)
     ax.set_ylabel("L1 to truth", fontsize=8)

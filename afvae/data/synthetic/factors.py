@@ -179,8 +179,9 @@ def sample_structure(n: int, generator: torch.Generator, *, max_yaw: float = 60.
                      max_roll: float = 15.0, min_intensity: float = 0.3, mix: float = 0.25) -> Structure:
     """``n`` random structures: pose uniform in the given ranges (degrees), one dominant expression.
 
-    ``max_yaw`` is at most RENDER_YAW (90: profile); the embedded data sets keep the default 60. The dominant expression is uniform over EXPRESSIONS with intensity in [min_intensity, 1]; with
-    probability ``mix`` a second one is added at intensity up to 0.35.
+    ``max_yaw`` is at most RENDER_YAW (90: profile); the embedded data sets keep the default 60. The dominant
+    expression is uniform over EXPRESSIONS with intensity in [min_intensity, 1]; with probability ``mix`` a second
+    one is added at intensity up to 0.35.
     """
     if not 0 <= max_yaw <= RENDER_YAW:
         raise ValueError(f"max_yaw must be in [0, {RENDER_YAW:g}] degrees, got {max_yaw}")
