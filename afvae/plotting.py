@@ -126,7 +126,7 @@ def plot_focal_clusters(pca2: np.ndarray, pca3: np.ndarray, tsne: np.ndarray, la
 # ---------------------------------------------------------------------------------------------------------
 # Figure notebooks 04-08 (pixel shuffle, weight norm, interpolation, manipulation, identity)
 
-METHOD_COLOURS = {"source": "black", "AF-VAE": "tab:blue", "source unchanged": "tab:gray",
+METHOD_COLOURS = {"source": "black", "AF-VAE": "tab:blue", "source unchanged": "tab:gray", "AF-VAE long": "tab:green",
                   "pixel shuffle (full)": "tab:blue", "deconv": "tab:orange"}
 
 
@@ -258,6 +258,61 @@ def plot_edit_sweep(x: torch.Tensor, output: torch.Tensor, truth: torch.Tensor, 
             _show(fig.add_subplot(gs[2 * n + 1, s + 2]), truth[n, s])
     fig.suptitle(title, fontsize=9)
     return fig
+
+
+OUT_OF_RANGE = "tab:red"  # marks what a model never saw in training (Fig. 6)
+
+
+def _mark(ax: plt.Axes, colour: str) -> None:
+    """A coloured frame around an image cell."""
+    for side in ax.spines.values():
+        side.set_visible(True)
+        side.set_color(colour)
+        side.set_linewidth(1.5)
+
+
+def plot_rotation_sweep(x: torch.Tensor, truth: torch.Tensor, outputs: dict[str, torch.Tensor], yaws: list[float],
+                        trained_yaw: float, summary: "pd.DataFrame", title: str, cell: float = 0.8) -> plt.Figure:
+    """Fig. 6: per source the true renders (top) and each model's outputs (rows below), one column per target yaw,
+    cells beyond +-``trained_yaw`` framed in red; under them L1 to the truth against |yaw| with 95 % intervals.
+
+    x (N, 3, H, W) sources; truth and each output (N, S, 3, H, W); summary: ``analysis.rotation_summary``.
+    """
+    N, S = truth.shape[:2]
+    rows = 1 + len(outputs)
+    fig = plt.figure(figsize=(cell * (S + 1.6), cell * rows * N + 2.6))
+    top, bottom = fig.add_gridspec(2, 1, height_ratios=[cell * rows * N, 2.0], hspace=0.12, top=0.95, bottom=0.05)
+    gs = top.subgridspec(rows * N, S + 2, width_ratios=[1, 0.6] + [1] * S, wspace=0.05, hspace=0.06)
+    for n in range(N):
+        _show(fig.add_subplot(gs[rows * n, 0]), x[n], title="source" if n == 0 else None)
+        for r, (name, images) in enumerate([("truth", truth), *outputs.items()]):
+            label = fig.add_subplot(gs[rows * n + r, 1])
+            _show(label, None)
+            label.text(0.95, 0.5, name, ha="right", va="center", fontsize=6, transform=label.transAxes)
+            for s, yaw in enumerate(yaws):
+                ax = fig.add_subplot(gs[rows * n + r, s + 2])
+                _show(ax, images[n, s], title=f"{yaw:+.0f}°" if n == 0 and r == 0 else None)
+                if abs(yaw) > trained_yaw:
+                    _mark(ax, OUT_OF_RANGE)
+    _rotation_errors(fig.add_subplot(bottom), summary, trained_yaw)
+    fig.suptitle(title, fontsize=9)
+    return fig
+
+
+def _rotation_errors(ax: plt.Axes, summary: "pd.DataFrame", trained_yaw: float, metric: str = "l1") -> None:
+    """Mean ``metric`` against |yaw| per method with its 95 % interval; the range beyond training shaded."""
+    for method, m in summary.groupby("method", sort=False):
+        colour = METHOD_COLOURS.get(method)
+        ax.plot(m["abs_yaw"], m[metric], "o-", ms=3, color=colour, label=method)
+        ax.fill_between(m["abs_yaw"], m[f"{metric}_lo"], m[f"{metric}_hi"], color=colour, alpha=0.25, lw=0)
+    end = float(summary["abs_yaw"].max()) + 3
+    ax.axvspan(trained_yaw, end, color=OUT_OF_RANGE, alpha=0.08, lw=0,
+               label=f"beyond training (|yaw| > {trained_yaw:.0f}°)")
+    ax.set_xlim(-3, end)
+    ax.set_xlabel("|target yaw| (degrees)", fontsize=8)
+    ax.set_ylabel("L1 to truth", fontsize=8)
+    ax.tick_params(labelsize=7)
+    ax.legend(fontsize=7, frameon=False, loc="upper left")
 
 
 def _error_lines(ax: plt.Axes, summary: "pd.DataFrame", metric: str, x_key: str = "target") -> None:
