@@ -75,13 +75,14 @@ def pair_factors(faces: SyntheticFaces, edits: EditSet) -> pd.DataFrame:
     })
 
 
-def pair_errors(edits: EditSet, x_out: Tensor) -> pd.DataFrame:
-    """Per pair: ``l1`` (the error that ranks them), ``ssim``, ``changed_l1`` against the truth, and ``l1_copy``
-    (the source returned unchanged). ``x_out`` (N, 3, H, W) in [-1, 1]."""
+def pair_errors(edits: EditSet, x_out: Tensor, x_rec: Tensor) -> pd.DataFrame:
+    """Per pair: ``l1`` (the error that ranks them), ``ssim``, ``changed_l1`` against the truth, ``l1_copy`` (the
+    source returned unchanged) and ``rec_l1`` (the source's reconstruction against the source: what the model
+    cannot even reproduce). ``x_out``, ``x_rec`` (N, 3, H, W) in [-1, 1] (``quality.run_edits``)."""
     return pd.DataFrame({
         "l1": l1_error(x_out, edits.x_truth).numpy(), "ssim": ssim(x_out, edits.x_truth).numpy(),
         "changed_l1": changed_region_l1(x_out, edits.x, edits.x_truth).numpy(),
-        "l1_copy": l1_error(edits.x, edits.x_truth).numpy(),
+        "l1_copy": l1_error(edits.x, edits.x_truth).numpy(), "rec_l1": l1_error(x_rec, edits.x).numpy(),
     })
 
 
@@ -126,10 +127,11 @@ def bootstrap_mean(values: np.ndarray, n_boot: int = 2000, seed: int = 0) -> tup
     return float(values.mean()), float(lo), float(hi)
 
 
-def factor_table(flags: pd.DataFrame, error: np.ndarray, failed: np.ndarray, n_boot: int = 2000,
+def factor_table(flags: pd.DataFrame, error: np.ndarray, failed: np.ndarray, rec: np.ndarray, n_boot: int = 2000,
                  seed: int = 0) -> pd.DataFrame:
-    """Per factor: n, its rate among all pairs and among the failures, lift = their ratio, and the mean error
-    with and without it with 95 % bootstrap intervals. ``error``, ``failed`` (N,)."""
+    """Per factor: n, its rate among all pairs and among the failures, lift = their ratio, the mean error with and
+    without it with 95 % bootstrap intervals, and the mean reconstruction error ``rec`` with and without it.
+    ``error``, ``failed``, ``rec`` (N,)."""
     rows = []
     for name in flags.columns:
         f = flags[name].to_numpy(bool)
@@ -139,7 +141,8 @@ def factor_table(flags: pd.DataFrame, error: np.ndarray, failed: np.ndarray, n_b
                      "n_failures": int((f & failed).sum()), "rate_all": rate_all, "rate_failures": rate_failed,
                      "lift": rate_failed / rate_all if rate_all > 0 else math.nan,
                      **dict(zip(("error_with", "error_with_lo", "error_with_hi"), with_)),
-                     **dict(zip(("error_without", "error_without_lo", "error_without_hi"), without))})
+                     **dict(zip(("error_without", "error_without_lo", "error_without_hi"), without)),
+                     "rec_with": rec[f].mean() if f.any() else math.nan, "rec_without": rec[~f].mean()})
     return pd.DataFrame(rows)
 
 
@@ -159,31 +162,32 @@ def explain(pairs: pd.DataFrame, fraction: float = FAILURE_FRACTION, n_boot: int
     flags = factor_flags(pairs)
     error = pairs["l1"].to_numpy(np.float64)
     failed = failure_mask(error, fraction)
-    table = factor_table(flags, error, failed, n_boot, seed)
+    table = factor_table(flags, error, failed, pairs["rec_l1"].to_numpy(np.float64), n_boot, seed)
     category = assign(flags, failed, table.set_index("factor")["lift"])
     counts = category.value_counts()
     return table.assign(n_assigned=[int(counts.get(f, 0)) for f in table["factor"]]), category
 
 
-def examples(edits: EditSet, x_out: Tensor, pairs: pd.DataFrame, category: pd.Series, per_row: int = 3
-             ) -> dict[str, dict[str, Any]]:
+def examples(edits: EditSet, x_out: Tensor, pairs: pd.DataFrame, category: pd.Series, lift: pd.Series,
+             per_row: int = 3) -> dict[str, dict[str, Any]]:
     """Figure rows: per category with failures (most failures first), its ``per_row`` worst pairs' source,
-    target boundary, truth, output, error and a caption of the edit."""
+    target boundary, truth, output, error, a caption of the edit and a note (failures, lift)."""
     rows = {}
-    for name in category.value_counts().index:
+    for name, n in category.value_counts().items():
         idx = pairs.loc[category.index[category == name], "l1"].sort_values(ascending=False).index[:per_row]
-        i = torch.as_tensor(idx.to_numpy())
+        i = torch.tensor(idx.tolist())
+        note = f"{n} failure{'s' * (n > 1)}" + (f", lift {lift[name]:.1f}" if name in lift else "")
         rows[name] = {"x": edits.x[i], "c_target": edits.c_target[i], "truth": edits.x_truth[i], "output": x_out[i],
                       "error": pairs.loc[idx, "l1"].tolist(), "caption": [describe_edit(pairs.loc[j]) for j in idx],
-                      "n": int((category == name).sum())}
+                      "note": note}
     return rows
 
 
 def describe_edit(pair: pd.Series) -> str:
-    """One pair's edit in a few words: yaw, pitch / roll and expression, source -> target."""
+    """One pair's edit in a few words, source -> target: its yaw, or at its yaw, pitch and roll or expression."""
     if pair.kind == "yaw":
         return f"yaw {pair.yaw_source:+.0f} -> {pair.yaw_target:+.0f}"
     if pair.kind == "pose":
-        return (f"pitch {pair.pitch_source:+.0f} -> {pair.pitch_target:+.0f}, "
+        return (f"yaw {pair.yaw_source:+.0f}: pitch {pair.pitch_source:+.0f} -> {pair.pitch_target:+.0f},\n"
                 f"roll {pair.roll_source:+.0f} -> {pair.roll_target:+.0f}")
-    return f"{pair.expression_source} -> {pair.expression_target}"
+    return f"yaw {pair.yaw_source:+.0f}: {pair.expression_source}\n-> {pair.expression_target}"

@@ -343,7 +343,7 @@ def plot_identity_settings(results: list[dict[str, torch.Tensor]], scores: "pd.D
 def plot_failures(rows: dict[str, dict], title: str, cell: float = 0.95) -> plt.Figure:
     """Fig. 11: one row per failure category, a few failures each: source, target boundary, truth, output.
 
-    rows: ``afvae.failures.examples`` (category -> x, c_target, truth, output (k, ...), error, caption k each, n).
+    rows: ``afvae.failures.examples`` (category -> x, c_target, truth, output (k, ...), error, caption k each, note).
     """
     R, K = len(rows), max(len(r["error"]) for r in rows.values())
     height = cell * 1.45 * R + 0.7
@@ -353,7 +353,7 @@ def plot_failures(rows: dict[str, dict], title: str, cell: float = 0.95) -> plt.
     for n, (name, r) in enumerate(rows.items()):
         label = fig.add_subplot(gs[n, 0])
         _show(label, None)
-        label.text(0.95, 0.5, f"{name}\n({r['n']} failures)", ha="right", va="center", fontsize=8, weight="bold",
+        label.text(0.95, 0.5, f"{name}\n{r['note']}", ha="right", va="center", fontsize=8, weight="bold",
                    transform=label.transAxes)
         for k in range(len(r["error"])):
             a = [fig.add_subplot(gs[n, 2 + 5 * k + j]) for j in range(4)]

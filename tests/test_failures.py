@@ -22,7 +22,7 @@ def _pairs(n: int, seed: int) -> pd.DataFrame:
         "eyes_closed": rng.uniform(0, 1, n), "expression_strength": rng.uniform(0, 1, n),
         "glasses": (rng.uniform(size=n) < 0.2).astype(float), "beard": (rng.uniform(size=n) < 0.2) * 0.7,
         "hair_style": rng.choice(HAIR_STYLES, n), "landmark_shift": rng.uniform(0, 5, n),
-        "l1": rng.uniform(0.05, 0.1, n),
+        "l1": rng.uniform(0.05, 0.1, n), "rec_l1": rng.uniform(0.03, 0.06, n),
     })
 
 
