@@ -395,6 +395,31 @@ def plot_identity_settings(results: list[dict[str, torch.Tensor]], scores: "pd.D
     return fig
 
 
+def plot_failures(rows: dict[str, dict], title: str, cell: float = 0.95) -> plt.Figure:
+    """Fig. 11: one row per failure category, a few failures each: source, target boundary, truth, output.
+
+    rows: ``afvae.failures.examples`` (category -> x, c_target, truth, output (k, ...), error, caption k each, note).
+    """
+    R, K = len(rows), max(len(r["error"]) for r in rows.values())
+    height = cell * 1.45 * R + 0.7
+    fig = plt.figure(figsize=(cell * (1.6 + 4.3 * K), height))
+    gs = fig.add_gridspec(R, 1 + 5 * K, width_ratios=[1.6] + [0.3, 1, 1, 1, 1] * K, wspace=0.06, hspace=0.55,
+                          top=1 - 0.6 / height, bottom=0.2 / height)
+    for n, (name, r) in enumerate(rows.items()):
+        label = fig.add_subplot(gs[n, 0])
+        _show(label, None)
+        label.text(0.95, 0.5, f"{name}\n{r['note']}", ha="right", va="center", fontsize=8, weight="bold",
+                   transform=label.transAxes)
+        for k in range(len(r["error"])):
+            a = [fig.add_subplot(gs[n, 2 + 5 * k + j]) for j in range(4)]
+            _show(a[0], r["x"][k], title="source" if n == 0 else None, below=r["caption"][k])
+            _show(a[1], r["c_target"][k], title="target boundary" if n == 0 else None)
+            _show(a[2], r["truth"][k], title="truth" if n == 0 else None)
+            _show(a[3], r["output"][k], title=("AF-VAE, " if n == 0 else "") + f"L1 {r['error'][k]:.3f}")
+    fig.suptitle(title, fontsize=9)
+    return fig
+
+
 def plot_metric_bars(table: "pd.DataFrame", highlight: str | None = None) -> plt.Figure:
     """One small bar chart per metric column of ``table`` (index = variant), ``highlight`` row in colour."""
     cols = list(table.columns)

@@ -7,9 +7,10 @@ a manipulation can be scored directly, beside the two references that frame it:
   manipulated anything useful.
 * **the truth** (``*_truth`` / ``*_floor``): what the scorer gives the true target itself.
 
-Two kinds of edit, each a pure function of ``seed``:
+Three kinds of edit, each a pure function of ``seed``:
 
 * ``yaw``: the source's pitch, roll and expression at a new yaw, at least ``min_yaw`` degrees away;
+* ``pose``: the source's yaw and expression at a new pitch and roll, uniform over the training ranges;
 * ``expression``: the source's pose with another dominant expression. Most pixels of such a pair do not
   change, so it is scored on the **changed region** only: pixels where source and truth differ by more than
   ``CHANGED`` (any channel, [0, 1] units). There, doing nothing scores the whole change.
@@ -35,19 +36,21 @@ from afvae.metrics import identity_similarity, l1_error, landmark_error, ssim, t
 
 CHANGED = 0.05  # [0, 1] units: a pixel belongs to an edit's changed region when source and truth differ more
 MAX_YAW = 60.0  # the training range of the synthetic faces (degrees)
+MAX_PITCH, MAX_ROLL = 20.0, 15.0  # ... and of their pitch and roll (afvae.data.synthetic.sample_structure)
 
 
 @dataclass(frozen=True)
 class EditSet:
     """N source images, the structures to give them, and the true results. Images (N, 3, H, W) in [-1, 1]."""
 
-    kind: tuple[str, ...]  # (N,) "yaw" | "expression" | "swap"
+    kind: tuple[str, ...]  # (N,) "yaw" | "expression" | "pose" | "swap"
     items: Tensor  # (N,) source items of the test split
     x: Tensor  # sources
     c: Tensor  # (N, C_b, H, W) source boundary maps
     c_target: Tensor  # target boundary maps
     x_truth: Tensor  # the source identities rendered under the target structures
     landmarks_target: Tensor  # (N, P, 2) pixels, P = the subject's keypoints (68 for faces)
+    structure_target: Factors  # N target structures
 
     def mask(self, kind: str) -> Tensor:
         """(N,) bool: the pairs of one kind of edit."""
@@ -65,6 +68,13 @@ def _yaw_targets(source: Structure, min_yaw: float, g: torch.Generator) -> Struc
     return source.replace(yaw=yaw)
 
 
+def _pose_targets(source: Structure, g: torch.Generator) -> Structure:
+    """Each structure at a pitch and roll drawn uniformly from the training ranges (yaw and expression kept)."""
+    n = len(source)
+    return source.replace(pitch=(2 * torch.rand(n, generator=g) - 1) * MAX_PITCH,
+                          roll=(2 * torch.rand(n, generator=g) - 1) * MAX_ROLL)
+
+
 def _expression_targets(source: Structure, g: torch.Generator) -> Structure:
     """Each structure's pose with a new dominant expression (not its current one) at intensity in [0.7, 1]."""
     n, k = len(source), len(EXPRESSIONS)
@@ -75,15 +85,19 @@ def _expression_targets(source: Structure, g: torch.Generator) -> Structure:
 
 
 def edit_set(dataset: Any, *, n_yaw: int = 200, n_expression: int = 200, min_yaw: float = 20.0,
-             seed: int = 0) -> EditSet:
-    """Seeded yaw and expression edits of test items (``dataset``: a SyntheticFaces test split of the faces)."""
+             seed: int = 0, n_pose: int = 0) -> EditSet:
+    """Seeded yaw, expression and pose edits of test items (``dataset``: a SyntheticFaces test split of the
+    faces), in that order; every item is used once before any is used again. ``n_pose`` = 0 gives the set of
+    earlier versions."""
     _check_truth(dataset)
     g = torch.Generator().manual_seed(seed)
-    items = _sources(len(dataset), n_yaw + n_expression, g)
-    yaw_items, expr_items = items[:n_yaw], items[n_yaw:n_yaw + n_expression]
+    n = n_yaw + n_expression + n_pose
+    items = _sources(len(dataset), n, g)[:n]
+    yaw_items, expr_items, pose_items = items.split([n_yaw, n_expression, n_pose])
     targets = Structure.cat([_yaw_targets(dataset.structure.index(yaw_items), min_yaw, g),
-                             _expression_targets(dataset.structure.index(expr_items), g)])
-    return _edits(dataset, ("yaw",) * n_yaw + ("expression",) * n_expression, items[:n_yaw + n_expression], targets)
+                             _expression_targets(dataset.structure.index(expr_items), g),
+                             _pose_targets(dataset.structure.index(pose_items), g)])
+    return _edits(dataset, ("yaw",) * n_yaw + ("expression",) * n_expression + ("pose",) * n_pose, items, targets)
 
 
 def swap_set(dataset: Any, n: int = 200, seed: int = 0) -> EditSet:
@@ -118,7 +132,7 @@ def _edits(dataset: Any, kind: tuple[str, ...], items: Tensor, targets: Factors)
     truth = dataset.true_target(items, targets)
     source = dataset.get_batch(items, ["x", "c"])
     return EditSet(kind=kind, items=items, x=source["x"], c=source["c"], c_target=truth["c"], x_truth=truth["x"],
-                   landmarks_target=truth["landmarks"])
+                   landmarks_target=truth["landmarks"], structure_target=targets)
 
 
 def changed_region_l1(pred: Tensor, source: Tensor, truth: Tensor, threshold: float = CHANGED) -> Tensor:

@@ -15,7 +15,7 @@ FIGURES = ["data_samples", "fig2b_focal_clusters", "train_samples", "fig8_ablati
            "fig3_pixel_shuffle_histograms", "wn_convergence", "fig9_interpolation", "fig1_expressions",
            "fig5_rotation", "fig6_rotation", "fig10_identity",
            "tutorial_kl_checks", "tutorial_mean_face", "tutorial_prior_path", "explorer_strip",
-           "fig4_comparison", "table1_comparison", "fig7_hands_cats"]
+           "fig4_comparison", "table1_comparison", "fig7_hands_cats", "fig11_failures"]
 
 
 @pytest.fixture(scope="module")

@@ -106,7 +106,9 @@ class SyntheticFaces(_FaceDataset):
 
     def __init__(self, size: int = 64, n_identities: int = 200, images_per_identity: int = 40, split: str = "train",
                  seed: int = 0, boundary_channels: int = 13, progress: bool | None = None,
-                 subject: syn.Subject | None = None):
+                 subject: syn.Subject | None = None, identities: Sequence[int] | None = None):
+        """``identities``: ids to draw instead of the split's; ids from ``n_identities`` up lie outside the
+        population, so no model trained on it has seen them (``afvae.failures``)."""
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
         self.subject = syn.FACES if subject is None else subject
@@ -116,7 +118,8 @@ class SyntheticFaces(_FaceDataset):
         self.n_identities, self.images_per_identity, self.split = n_identities, images_per_identity, split
         test = syn.held_out_identities(n_identities, seed)
         keep = {"train": ~test, "test": test, "all": torch.ones_like(test)}[split]
-        self.identities = keep.nonzero()[:, 0]  # (n,) ids of this split's identities
+        self.identities = (keep.nonzero()[:, 0] if identities is None  # (n,) ids of this split's identities
+                           else torch.as_tensor(list(identities), dtype=torch.int64).unique())  # sorted
         n_images = len(self.identities) * images_per_identity
         progress = n_images >= 2000 if progress is None else progress
         faces = syn.make_faces(size, self.identities, images_per_identity, seed, progress=progress,
