@@ -201,18 +201,30 @@ def edit_scores(model: torch.nn.Module, edits: EditSet, scorer: Any | None) -> d
     unchanged; ``expr_changed_l1`` / ``expr_changed_l1_copy`` (N_expr,): changed-region L1 on the expression
     edits; ``identity_sim`` (source vs edit) / ``identity_sim_truth`` (source vs truth) (N,): cosine of the
     scorer's appearance predictions, all edits; ``landmark_nme`` / ``landmark_nme_floor`` (N,): the scorer's
-    landmarks on the edit / on the truth vs the target's; ``rec_ssim`` (N,): reconstructions vs sources.
+    landmarks on the edit / on the truth vs the target's; ``rec_ssim`` (N,): reconstructions vs sources;
+    ``swap_changed_l1`` / ``swap_changed_l1_copy`` (N_swap,): changed-region L1 on structure swaps. A kind of
+    edit the set lacks has no keys.
     """
     g = run_edits(model, edits)
-    yaw, expr = edits.mask("yaw"), edits.mask("expression")
-    scores = {
-        "yaw_ssim": ssim(g["x_out"][yaw], edits.x_truth[yaw]),
-        "yaw_ssim_copy": ssim(edits.x[yaw], edits.x_truth[yaw]),
-        "expr_changed_l1": changed_region_l1(g["x_out"][expr], edits.x[expr], edits.x_truth[expr]),
-        "expr_changed_l1_copy": changed_region_l1(edits.x[expr], edits.x[expr], edits.x_truth[expr]),
-        "rec_ssim": ssim(g["x_rec"], edits.x),
-    }
+    scores: dict[str, Tensor] = {}
+    for kind, (metric, key) in EDIT_METRICS.items():
+        m = edits.mask(kind)
+        if m.any():
+            scores[key] = metric(g["x_out"][m], edits.x[m], edits.x_truth[m])
+            scores[f"{key}_copy"] = metric(edits.x[m], edits.x[m], edits.x_truth[m])
+    scores["rec_ssim"] = ssim(g["x_rec"], edits.x)
     return scores | (scorer_scores(g["x_out"], edits, scorer) if scorer is not None else {})
+
+
+def _ssim_to_truth(pred: Tensor, source: Tensor, truth: Tensor) -> Tensor:
+    return ssim(pred, truth)
+
+
+# kind of edit -> (its per-pair score from (pred, source, truth), the score's key): a kind absent from a set is
+# not scored. Swaps (hands, cats: another identity's structure) change most pixels, so they are scored on the
+# changed region.
+EDIT_METRICS = {"yaw": (_ssim_to_truth, "yaw_ssim"), "expression": (changed_region_l1, "expr_changed_l1"),
+                "swap": (changed_region_l1, "swap_changed_l1")}
 
 
 def scorer_scores(x_out: Tensor, edits: EditSet, scorer: Any) -> dict[str, Tensor]:

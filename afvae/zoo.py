@@ -10,6 +10,10 @@ from the default budget to the long one. Each sitting's wall time, machine and c
 and its entry in ``weights/manifest.json`` (``afvae.shipped`` reads them): fp16 when no metric of the benchmark
 moves beyond its 95 % bootstrap interval, else fp32; the metrics at export; and ``check``, the pixel metrics of
 64 fixed edits that the tests recompute from the shipped file.
+
+Beside them ship Fig. 7's models (``SUBJECTS``: the full model trained on the procedural hands and cats at the
+default preset, by notebook 12), scored on structure swaps of unseen identities (``afvae.quality.swap_set``), so
+that ``make paper`` installs them instead of training.
 """
 from __future__ import annotations
 
@@ -19,12 +23,15 @@ from afvae.cli import add_debug, fail
 
 AFVAE_NAMES = ("full", "no_kl", "standard_prior", "gmm_sampled", "deconv", "batchnorm", "no_norm")
 BASELINE_NAMES = ("pix2pixHD", "StarGAN", "GANimation")
-NAMES = AFVAE_NAMES + BASELINE_NAMES
+SUBJECTS = {"hands": "synthetic-hands", "cats": "synthetic-cats"}  # Fig. 7's models: name -> data source
+NAMES = AFVAE_NAMES + BASELINE_NAMES + tuple(SUBJECTS)
 SCALE = "long"
+SUBJECT_SCALE = "default"  # the preset of SUBJECTS' models (notebook 12's)
 CURVE, SITTINGS = "curve.jsonl", "sittings.jsonl"
 SCORED = ("yaw_ssim", "expr_changed_l1", "identity_sim", "landmark_nme", "rec_ssim")  # a model's own scores
 CHECK_PAIRS = {"n_yaw": 32, "n_expression": 32, "seed": 1}  # the tests' fixed edits (pixel metrics: no scorer)
 CHECKED = ("yaw_ssim", "expr_changed_l1", "rec_ssim")
+SWAP_SCORED = ("swap_changed_l1", "rec_ssim")  # SUBJECTS' scores, and their checks (pixel metrics: no scorer)
 HISTORY_EVERY = 50  # steps between the training-log rows kept in a shipped file
 
 
@@ -65,10 +72,10 @@ from afvae.atomic import atomic_path, write_text
 from afvae.baselines import config as baseline_config
 from afvae.checkpoint import CHECKPOINT, evaluated_weights, load_checkpoint, model_from_state, read_history, run_dir
 from afvae.config import Config, get_config
-from afvae.data.datasets import build_dataset
+from afvae.data.datasets import build_dataset, for_data
 from afvae.features import load_factor_net
 from afvae.methods import Method
-from afvae.quality import EditSet, edit_quality, edit_scores, edit_set, interval
+from afvae.quality import EditSet, edit_quality, edit_scores, edit_set, interval, swap_set
 from afvae.shipped import CENTRES, MANIFEST, load_state, manifest, sha256, weights_dir
 from afvae.train import fit
 
@@ -81,7 +88,33 @@ def zoo_config(name: str, scale: str = SCALE) -> Config:
         return baseline_config(scale, name)
     if name in AFVAE_NAMES:
         return get_config(scale, name)
+    if name in SUBJECTS:  # always notebook 12's config, whatever ``scale``
+        return for_data(get_config(SUBJECT_SCALE, "full"), SUBJECTS[name]).replace(train={"seed": 0})
     raise ValueError(f"unknown reference model {name!r}; choose one of {', '.join(NAMES)}")
+
+
+def is_face(cfg: Config) -> bool:
+    """Whether ``cfg`` trains on the synthetic faces (scored on yaw and expression edits, with a scorer)."""
+    return cfg.data.source == "synthetic"
+
+
+def benchmark(cfg: Config, check: bool = False) -> EditSet:
+    """The edits a reference model is scored on: faces, 200 yaw + 200 expression edits (``check``: the tests' 64,
+    ``CHECK_PAIRS``); hands and cats, 200 structure swaps (``check``: 64, another seed)."""
+    test = build_dataset(cfg.data, "test")
+    if is_face(cfg):
+        return edit_set(test, **CHECK_PAIRS) if check else edit_set(test, n_yaw=200, n_expression=200, seed=0)
+    return swap_set(test, n=64, seed=1) if check else swap_set(test, n=200, seed=0)
+
+
+def scorer_for(cfg: Config, cache: str | Path) -> Any:
+    """The faces' factor net (identity and landmark scores); None for hands and cats (pixel scores only)."""
+    return load_factor_net(cfg.data, cache) if is_face(cfg) else None
+
+
+def scored(cfg: Config) -> tuple[str, ...]:
+    """The metrics recorded with their intervals (and fp16-checked) for a model of ``cfg``."""
+    return SCORED if is_face(cfg) else SWAP_SCORED
 
 
 def read_curve(run: str | Path) -> list[dict[str, Any]]:
@@ -108,7 +141,7 @@ def curve_callback(cfg: Config, run: Path, edits: EditSet, scorer: Any) -> Any:
         rows = [r for r in read_curve(run) if r["step"] < done] + [row]
         write_text(run / CURVE, "".join(json.dumps(r) + "\n" for r in rows))
         record_sitting(run, sitting, done)
-        log.info("%s step %d: yaw_ssim %.3f identity_sim %.3f", cfg.name, done, row["yaw_ssim"], row["identity_sim"])
+        log.info("%s step %d: %s", cfg.name, done, ", ".join(f"{k} {row[k]:.3f}" for k in scored(cfg)))
 
     return score
 
@@ -117,8 +150,7 @@ def train(name: str, runs: str | Path, cache: str | Path = "results/cache", scal
     """Train (or resume, or find finished) reference model ``name`` into ``runs/NAME-HASH`` -> that folder."""
     cfg = zoo_config(name, scale)
     run = run_dir(cfg, runs)
-    scorer = load_factor_net(cfg.data, cache)
-    edits = edit_set(build_dataset(cfg.data, "test"), n_yaw=200, n_expression=200, seed=0)
+    scorer, edits = scorer_for(cfg, cache), benchmark(cfg)
     with torch.random.fork_rng(devices=[]):
         fit(cfg, run, resume=True, cache_root=cache, callback=curve_callback(cfg, run, edits, scorer))
     return run
@@ -156,25 +188,26 @@ def commit() -> str:
         return "unknown"
 
 
-def fp16_check(state: dict[str, Any], edits: EditSet, scorer: Any) -> dict[str, dict[str, Any]]:
-    """Each scored metric with fp32 and with fp16-rounded weights, beside the fp32 mean's 95 % interval."""
+def fp16_check(state: dict[str, Any], edits: EditSet, scorer: Any, keys: tuple[str, ...] = SCORED
+               ) -> dict[str, dict[str, Any]]:
+    """Each scored metric (``keys``) with fp32 and fp16-rounded weights, beside the fp32 mean's 95 % interval."""
     model32, _ = model_from_state(state)
     half = {k: v.half().float() if v.is_floating_point() else v for k, v in evaluated_weights(state).items()}
     model16, _ = model_from_state({**state, "model": half, "states": {}})
     s32, s16 = edit_scores(model32, edits, scorer), edit_scores(model16, edits, scorer)
     out = {}
-    for k in SCORED:
+    for k in keys:
         lo, hi = interval(s32[k])
         m32, m16 = float(s32[k].nanmean()), float(s16[k].nanmean())
         out[k] = {"fp32": m32, "fp16": m16, "ci95": [lo, hi], "within": abs(m16 - m32) < (hi - lo) / 2}
     return out
 
 
-def check_metrics(model: torch.nn.Module, data: Any) -> dict[str, float]:
-    """Pixel metrics of ``model`` on the tests' 64 fixed edits (``CHECK_PAIRS``); no scoring network needed."""
-    edits = edit_set(build_dataset(data, "test"), **CHECK_PAIRS)
-    scores = edit_scores(model, edits, None)
-    return {k: float(scores[k].float().nanmean()) for k in CHECKED}
+def check_metrics(model: torch.nn.Module, cfg: Config) -> dict[str, float]:
+    """Pixel metrics of ``model`` (trained with ``cfg``) on the tests' 64 fixed edits (``benchmark(check=True)``);
+    no scoring network needed."""
+    scores = edit_scores(model, benchmark(cfg, check=True), None)
+    return {k: float(scores[k].float().nanmean()) for k in (CHECKED if is_face(cfg) else SWAP_SCORED)}
 
 
 def export(name: str, runs: str | Path, cache: str | Path = "results/cache", folder: str | Path | None = None,
@@ -186,9 +219,8 @@ def export(name: str, runs: str | Path, cache: str | Path = "results/cache", fol
     if state["step"] < cfg.train.steps:
         raise ValueError(f"{run} is at step {state['step']} of {cfg.train.steps}: finish it first (python -m "
                          f"afvae.zoo train {name} --runs {runs})")
-    scorer = load_factor_net(cfg.data, cache)
-    edits = edit_set(build_dataset(cfg.data, "test"), n_yaw=200, n_expression=200, seed=0)
-    fp16 = fp16_check(state, edits, scorer)
+    scorer, edits = scorer_for(cfg, cache), benchmark(cfg)
+    fp16 = fp16_check(state, edits, scorer, scored(cfg))
     half = all(v["within"] for v in fp16.values())
     weights = {k: (v.half() if half and v.is_floating_point() else v).contiguous().clone()
                for k, v in evaluated_weights(state).items()}
@@ -203,8 +235,8 @@ def export(name: str, runs: str | Path, cache: str | Path = "results/cache", fol
     shipped, _ = model_from_state(load_state(entry, folder))  # the file as every consumer will read it
     scores = edit_scores(shipped, edits, scorer)  # once: the means and their intervals
     entry["metrics"] = {k: float(v.float().nanmean()) for k, v in scores.items()}
-    entry["metrics_ci95"] = {k: list(interval(scores[k])) for k in SCORED}
-    entry["check"] = check_metrics(shipped, cfg.data)
+    entry["metrics_ci95"] = {k: list(interval(scores[k])) for k in scored(cfg)}
+    entry["check"] = check_metrics(shipped, cfg)
     write_manifest({**manifest(folder), name: entry}, folder)
     return entry
 
@@ -218,7 +250,7 @@ def manifest_entry(name: str, cfg: Config, run: Path, path: Path, half: bool, fp
     images = cfg.train.steps * cfg.train.batch_size
     return {
         "name": name, "file": path.name, "method": cfg.name if name in BASELINE_NAMES else "AF-VAE",
-        "variant": name, "config": cfg.to_dict(), "config_hash": cfg.hash(), "sha256": sha256(path),
+        "variant": cfg.name, "data": cfg.data.source, "config": cfg.to_dict(), "config_hash": cfg.hash(), "sha256": sha256(path),
         "bytes": path.stat().st_size, "dtype": "float16" if half else "float32", "fp16_check": fp16,
         "feature_net": state.get("feature_net", "none"), "images_seen": images,
         "train_tflop": flops_per_image(cfg) * images / 1e12,
@@ -267,8 +299,9 @@ def run(a: argparse.Namespace) -> None:
                 print(f"{name}: {train(name, a.runs, a.cache)}", flush=True)
             elif run_dir(zoo_config(name), a.runs).joinpath(CHECKPOINT).exists():
                 entry = export(name, a.runs, a.cache, a.weights)
+                key = scored(zoo_config(name))[0]
                 print(f"{name}: {entry['file']} ({entry['dtype']}, {entry['bytes'] / 1e6:.1f} MB) "
-                      f"yaw_ssim {entry['metrics']['yaw_ssim']:.3f}", flush=True)
+                      f"{key} {entry['metrics'][key]:.3f}", flush=True)
         if a.command == "export" and (path := figure(a.weights)):
             print(f"figure: {path}")
     except (ValueError, OSError, FloatingPointError) as e:

@@ -34,7 +34,7 @@ def test_shipped_model_matches_manifest(name, tmp_path):
     assert cfg.hash() == entry["config_hash"]
     run = shipped.install(cfg, tmp_path)
     model, saved = load_model(run)
-    got = zoo.check_metrics(model, saved.data)
+    got = zoo.check_metrics(model, saved)
     for k, want in entry["check"].items():
         assert got[k] == pytest.approx(want, abs=TOLERANCE), k
 
@@ -153,3 +153,10 @@ def test_training_records_its_sitting(smoke_weights):
     rows = (zoo.run_dir(zoo.zoo_config("full", "smoke"), smoke_weights / "runs") / zoo.SITTINGS).read_text()
     row = json.loads(rows.splitlines()[-1])
     assert row["to_step"] == 30 and row["seconds"] > 0 and row["machine"] and row["commit"]
+
+
+@pytest.mark.parametrize("name", sorted(zoo.SUBJECTS))
+def test_subject_models_are_notebook_12s(name):
+    """The shipped hands and cats models have notebook 12's config, so its run cache installs them."""
+    assert zoo.zoo_config(name).hash() == experiment.config("default", "full", zoo.SUBJECTS[name], 0).hash()
+    assert zoo.scored(zoo.zoo_config(name)) == zoo.SWAP_SCORED and zoo.scored(zoo.zoo_config("full")) == zoo.SCORED
