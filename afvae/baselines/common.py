@@ -94,11 +94,6 @@ class GANBaseline(nn.Module):
         return {**{f"d_{k}": v.detach() for k, v in d.items()}, **{f"g_{k}": v.detach() for k, v in g.items()}}
 
 
-def broadcast(v: Tensor, like: Tensor) -> Tensor:
-    """A per-image vector as constant feature maps: (B, K) and (B, C, H, W) -> (B, K, H, W)."""
-    return v[:, :, None, None].expand(-1, -1, *like.shape[2:])
-
-
 # ----------------------------------------------------------------------------------------------------------
 # Layers: conv + InstanceNorm + ReLU generators, LeakyReLU PatchGAN discriminators (as in all three papers)
 
@@ -148,20 +143,41 @@ def to_image(cin: int, cout: int = 3) -> nn.Conv2d:
     return nn.Conv2d(cin, cout, 7, 1, 3, padding_mode="reflect")
 
 
-class EncoderDecoder(nn.Module):
-    """The StarGAN / GANimation generator trunk: 7x7 conv, two stride-2 downs, residual blocks, two ups.
+class Stem(nn.Module):
+    """A generator's first layer with its condition: 7x7 conv, InstanceNorm, + the condition (B, K) as a per-channel
+    bias, ReLU: (B, cin, R, R), (B, K) -> (B, width, R, R).
 
-    (B, cin, R, R) -> (B, width, R, R) features (the heads are the caller's).
+    The papers give the condition as K constant input channels. Through a reflect-padded conv a constant channel
+    becomes a constant map, which the InstanceNorm right after subtracts exactly: the generator would never see its
+    condition. Added after the norm and before the ReLU, the condition survives every later norm.
     """
 
-    def __init__(self, cin: int, width: int, n_res: int, upsample: str = "deconv"):
+    def __init__(self, cin: int, k: int, width: int):
+        super().__init__()
+        self.conv = nn.Conv2d(cin, width, 7, 1, 3, bias=False, padding_mode="reflect")
+        self.norm = nn.InstanceNorm2d(width, affine=True)
+        self.cond = nn.Linear(k, width)
+
+    def forward(self, h: Tensor, cond: Tensor) -> Tensor:
+        return F.relu(self.norm(self.conv(h)) + self.cond(cond)[:, :, None, None])
+
+
+class EncoderDecoder(nn.Module):
+    """The generator trunk of all three baselines: a ``Stem`` taking the condition, two stride-2 downs, residual
+    blocks, two ups.
+
+    (B, cin, R, R), condition (B, K) -> (B, width, R, R) features (the heads are the caller's).
+    """
+
+    def __init__(self, cin: int, k: int, width: int, n_res: int, upsample: str = "deconv"):
         super().__init__()
         w = width
-        self.body = nn.Sequential(conv_in(cin, w, k=7), down_in(w, 2 * w), down_in(2 * w, 4 * w),
-                                  *[ResBlock(4 * w) for _ in range(n_res)], up_in(4 * w, 2 * w, upsample), up_in(2 * w, w, upsample))
+        self.stem = Stem(cin, k, w)
+        self.body = nn.Sequential(down_in(w, 2 * w), down_in(2 * w, 4 * w), *[ResBlock(4 * w) for _ in range(n_res)],
+                                  up_in(4 * w, 2 * w, upsample), up_in(2 * w, w, upsample))
 
-    def forward(self, h: Tensor) -> Tensor:
-        return self.body(h)
+    def forward(self, h: Tensor, cond: Tensor) -> Tensor:
+        return self.body(self.stem(h, cond))
 
 
 def patch_trunk(cin: int, width: int, n_down: int, max_width: int) -> nn.Sequential:

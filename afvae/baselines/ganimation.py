@@ -24,7 +24,7 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from afvae.baselines.common import (GANBaseline, EncoderDecoder, broadcast, hinge_d, hinge_g, patch_trunk,
+from afvae.baselines.common import (GANBaseline, EncoderDecoder, hinge_d, hinge_g, patch_trunk,
                                     to_image, trunk_width)
 from afvae.config import Config
 
@@ -50,12 +50,12 @@ class Generator(nn.Module):
 
     def __init__(self, k: int, width: int, upsample: str = "deconv"):
         super().__init__()
-        self.trunk = EncoderDecoder(3 + k, width, N_RES, upsample)
+        self.trunk = EncoderDecoder(3, k, width, N_RES, upsample)
         self.colour = to_image(width, 3)
         self.attention = to_image(width, 1)
 
     def forward(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-        h = self.trunk(torch.cat([x, broadcast(y, x)], dim=1))  # (B, w, R, R)
+        h = self.trunk(x, y)  # (B, w, R, R)
         return torch.tanh(self.colour(h)), torch.sigmoid(self.attention(h))
 
 

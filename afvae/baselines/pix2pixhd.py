@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from afvae import losses
-from afvae.baselines.common import (GANBaseline, EncoderDecoder, ResBlock, broadcast, conv_in, down_in, lsgan_d,
+from afvae.baselines.common import (GANBaseline, EncoderDecoder, ResBlock, Stem, conv_in, down_in, lsgan_d,
                                    lsgan_g, to_image, up_in)
 from afvae.config import Config
 
@@ -62,17 +62,18 @@ class Generator(nn.Module):
 
     def __init__(self, c_channels: int, width: int, upsample: str = "deconv"):
         super().__init__()
-        w, h, cin = width, width // 2, c_channels + FEATURE_DIM
+        w, h = width, width // 2
         self.encoder = FeatureEncoder(h)
-        self.global_g = EncoderDecoder(cin, w, N_RES_GLOBAL, upsample).body  # G1 without its output layer, at R/2
-        self.local_front = nn.Sequential(conv_in(cin, h, k=7), down_in(h, w))  # R -> R/2
+        self.global_g = EncoderDecoder(c_channels, FEATURE_DIM, w, N_RES_GLOBAL, upsample)  # G1 without its output layer
+        self.local_stem = Stem(c_channels, FEATURE_DIM, h)  # G2's front end: R -> R/2 after local_down
+        self.local_down = down_in(h, w)
         self.local_back = nn.Sequential(*[ResBlock(w) for _ in range(N_RES_LOCAL)], up_in(w, h, upsample), to_image(h),
                                         nn.Tanh())
 
     def forward(self, c: Tensor, features: Tensor) -> Tensor:
         """c (B, C_b, R, R) in [0, 1], features (B, FEATURE_DIM) -> (B, 3, R, R) in [-1, 1]."""
-        inp = torch.cat([c, broadcast(features, c)], dim=1)  # (B, C_b+3, R, R)
-        return self.local_back(self.local_front(inp) + self.global_g(downsample(inp)))  # G2 front + G1 at R/2
+        front = self.local_down(self.local_stem(c, features))  # (B, w, R/2, R/2)
+        return self.local_back(front + self.global_g(downsample(c), features))  # G2 front + G1 at R/2
 
 
 class PatchD(nn.Module):

@@ -21,7 +21,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from afvae.baselines.common import (GANBaseline, EncoderDecoder, broadcast, hinge_d, hinge_g, patch_trunk,
+from afvae.baselines.common import (GANBaseline, EncoderDecoder, hinge_d, hinge_g, patch_trunk,
                                     to_image, trunk_width)
 from afvae.config import Config
 
@@ -39,11 +39,11 @@ class Generator(nn.Module):
 
     def __init__(self, k: int, width: int, upsample: str = "deconv"):
         super().__init__()
-        self.trunk = EncoderDecoder(3 + k, width, N_RES, upsample)
+        self.trunk = EncoderDecoder(3, k, width, N_RES, upsample)
         self.out = to_image(width)
 
     def forward(self, x: Tensor, label: Tensor) -> Tensor:
-        return torch.tanh(self.out(self.trunk(torch.cat([x, broadcast(label, x)], dim=1))))
+        return torch.tanh(self.out(self.trunk(x, label)))
 
 
 class Discriminator(nn.Module):
