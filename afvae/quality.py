@@ -109,9 +109,12 @@ def run_edits(model: torch.nn.Module, edits: EditSet, batch_size: int = 200) -> 
     return {k: torch.cat(v) for k, v in out.items()}
 
 
-def edit_scores(model: torch.nn.Module, edits: EditSet, scorer: Any | None) -> dict[str, Tensor]:
+def edit_scores(model: torch.nn.Module, edits: EditSet, scorer: Any | None, heldout: Any | None = None
+                ) -> dict[str, Tensor]:
     """The quality benchmark's scores per pair for one model on ``edits``; ``scorer``: the FactorNet of the data
-    (None: the pixel scores only).
+    (None: the pixel scores only); ``heldout``: the held-out scorer (``afvae.scorer``), whose identity and
+    landmark scores are added as ``identity_sim_heldout``, ``landmark_nme_heldout`` ... (``*_truth_heldout``,
+    ``*_floor_heldout``).
 
     ``yaw_ssim`` / ``yaw_ssim_copy`` (N_yaw,): SSIM against the truth on the yaw edits, model vs source
     unchanged; ``expr_changed_l1`` / ``expr_changed_l1_copy`` (N_expr,): changed-region L1 on the expression
@@ -128,7 +131,9 @@ def edit_scores(model: torch.nn.Module, edits: EditSet, scorer: Any | None) -> d
         "expr_changed_l1_copy": changed_region_l1(edits.x[expr], edits.x[expr], edits.x_truth[expr]),
         "rec_ssim": ssim(g["x_rec"], edits.x),
     }
-    return scores | (scorer_scores(g["x_out"], edits, scorer) if scorer is not None else {})
+    scores |= scorer_scores(g["x_out"], edits, scorer) if scorer is not None else {}
+    held = scorer_scores(g["x_out"], edits, heldout) if heldout is not None else {}
+    return scores | {f"{k}_heldout": v for k, v in held.items()}
 
 
 def scorer_scores(x_out: Tensor, edits: EditSet, scorer: Any) -> dict[str, Tensor]:
@@ -144,6 +149,6 @@ def scorer_scores(x_out: Tensor, edits: EditSet, scorer: Any) -> dict[str, Tenso
             "landmark_nme": nme("out"), "landmark_nme_floor": nme("truth")}
 
 
-def edit_quality(model: torch.nn.Module, edits: EditSet, scorer: Any) -> dict[str, float]:
+def edit_quality(model: torch.nn.Module, edits: EditSet, scorer: Any, heldout: Any | None = None) -> dict[str, float]:
     """The means over pairs of ``edit_scores`` (pairs with an empty changed region left out)."""
-    return {k: float(v.float().nanmean()) for k, v in edit_scores(model, edits, scorer).items()}
+    return {k: float(v.float().nanmean()) for k, v in edit_scores(model, edits, scorer, heldout).items()}
