@@ -26,7 +26,7 @@ pix2pixHD's perceptual loss; ``landmark_nme*_factor`` from the landmark net (the
 data). On a prepared folder, which cannot render another population, the held-out columns are NaN.
 
 ``gt_changed_l1`` is the manipulation's own error: the L1 over the pixels where source and truth differ
-(``afvae.quality.changed_region_l1``). ``evaluate_with_references`` adds the rows that frame every method:
+(``afvae.metrics.changed_region_l1``). ``evaluate_with_references`` adds the rows that frame every method:
 "source unchanged" (the source returned as it is) and "oracle" (the true target through the model's own
 encoder and decoder: the best an edit can do at the model's reconstruction quality).
 
@@ -86,6 +86,7 @@ from afvae.features import FeatureNet, load_factor_net, load_landmark_net
 from afvae.metrics import (
     INCEPTION_ENV,
     batched,
+    changed_region_l1,
     factor_class_probs,
     factor_metrics,
     fidelity_metrics,
@@ -96,7 +97,6 @@ from afvae.metrics import (
     psnr,
     summarise,
 )
-from afvae.quality import changed_region_l1
 from afvae.scorer import NAME, load_scorer
 
 log = logging.getLogger(__name__)

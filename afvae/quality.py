@@ -12,7 +12,7 @@ Two kinds of edit, each a pure function of ``seed``:
 * ``yaw``: the source's pitch, roll and expression at a new yaw, at least ``min_yaw`` degrees away;
 * ``expression``: the source's pose with another dominant expression. Most pixels of such a pair do not
   change, so it is scored on the **changed region** only: pixels where source and truth differ by more than
-  ``CHANGED`` (any channel, [0, 1] units). There, doing nothing scores the whole change.
+  ``afvae.metrics.CHANGED`` (any channel, [0, 1] units; ``changed_region_l1``). There, doing nothing scores the whole change.
 """
 from __future__ import annotations
 
@@ -24,9 +24,8 @@ import torch
 from torch import Tensor
 
 from afvae.data.synthetic import EXPRESSIONS, Structure
-from afvae.metrics import identity_similarity, landmark_error, ssim, to_unit
+from afvae.metrics import changed_region_l1, identity_similarity, landmark_error, ssim
 
-CHANGED = 0.05  # [0, 1] units: a pixel belongs to an edit's changed region when source and truth differ more
 MAX_YAW = 60.0  # the training range of the synthetic faces (degrees)
 
 
@@ -83,16 +82,6 @@ def edit_set(dataset: Any, *, n_yaw: int = 200, n_expression: int = 200, min_yaw
     source = dataset.get_batch(items, ["x", "c"])
     return EditSet(kind=("yaw",) * n_yaw + ("expression",) * n_expression, items=items, x=source["x"],
                    c=source["c"], c_target=truth["c"], x_truth=truth["x"], landmarks_target=truth["landmarks"])
-
-
-def changed_region_l1(pred: Tensor, source: Tensor, truth: Tensor, threshold: float = CHANGED) -> Tensor:
-    """L1 of ``pred`` against ``truth`` over the pixels where source and truth differ (> threshold, any channel).
-
-    (N, 3, H, W) in [-1, 1] thrice -> (N,) in [0, 1] units; NaN for a pair whose region is empty.
-    """
-    region = (to_unit(source) - to_unit(truth)).abs().amax(dim=1) > threshold  # (N, H, W)
-    err = (to_unit(pred) - to_unit(truth)).abs().mean(dim=1)  # (N, H, W)
-    return (err * region).sum(dim=(1, 2)) / region.sum(dim=(1, 2))  # 0 / 0 -> NaN
 
 
 @torch.no_grad()

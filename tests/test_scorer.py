@@ -5,7 +5,8 @@ import torch
 from afvae.config import get_config
 from afvae.data.datasets import build_dataset
 from afvae.features import FactorNet, cached_net
-from afvae.scorer import HELD_OUT_SEED, ScorerNet, accuracy_items, identity_separation, scorer_data, scorer_path
+from afvae.scorer import HELD_OUT_SEED, ScorerNet, scorer_data, scorer_path
+from afvae.scorer_accuracy import accuracy_items, identity_separation
 
 
 def test_identity_separation_against_closed_forms():
