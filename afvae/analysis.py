@@ -6,7 +6,8 @@ Grouped by notebook:
 * 04 pixel shuffle (Fig. 3): colour histograms, their entropy and Jensen-Shannon divergence, ``colour_table``
 * 05 weight norm: ``short_run_config``, ``seed_bands``
 * 06 interpolation (Fig. 9): ``pick_contrasting_pair``, ``lerp_landmarks``
-* 07 manipulation (Figs. 1, 5, 6): ``expression_structures``, ``yaw_structures``, ``edit_sweep``, ``sweep_errors``
+* 07 manipulation (Figs. 1, 5, 6): ``expression_structures``, ``yaw_structures``, ``edit_sweep``, ``sweep_errors``;
+  Fig. 6, rotation to profile: ``frontal_items``, ``rotation_errors``, ``rotation_summary``
 * 08 identity (Fig. 10): ``contour_distance``, ``contour_donors``, ``edited_expression``
 
 Images are ``(N, 3, H, W)`` in [-1, 1], landmarks ``(N, P, 2)`` in pixels (P = 68 for faces),
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
+import numpy as np
 import pandas as pd
 import torch
 from torch import Tensor
@@ -26,6 +28,7 @@ from afvae.evaluate import has_ground_truth
 from afvae.images import to_uint8
 from afvae.metrics import batched, ground_truth_errors, identity_similarity, l1_error
 from afvae.model import AFVAE
+from afvae.quality import MAX_YAW, changed_region_l1
 
 N_LANDMARK_TARGETS = 136  # FactorNet targets start with the 68 (x, y) landmarks / size
 N_APPEARANCE_TARGETS = 63  # ... then the synthetic appearance vector (Appearance.to_vector)
@@ -235,16 +238,18 @@ def yaw_structures(source: Structure, yaws: Sequence[float] | Tensor) -> Structu
 
 
 @torch.no_grad()
-def edit_sweep(model: AFVAE, dataset: Any, items: Tensor, make: Callable[[Structure], Structure]) -> dict[str, Tensor]:
+def edit_sweep(model: AFVAE, dataset: Any, items: Tensor, make: Callable[[Structure], Structure],
+               occlusion: str = "none") -> dict[str, Tensor]:
     """Each source item re-rendered by the model under the structures ``make(its structure)``, with the truth.
 
-    dataset: a SyntheticFaces split; items (N,); make maps a Structure of 1 to a Structure of S.
+    dataset: a SyntheticFaces split; items (N,); make maps a Structure of 1 to a Structure of S; ``occlusion``:
+    the landmark convention of the target boundary maps (``SyntheticFaces.true_target``).
     Returns x (N, 3, H, W) the sources, output and truth (N, S, 3, H, W), c_target (N, S, C_b, H, W).
     """
     batch = dataset.get_batch(items)
     out: dict[str, list[Tensor]] = {"output": [], "truth": [], "c_target": []}
     for n, i in enumerate(items.tolist()):
-        truth = dataset.true_target(i, make(dataset.structure.index(i)))  # identity i under S structures
+        truth = dataset.true_target(i, make(dataset.structure.index(i)), occlusion=occlusion)  # identity i, S poses
         S = truth["x"].shape[0]
         x, c = batch["x"][n:n + 1].expand(S, -1, -1, -1), batch["c"][n:n + 1].expand(S, -1, -1, -1)
         out["output"].append(model.translate(x, c, truth["c"]))
@@ -256,7 +261,8 @@ def edit_sweep(model: AFVAE, dataset: Any, items: Tensor, make: Callable[[Struct
 def sweep_errors(sweep: dict[str, Tensor], labels: Sequence[Any], items: Tensor) -> pd.DataFrame:
     """Per-image ground-truth errors of an ``edit_sweep``: the model's output, and the unchanged source as a
     do-nothing baseline. Columns item, target (from ``labels``, one per structure), method, l1, psnr (dB,
-    capped at PSNR_CAP_DB), ssim; N * S * 2 rows.
+    capped at PSNR_CAP_DB), ssim, changed_l1 (``quality.changed_region_l1``; NaN where nothing changed);
+    N * S * 2 rows.
     """
     N, S = sweep["output"].shape[:2]
     truth = sweep["truth"].flatten(0, 1)  # (N*S, 3, H, W)
@@ -267,15 +273,73 @@ def sweep_errors(sweep: dict[str, Tensor], labels: Sequence[Any], items: Tensor)
         frames.append(pd.DataFrame({
             "item": items.repeat_interleave(S).numpy(), "target": list(labels) * N, "method": method,
             "l1": err["l1"].numpy(), "psnr": err["psnr"].clamp(max=PSNR_CAP_DB).numpy(), "ssim": err["ssim"].numpy(),
+            "changed_l1": changed_region_l1(pred, source, truth).numpy(),
         }))
     return pd.concat(frames, ignore_index=True)
 
 
 def evaluate_sweep(model: AFVAE, dataset: Any, items: Tensor, make: Callable[[Structure], Structure],
-                   labels: Sequence[Any], chunk: int = 32) -> pd.DataFrame:
+                   labels: Sequence[Any], chunk: int = 32, occlusion: str = "none") -> pd.DataFrame:
     """``sweep_errors`` of ``edit_sweep`` over ``items`` (N,), ``chunk`` sources at a time (bounded memory)."""
-    return pd.concat([sweep_errors(edit_sweep(model, dataset, part, make), labels, part)
+    return pd.concat([sweep_errors(edit_sweep(model, dataset, part, make, occlusion), labels, part)
                       for part in items.split(chunk)], ignore_index=True)
+
+
+# Fig. 6: rotation to profile, from near-frontal sources, against |yaw|
+
+ROTATION_YAWS = tuple(float(y) for y in range(-90, 91, 15))  # degrees: the targets of Fig. 6
+ROTATION_METRICS = ("l1", "ssim", "changed_l1")
+
+
+def frontal_items(dataset: Any, per_identity: int) -> Tensor:
+    """The ``per_identity`` items of every identity nearest to frontal (smallest |yaw|): (M,) sorted item indices
+    of a SyntheticFaces split, the near-frontal sources of a rotation sweep."""
+    yaw = dataset.structure.yaw.abs()
+    picks = [m[yaw[m].argsort()[:per_identity]] for m in (
+        (dataset.identity == i).nonzero()[:, 0] for i in dataset.identity.unique())]
+    return torch.cat(picks).sort().values
+
+
+def rotation_errors(model: AFVAE, dataset: Any, items: Tensor, yaws: Sequence[float] = ROTATION_YAWS,
+                    occlusion: str = "none", method: str = "AF-VAE") -> pd.DataFrame:
+    """``sweep_errors`` of each source item (N,) turned to every yaw in ``yaws`` (its pitch, roll and expression
+    kept), the model's rows named ``method``, with the columns identity, yaw (degrees) and abs_yaw added."""
+    make = lambda source: yaw_structures(source, yaws)  # noqa: E731
+    errors = evaluate_sweep(model, dataset, items, make, list(yaws), occlusion=occlusion)
+    errors["identity"] = dataset.identity.numpy()[errors["item"].to_numpy()]
+    errors["method"] = errors["method"].replace({"AF-VAE": method})
+    return errors.rename(columns={"target": "yaw"}).assign(abs_yaw=lambda e: e["yaw"].abs())
+
+
+def _cluster_bootstrap(values: np.ndarray, groups: np.ndarray, n_boot: int, rng: np.random.Generator
+                       ) -> tuple[float, float]:
+    """95 % percentile interval of the mean of ``values`` (NaN dropped), resampling whole ``groups``."""
+    keep = ~np.isnan(values)
+    if not keep.any():
+        return float("nan"), float("nan")
+    _, g = np.unique(groups[keep], return_inverse=True)
+    sums, counts = np.bincount(g, values[keep]), np.bincount(g).astype(float)
+    draw = rng.integers(0, len(sums), (n_boot, len(sums)))  # (n_boot, G) groups per resample
+    means = sums[draw].sum(1) / counts[draw].sum(1)
+    lo, hi = np.percentile(means, [2.5, 97.5])
+    return float(lo), float(hi)
+
+
+def rotation_summary(errors: pd.DataFrame, trained_yaw: float = MAX_YAW, n_boot: int = 2000,
+                     seed: int = 0) -> pd.DataFrame:
+    """Per |yaw| and method of ``rotation_errors``: mean of each metric with a 95 % bootstrap interval over
+    identities (whole identities resampled: sources of one identity are not independent), n pairs, n identities,
+    and whether |yaw| lies in the model's training range (<= ``trained_yaw``)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for (abs_yaw, method), part in errors.groupby(["abs_yaw", "method"], sort=True):
+        row: dict[str, Any] = {"abs_yaw": abs_yaw, "method": method, "in_training_range": abs_yaw <= trained_yaw}
+        for m in ROTATION_METRICS:
+            v = part[m].to_numpy(dtype=float)
+            row[m] = float(np.nanmean(v)) if (~np.isnan(v)).any() else float("nan")
+            row[f"{m}_lo"], row[f"{m}_hi"] = _cluster_bootstrap(v, part["identity"].to_numpy(), n_boot, rng)
+        rows.append(row | {"n": len(part), "n_identities": part["identity"].nunique()})
+    return pd.DataFrame(rows)
 
 
 def describe_structure(structure: Structure) -> str:

@@ -349,6 +349,26 @@ def boundary_map(
     return c[0] if single else c
 
 
+# The curves a face hides as a whole when it turns to profile (the "profile" landmark convention): eyes and brows.
+# The contour's hidden points slide to the silhouette instead, and the nose and lip curves fold onto the profile.
+FACE68_OCCLUDABLE = ("left_eyebrow", "right_eyebrow", "left_upper_eyelid", "left_lower_eyelid",
+                     "right_upper_eyelid", "right_lower_eyelid")
+
+
+def drop_hidden_curves(c: Tensor, visible: Tensor, schema: Schema = FACE68,
+                       curves: tuple[str, ...] = FACE68_OCCLUDABLE) -> Tensor:
+    """Boundary map c (B, C, H, W) with the channel of each named curve zeroed where most of its points are hidden.
+
+    visible (B, N) bool per landmark; a curve is dropped when fewer than half of its distinct points are visible.
+    """
+    keep = torch.ones(c.shape[:2], dtype=c.dtype, device=c.device)  # (B, C)
+    for ch, (name, idx) in enumerate(schema.curves):
+        if name in curves:
+            points = sorted(set(idx))
+            keep[:, ch] = (2 * visible[:, points].sum(1) >= len(points)).to(c.dtype)
+    return c * keep[:, :, None, None]
+
+
 def merged_map(c: Tensor) -> Tensor:
     """Boundary map (B, C, H, W) or (C, H, W) -> max over curves, (B, 1, H, W) or (1, H, W)."""
     return c.amax(dim=-3, keepdim=True)

@@ -126,7 +126,7 @@ def plot_focal_clusters(pca2: np.ndarray, pca3: np.ndarray, tsne: np.ndarray, la
 # ---------------------------------------------------------------------------------------------------------
 # Figure notebooks 04-08 (pixel shuffle, weight norm, interpolation, manipulation, identity)
 
-METHOD_COLOURS = {"source": "black", "AF-VAE": "tab:blue", "source unchanged": "tab:gray",
+METHOD_COLOURS = {"source": "black", "AF-VAE": "tab:blue", "source unchanged": "tab:gray", "AF-VAE long": "tab:green",
                   "pixel shuffle (full)": "tab:blue", "deconv": "tab:orange"}
 
 
@@ -260,6 +260,61 @@ def plot_edit_sweep(x: torch.Tensor, output: torch.Tensor, truth: torch.Tensor, 
     return fig
 
 
+OUT_OF_RANGE = "tab:red"  # marks what a model never saw in training (Fig. 6)
+
+
+def _mark(ax: plt.Axes, colour: str) -> None:
+    """A coloured frame around an image cell."""
+    for side in ax.spines.values():
+        side.set_visible(True)
+        side.set_color(colour)
+        side.set_linewidth(1.5)
+
+
+def plot_rotation_sweep(x: torch.Tensor, truth: torch.Tensor, outputs: dict[str, torch.Tensor], yaws: list[float],
+                        trained_yaw: float, summary: "pd.DataFrame", title: str, cell: float = 0.8) -> plt.Figure:
+    """Fig. 6: per source the true renders (top) and each model's outputs (rows below), one column per target yaw,
+    cells beyond +-``trained_yaw`` framed in red; under them L1 to the truth against |yaw| with 95 % intervals.
+
+    x (N, 3, H, W) sources; truth and each output (N, S, 3, H, W); summary: ``analysis.rotation_summary``.
+    """
+    N, S = truth.shape[:2]
+    rows = 1 + len(outputs)
+    fig = plt.figure(figsize=(cell * (S + 1.6), cell * rows * N + 2.6))
+    top, bottom = fig.add_gridspec(2, 1, height_ratios=[cell * rows * N, 2.0], hspace=0.12, top=0.95, bottom=0.05)
+    gs = top.subgridspec(rows * N, S + 2, width_ratios=[1, 0.6] + [1] * S, wspace=0.05, hspace=0.06)
+    for n in range(N):
+        _show(fig.add_subplot(gs[rows * n, 0]), x[n], title="source" if n == 0 else None)
+        for r, (name, images) in enumerate([("truth", truth), *outputs.items()]):
+            label = fig.add_subplot(gs[rows * n + r, 1])
+            _show(label, None)
+            label.text(0.95, 0.5, name, ha="right", va="center", fontsize=6, transform=label.transAxes)
+            for s, yaw in enumerate(yaws):
+                ax = fig.add_subplot(gs[rows * n + r, s + 2])
+                _show(ax, images[n, s], title=f"{yaw:+.0f}°" if n == 0 and r == 0 else None)
+                if abs(yaw) > trained_yaw:
+                    _mark(ax, OUT_OF_RANGE)
+    _rotation_errors(fig.add_subplot(bottom), summary, trained_yaw)
+    fig.suptitle(title, fontsize=9)
+    return fig
+
+
+def _rotation_errors(ax: plt.Axes, summary: "pd.DataFrame", trained_yaw: float, metric: str = "l1") -> None:
+    """Mean ``metric`` against |yaw| per method with its 95 % interval; the range beyond training shaded."""
+    for method, m in summary.groupby("method", sort=False):
+        colour = METHOD_COLOURS.get(method)
+        ax.plot(m["abs_yaw"], m[metric], "o-", ms=3, color=colour, label=method)
+        ax.fill_between(m["abs_yaw"], m[f"{metric}_lo"], m[f"{metric}_hi"], color=colour, alpha=0.25, lw=0)
+    end = float(summary["abs_yaw"].max()) + 3
+    ax.axvspan(trained_yaw, end, color=OUT_OF_RANGE, alpha=0.08, lw=0,
+               label=f"beyond training (|yaw| > {trained_yaw:.0f}°)")
+    ax.set_xlim(-3, end)
+    ax.set_xlabel("|target yaw| (degrees)", fontsize=8)
+    ax.set_ylabel("L1 to truth", fontsize=8)
+    ax.tick_params(labelsize=7)
+    ax.legend(fontsize=7, frameon=False, loc="upper left")
+
+
 def _error_lines(ax: plt.Axes, summary: "pd.DataFrame", metric: str, x_key: str = "target") -> None:
     """Mean ± std of ``metric`` against ``x_key``, one line per method."""
     for method, m in summary.groupby("method", sort=False):
@@ -337,6 +392,31 @@ def plot_identity_settings(results: list[dict[str, torch.Tensor]], scores: "pd.D
                          va="bottom", fontsize=8, weight="bold")
     fig.suptitle("Identity under three kinds of target boundary — sim: cosine similarity of FactorNet appearance "
                  "predictions to the source; contour d: jaw-contour distance to the source", fontsize=8, y=0.995)
+    return fig
+
+
+def plot_failures(rows: dict[str, dict], title: str, cell: float = 0.95) -> plt.Figure:
+    """Fig. 11: one row per failure category, a few failures each: source, target boundary, truth, output.
+
+    rows: ``afvae.failures.examples`` (category -> x, c_target, truth, output (k, ...), error, caption k each, note).
+    """
+    R, K = len(rows), max(len(r["error"]) for r in rows.values())
+    height = cell * 1.45 * R + 0.7
+    fig = plt.figure(figsize=(cell * (1.6 + 4.3 * K), height))
+    gs = fig.add_gridspec(R, 1 + 5 * K, width_ratios=[1.6] + [0.3, 1, 1, 1, 1] * K, wspace=0.06, hspace=0.55,
+                          top=1 - 0.6 / height, bottom=0.2 / height)
+    for n, (name, r) in enumerate(rows.items()):
+        label = fig.add_subplot(gs[n, 0])
+        _show(label, None)
+        label.text(0.95, 0.5, f"{name}\n{r['note']}", ha="right", va="center", fontsize=8, weight="bold",
+                   transform=label.transAxes)
+        for k in range(len(r["error"])):
+            a = [fig.add_subplot(gs[n, 2 + 5 * k + j]) for j in range(4)]
+            _show(a[0], r["x"][k], title="source" if n == 0 else None, below=r["caption"][k])
+            _show(a[1], r["c_target"][k], title="target boundary" if n == 0 else None)
+            _show(a[2], r["truth"][k], title="truth" if n == 0 else None)
+            _show(a[3], r["output"][k], title=("AF-VAE, " if n == 0 else "") + f"L1 {r['error'][k]:.3f}")
+    fig.suptitle(title, fontsize=9)
     return fig
 
 
@@ -586,6 +666,29 @@ def plot_synthetic_subjects(n_identities: int = 3, size: int = 64, seed: int = 0
                         ha="right", va="center")
     for ax in axes.flat:
         ax.set_axis_off()
+    return fig
+
+
+SWAP_COLUMNS = ("source", "target boundary", "true render", "AF-VAE output")
+
+
+def plot_swaps(panels: dict[str, dict[str, torch.Tensor]], notes: dict[str, list[str]], title: str,
+               n_show: int = 4, cell: float = 1.0) -> plt.Figure:
+    """Fig. 7: per dataset a block of ``n_show`` pairs (rows) x ``SWAP_COLUMNS``, blocks side by side.
+
+    panels: dataset name -> ``x``, ``c_target``, ``x_truth``, ``x_out`` ((N, C, H, W) each, N >= n_show; images in
+    [-1, 1], C boundary channels for ``c_target``); notes: dataset name -> a caption under each pair's output.
+    """
+    k = len(SWAP_COLUMNS)
+    fig = plt.figure(figsize=(cell * (k + 0.3) * len(panels), cell * 1.35 * n_show + 0.6))
+    fig.suptitle(title, fontsize=9, y=1.05)  # above the blocks' own titles
+    for sub, (name, p) in zip(fig.subfigures(1, len(panels), squeeze=False)[0], panels.items()):
+        axes = sub.subplots(n_show, k, squeeze=False, gridspec_kw={"wspace": 0.05, "hspace": 0.45})
+        for r in range(n_show):
+            for j, key in enumerate(("x", "c_target", "x_truth", "x_out")):
+                _show(axes[r, j], p[key][r], title=SWAP_COLUMNS[j] if r == 0 else None,
+                      below=notes[name][r] if j == k - 1 else None)
+        sub.suptitle(name, fontsize=10)
     return fig
 
 

@@ -7,12 +7,17 @@ a manipulation can be scored directly, beside the two references that frame it:
   manipulated anything useful.
 * **the truth** (``*_truth`` / ``*_floor``): what the scorer gives the true target itself.
 
-Two kinds of edit, each a pure function of ``seed``:
+Three kinds of edit, each a pure function of ``seed``:
 
 * ``yaw``: the source's pitch, roll and expression at a new yaw, at least ``min_yaw`` degrees away;
+* ``pose``: the source's yaw and expression at a new pitch and roll, uniform over the training ranges;
 * ``expression``: the source's pose with another dominant expression. Most pixels of such a pair do not
   change, so it is scored on the **changed region** only: pixels where source and truth differ by more than
-  ``afvae.metrics.CHANGED`` (any channel, [0, 1] units; ``changed_region_l1``). There, doing nothing scores the whole change.
+  ``CHANGED`` (``afvae.metrics``; any channel, [0, 1] units). There, doing nothing scores the whole change.
+
+Any synthetic subject (faces, hands, cats) also has ``swap_set``: each source takes the whole structure of a
+test item of another identity. ``truth_scores`` scores images against the truth (changed-region L1, L1, SSIM)
+and ``score_table`` gives each method's means with 95 % bootstrap intervals (``interval``).
 """
 from __future__ import annotations
 
@@ -20,26 +25,31 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+import pandas as pd
 import torch
+from scipy.stats import bootstrap
 from torch import Tensor
 
-from afvae.data.synthetic import EXPRESSIONS, Structure
-from afvae.metrics import changed_region_l1, identity_similarity, landmark_error, ssim
+from afvae.data.synthetic import EXPRESSIONS, Factors, Structure
+from afvae.metrics import CHANGED, changed_region_l1, identity_similarity, l1_error, landmark_error, ssim
 
 MAX_YAW = 60.0  # the training range of the synthetic faces (degrees)
+MAX_PITCH, MAX_ROLL = 20.0, 15.0  # ... and of their pitch and roll (afvae.data.synthetic.sample_structure)
 
 
 @dataclass(frozen=True)
 class EditSet:
-    """N source faces, the structures to give them, and the true results. Images (N, 3, H, W) in [-1, 1]."""
+    """N source images, the structures to give them, and the true results. Images (N, 3, H, W) in [-1, 1]."""
 
-    kind: tuple[str, ...]  # (N,) "yaw" | "expression"
+    kind: tuple[str, ...]  # (N,) "yaw" | "expression" | "pose" | "swap"
     items: Tensor  # (N,) source items of the test split
     x: Tensor  # sources
     c: Tensor  # (N, C_b, H, W) source boundary maps
     c_target: Tensor  # target boundary maps
     x_truth: Tensor  # the source identities rendered under the target structures
-    landmarks_target: Tensor  # (N, 68, 2) pixels
+    landmarks_target: Tensor  # (N, P, 2) pixels, P = the subject's keypoints (68 for faces)
+    structure_target: Factors  # N target structures
 
     def mask(self, kind: str) -> Tensor:
         """(N,) bool: the pairs of one kind of edit."""
@@ -57,6 +67,13 @@ def _yaw_targets(source: Structure, min_yaw: float, g: torch.Generator) -> Struc
     return source.replace(yaw=yaw)
 
 
+def _pose_targets(source: Structure, g: torch.Generator) -> Structure:
+    """Each structure at a pitch and roll drawn uniformly from the training ranges (yaw and expression kept)."""
+    n = len(source)
+    return source.replace(pitch=(2 * torch.rand(n, generator=g) - 1) * MAX_PITCH,
+                          roll=(2 * torch.rand(n, generator=g) - 1) * MAX_ROLL)
+
+
 def _expression_targets(source: Structure, g: torch.Generator) -> Structure:
     """Each structure's pose with a new dominant expression (not its current one) at intensity in [0.7, 1]."""
     n, k = len(source), len(EXPRESSIONS)
@@ -67,21 +84,88 @@ def _expression_targets(source: Structure, g: torch.Generator) -> Structure:
 
 
 def edit_set(dataset: Any, *, n_yaw: int = 200, n_expression: int = 200, min_yaw: float = 20.0,
-             seed: int = 0) -> EditSet:
-    """Seeded yaw and expression edits of test items (``dataset``: a SyntheticFaces test split)."""
-    if not hasattr(dataset, "true_target"):
-        raise ValueError(f"{type(dataset).__name__} cannot render true targets: edit quality needs the synthetic faces")
+             seed: int = 0, n_pose: int = 0) -> EditSet:
+    """Seeded yaw, expression and pose edits of test items (``dataset``: a SyntheticFaces test split of the
+    faces), in that order; every item is used once before any is used again. ``n_pose`` = 0 gives the set of
+    earlier versions."""
+    _check_truth(dataset)
     g = torch.Generator().manual_seed(seed)
-    N = len(dataset)
-    items = torch.cat([torch.randperm(N, generator=g) for _ in range(math.ceil((n_yaw + n_expression) / N))])
-    yaw_items, expr_items = items[:n_yaw], items[n_yaw:n_yaw + n_expression]
+    n = n_yaw + n_expression + n_pose
+    items = _sources(len(dataset), n, g)[:n]
+    yaw_items, expr_items, pose_items = items.split([n_yaw, n_expression, n_pose])
     targets = Structure.cat([_yaw_targets(dataset.structure.index(yaw_items), min_yaw, g),
-                             _expression_targets(dataset.structure.index(expr_items), g)])
-    items = torch.cat([yaw_items, expr_items])
+                             _expression_targets(dataset.structure.index(expr_items), g),
+                             _pose_targets(dataset.structure.index(pose_items), g)])
+    return _edits(dataset, ("yaw",) * n_yaw + ("expression",) * n_expression + ("pose",) * n_pose, items, targets)
+
+
+def swap_set(dataset: Any, n: int = 200, seed: int = 0) -> EditSet:
+    """``n`` seeded structure swaps of test items (``dataset``: a SyntheticFaces test split of any subject):
+    each source gets the structure of a uniformly drawn item of another identity; the truth is the source's
+    identity under it."""
+    _check_truth(dataset)
+    if dataset.identity.unique().numel() < 2:
+        raise ValueError(f"swap_set needs test items of at least two identities; the {dataset.split!r} split has one")
+    g = torch.Generator().manual_seed(seed)
+    items = _sources(len(dataset), n, g)[:n]
+    donor = torch.randint(len(dataset), (n,), generator=g)
+    same = dataset.identity[donor] == dataset.identity[items]
+    while same.any():  # redraw the donors of the source's own identity
+        donor[same] = torch.randint(len(dataset), (int(same.sum()),), generator=g)
+        same = dataset.identity[donor] == dataset.identity[items]
+    return _edits(dataset, ("swap",) * n, items, dataset.structure.index(donor))
+
+
+def _check_truth(dataset: Any) -> None:
+    if not hasattr(dataset, "true_target"):
+        raise ValueError(f"{type(dataset).__name__} cannot render true targets: edit quality needs the synthetic data")
+
+
+def _sources(n_items: int, n: int, g: torch.Generator) -> Tensor:
+    """At least ``n`` source items: shuffled passes over all ``n_items`` (each item once per pass)."""
+    return torch.cat([torch.randperm(n_items, generator=g) for _ in range(math.ceil(n / n_items))])
+
+
+def _edits(dataset: Any, kind: tuple[str, ...], items: Tensor, targets: Factors) -> EditSet:
+    """The EditSet of source ``items`` (N,) of ``dataset`` given the structures ``targets`` (N)."""
     truth = dataset.true_target(items, targets)
     source = dataset.get_batch(items, ["x", "c"])
-    return EditSet(kind=("yaw",) * n_yaw + ("expression",) * n_expression, items=items, x=source["x"],
-                   c=source["c"], c_target=truth["c"], x_truth=truth["x"], landmarks_target=truth["landmarks"])
+    return EditSet(kind=kind, items=items, x=source["x"], c=source["c"], c_target=truth["c"], x_truth=truth["x"],
+                   landmarks_target=truth["landmarks"], structure_target=targets)
+
+
+def truth_scores(pred: Tensor, edits: EditSet) -> dict[str, Tensor]:
+    """Images ``pred`` (N, 3, H, W) in [-1, 1] against the true targets of ``edits``, (N,) each: ``changed_l1``
+    (``changed_region_l1``, NaN where the region is empty), ``l1`` over the whole image, ``ssim``."""
+    return {"changed_l1": changed_region_l1(pred, edits.x, edits.x_truth), "l1": l1_error(pred, edits.x_truth),
+            "ssim": ssim(pred, edits.x_truth)}
+
+
+def interval(values: Tensor) -> tuple[float, float]:
+    """95 % bootstrap interval (BCa, 2,000 resamples, seed 0) of the mean of per-pair ``values`` (NaN dropped);
+    a constant sample's interval is its value."""
+    v = values.float().numpy()
+    v = v[~np.isnan(v)]
+    if v.size and (v == v[0]).all():  # every resample has this mean (BCa itself is undefined here)
+        return float(v[0]), float(v[0])
+    ci = bootstrap((v,), np.mean, n_resamples=2000, random_state=0).confidence_interval
+    return float(ci.low), float(ci.high)
+
+
+def score_table(outputs: dict[str, Tensor], edits: EditSet) -> pd.DataFrame:
+    """Each method's images (name -> (N, 3, H, W)) and "source unchanged" scored against the truth: one row per
+    method with ``n`` pairs, ``n_changed`` (pairs with a changed region), and per ``truth_scores`` metric its mean
+    and 95 % bootstrap interval (``*_lo``, ``*_hi``)."""
+    rows = []
+    for method, pred in {**outputs, "source unchanged": edits.x}.items():
+        scores = truth_scores(pred, edits)
+        n_changed = int(scores["changed_l1"].isfinite().sum())
+        row: dict[str, Any] = {"method": method, "n": len(pred), "n_changed": n_changed}
+        for k, v in scores.items():
+            lo, hi = interval(v)
+            row |= {k: float(v.nanmean()), f"{k}_lo": lo, f"{k}_hi": hi}
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 @torch.no_grad()

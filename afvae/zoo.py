@@ -58,9 +58,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from scipy.stats import bootstrap
 from safetensors.torch import save_file
 
 from afvae.atomic import atomic_path, write_text
@@ -70,7 +68,7 @@ from afvae.config import Config, get_config
 from afvae.data.datasets import build_dataset
 from afvae.features import load_factor_net
 from afvae.methods import Method
-from afvae.quality import EditSet, edit_quality, edit_scores, edit_set
+from afvae.quality import EditSet, edit_quality, edit_scores, edit_set, interval
 from afvae.shipped import CENTRES, MANIFEST, load_state, manifest, sha256, weights_dir
 from afvae.train import fit
 
@@ -156,14 +154,6 @@ def commit() -> str:
         return out.stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
-
-
-def interval(values: torch.Tensor) -> tuple[float, float]:
-    """95 % bootstrap interval (BCa, 2,000 resamples, seed 0) of the mean of per-pair ``values`` (NaN dropped)."""
-    v = values.float().numpy()
-    v = v[~np.isnan(v)]
-    ci = bootstrap((v,), np.mean, n_resamples=2000, random_state=0).confidence_interval
-    return float(ci.low), float(ci.high)
 
 
 def fp16_check(state: dict[str, Any], edits: EditSet, scorer: Any) -> dict[str, dict[str, Any]]:

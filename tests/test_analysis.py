@@ -166,6 +166,30 @@ def test_sweep_errors_perfect_model(test_set):
     assert len(summary) == 6 and (summary["n"] == 2).all()
 
 
+def test_frontal_items_are_each_identitys_most_frontal(test_set):
+    items = analysis.frontal_items(test_set, 2)
+    yaw, ids = test_set.structure.yaw.abs(), test_set.identity
+    assert len(items) == 2 * ids.unique().numel()
+    for i in ids.unique():
+        mine = items[ids[items] == i]
+        others = (ids == i).nonzero()[:, 0]
+        assert len(mine) == 2 and yaw[mine].max() <= yaw[others[~torch.isin(others, mine)]].min()
+
+
+def test_rotation_summary_means_and_identity_bootstrap():
+    rng = np.random.default_rng(0)
+    errors = pd.DataFrame({"abs_yaw": np.repeat([0.0, 75.0], 40), "method": "m", "identity": np.tile(np.repeat(
+        np.arange(4), 10), 2), "l1": rng.random(80), "ssim": rng.random(80), "changed_l1": np.r_[[np.nan] * 40,
+                                                                                              rng.random(40)]})
+    out = analysis.rotation_summary(errors, trained_yaw=60).set_index("abs_yaw")
+    assert out.loc[0, "l1"] == pytest.approx(errors["l1"][:40].mean()) and out.loc[75, "n"] == 40
+    assert out.loc[0, "in_training_range"] and not out.loc[75, "in_training_range"]
+    assert np.isnan(out.loc[0, "changed_l1"]) and not np.isnan(out.loc[75, "changed_l1"])
+    # resampling whole identities: the interval lies within the range of the identities' own means
+    means = errors[:40].groupby("identity")["l1"].mean()
+    assert means.min() <= out.loc[0, "l1_lo"] < out.loc[0, "l1"] < out.loc[0, "l1_hi"] <= means.max()
+
+
 def test_identity_settings(model, test_set):
     r = analysis.identity_settings(model, test_set, 3)
     assert r["output"].shape == (3, 3, 32, 32) and int(r["donor"][0]) == 3

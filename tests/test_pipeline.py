@@ -13,9 +13,9 @@ pytestmark = pytest.mark.notebooks
 
 FIGURES = ["data_samples", "fig2b_focal_clusters", "train_samples", "fig8_ablation", "table3_ablation",
            "fig3_pixel_shuffle_histograms", "wn_convergence", "fig9_interpolation", "fig1_expressions",
-           "fig5_rotation", "fig10_identity",
+           "fig5_rotation", "fig6_rotation", "fig10_identity",
            "tutorial_kl_checks", "tutorial_mean_face", "tutorial_prior_path", "explorer_strip",
-           "fig4_comparison", "table1_comparison"]
+           "fig4_comparison", "table1_comparison", "fig7_hands_cats", "fig11_failures"]
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +51,15 @@ def test_table3_is_sane(smoke_run):
         assert table[col].map(math.isfinite).all(), col
     assert (table["factor_fd"] >= 0).all() and (table["gt_psnr"] > 0).all()
     assert table["fid"].isna().all() or (table["fid"] >= 0).all()  # FID is never made up without weights
+
+
+def test_fig6_table_covers_every_yaw_method_and_convention(smoke_run):
+    out, _ = smoke_run
+    table = pd.read_csv(out / "results" / "fig6_rotation.csv")
+    assert sorted(table["abs_yaw"].unique()) == list(range(0, 91, 15))
+    assert set(table["boundaries"]) == {"none", "profile"} and {"AF-VAE", "source unchanged"} <= set(table["method"])
+    assert (table["l1_lo"] <= table["l1"]).all() and (table["l1"] <= table["l1_hi"]).all()
+    assert table["in_training_range"].tolist() == (table["abs_yaw"] <= 60).tolist()
 
 
 def test_table1_is_sane(smoke_run):

@@ -6,7 +6,7 @@ import torch
 from afvae.config import get_config
 from afvae.data.datasets import build_dataset
 from afvae.features import load_factor_net
-from afvae.quality import EditSet, changed_region_l1, edit_quality, edit_set
+from afvae.quality import CHANGED, EditSet, changed_region_l1, edit_quality, edit_set, score_table, swap_set
 
 pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.slow]
 
@@ -103,3 +103,42 @@ def test_recipe_ladder_ends_at_the_default_preset_within_the_budget():
     images = {k: c.train.steps * c.train.batch_size for k, c in steps.items()}
     assert images["before"] == 28_800 and all(v == 27_200 for k, v in images.items() if k != "before")
     assert 1.42e9 * images["film (default)"] / 1e12 <= 40  # 1.43 GFLOP per image (bench quality)
+
+
+@pytest.fixture(scope="module", params=["synthetic-hands", "synthetic-cats"])
+def swaps(request, one_thread) -> EditSet:
+    from afvae.experiment import config
+
+    return swap_set(build_dataset(config("smoke", data=request.param).data, "test"), n=24, seed=3)
+
+
+def test_swaps_are_seeded_and_give_each_source_another_identity_s_structure(swaps, request):
+    from afvae.experiment import config
+
+    test_set = build_dataset(config("smoke", data=request.node.callspec.params["swaps"]).data, "test")
+    again = swap_set(test_set, n=24, seed=3)
+    assert torch.equal(swaps.x_truth, again.x_truth) and torch.equal(swaps.items, again.items)
+    assert len(swaps.kind) == 24 and set(swaps.kind) == {"swap"} and swaps.items.unique().numel() > 1
+    # the truth is each source's identity (its own appearance) under a structure that is not its own
+    assert not torch.equal(swaps.c_target, swaps.c)
+    own = test_set.true_target(swaps.items, test_set.structure.index(swaps.items))
+    assert torch.equal(own["x"], swaps.x) and (swaps.x_truth - swaps.x).abs().flatten(1).amax(1).min() > 0.1
+
+
+def test_truth_scores_exactly_and_unchanged_scores_the_whole_change(swaps):
+    x, t = swaps.x, swaps.x_truth
+    table = score_table({"truth": t, "halfway": (x + t) / 2}, swaps).set_index("method")
+    assert list(table.index) == ["truth", "halfway", "source unchanged"] and (table["n"] == 24).all()
+    truth, copy = table.loc["truth"], table.loc["source unchanged"]
+    assert truth["changed_l1"] == 0 and truth["l1"] == 0 and truth["ssim"] == pytest.approx(1.0)
+    assert truth["changed_l1_lo"] == truth["changed_l1_hi"] == 0
+    # source unchanged: its changed-region L1 is the mean over the region of |source - truth|, by hand
+    region = ((x - t).abs() / 2).amax(1) > CHANGED  # (N, H, W), [0, 1] units
+    by_hand = torch.stack([((x[i] - t[i]).abs() / 2).mean(0)[region[i]].mean() for i in range(len(x))])
+    assert copy["changed_l1"] == pytest.approx(float(by_hand.mean()), rel=1e-5)
+    assert copy["l1"] == pytest.approx(float(((x - t).abs() / 2).mean()), rel=1e-5) and copy["ssim"] < 0.99
+    assert copy["changed_l1_lo"] < copy["changed_l1"] < copy["changed_l1_hi"] and copy["n_changed"] == 24
+    assert copy["changed_l1"] > CHANGED / 3  # in the region one channel of three differs by more than the threshold
+    # halfway between source and truth: the region is the source's and the truth's, so exactly half the error
+    assert table.loc["halfway", "changed_l1"] == pytest.approx(copy["changed_l1"] / 2, rel=1e-5)
+    assert copy["ssim"] < table.loc["halfway", "ssim"] < 1

@@ -384,6 +384,27 @@ def test_layout_parsers(tmp_path):
     assert len(src.rejects) == 1
 
 
+def test_multipie_takes_the_frontal_camera_or_all_with_their_yaw(tmp_path):
+    cameras = [*readers.MULTIPIE_YAW, "08_1", "19_1"]
+    for subject in ("001", "002"):
+        for camera in cameras:
+            d = tmp_path / "Multi-Pie" / "data" / "session01" / "multiview" / subject / "01" / camera
+            d.mkdir(parents=True)
+            (d / f"{subject}_01_01_{camera.replace('_', '')}_07.png").write_bytes(b"")
+    frontal = readers.multipie(tmp_path)
+    assert [(i.identity, dict(i.attributes)["camera"]) for i in frontal.items] == [("001", "05_1"), ("002", "05_1")]
+    assert dict(frontal.items[0].attributes)["yaw"] == "0"
+    every = readers.multipie(tmp_path, cameras=None)
+    assert len(every.items) == 2 * 15
+    yaw = {dict(i.attributes)["camera"]: dict(i.attributes)["yaw"] for i in every.items}
+    assert [int(yaw[c]) for c in ("11_0", "12_0", "09_0", "08_0", "13_0", "14_0", "05_1", "05_0", "04_1",
+                                  "19_0", "20_0", "01_0", "24_0")] == list(range(-90, 91, 15))
+    assert yaw["08_1"] == yaw["19_1"] == ""
+    assert len(readers.multipie(tmp_path, cameras=("11_0", "24_0")).items) == 4
+    with pytest.raises(readers.DatasetNotFound, match="multipie"):
+        readers.multipie(tmp_path / "elsewhere")
+
+
 def test_cli_prepares_cats(tmp_path, capsys):
     _cat_folder(tmp_path / "cats")
     main(["cats", "--root", str(tmp_path / "cats"), "--out", str(tmp_path / "out"), "--size", "32"])

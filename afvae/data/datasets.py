@@ -31,7 +31,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from afvae.atomic import replace_dir
-from afvae.boundaries import FACE68, SCHEMAS, Schema, boundary_map, merged_map
+from afvae.boundaries import FACE68, SCHEMAS, Schema, boundary_map, drop_hidden_curves, merged_map
 from afvae.config import Config, DataConfig
 from afvae.data import synthetic as syn
 from afvae.data.store import open_images
@@ -47,9 +47,12 @@ def synthetic_subject(source: str) -> syn.Subject | None:
     return syn.SUBJECTS[SYNTHETIC[source]] if source in SYNTHETIC else None
 
 
-def _boundaries(landmarks: Tensor, size: int, channels: int, schema: Schema = FACE68) -> Tensor:
-    """(B, P, 2) pixels -> (B, channels, size, size): the schema's curves, or 1 merged channel."""
+def _boundaries(landmarks: Tensor, size: int, channels: int, schema: Schema = FACE68,
+                visible: Tensor | None = None) -> Tensor:
+    """(B, P, 2) pixels -> (B, channels, size, size): the schema's curves, or 1 merged channel; with ``visible``
+    (B, P) bool, the hidden eye and brow curves dropped (``drop_hidden_curves``)."""
     c = boundary_map(landmarks, size, schema=schema)
+    c = c if visible is None else drop_hidden_curves(c, visible, schema)
     return merged_map(c) if channels == 1 else c
 
 
@@ -91,9 +94,10 @@ class _FaceDataset(Dataset):
     def __getitem__(self, i: int) -> dict[str, Tensor]:
         return {k: v[0] for k, v in self.get_batch([int(i)]).items()}
 
-    def boundaries(self, landmarks: Tensor) -> Tensor:
-        """Boundary maps as this dataset draws them: (B, P, 2) pixels -> (B, C, size, size)."""
-        return _boundaries(landmarks, self.size, self.boundary_channels, self.schema)
+    def boundaries(self, landmarks: Tensor, visible: Tensor | None = None) -> Tensor:
+        """Boundary maps as this dataset draws them: (B, P, 2) pixels -> (B, C, size, size); ``visible`` (B, P)
+        drops the curves of hidden eyes and brows."""
+        return _boundaries(landmarks, self.size, self.boundary_channels, self.schema, visible)
 
 
 class SyntheticFaces(_FaceDataset):
@@ -102,7 +106,9 @@ class SyntheticFaces(_FaceDataset):
 
     def __init__(self, size: int = 64, n_identities: int = 200, images_per_identity: int = 40, split: str = "train",
                  seed: int = 0, boundary_channels: int = 13, progress: bool | None = None,
-                 subject: syn.Subject | None = None):
+                 subject: syn.Subject | None = None, identities: Sequence[int] | None = None):
+        """``identities``: ids to draw instead of the split's; ids from ``n_identities`` up lie outside the
+        population, so no model trained on it has seen them (``afvae.failures``)."""
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
         self.subject = syn.FACES if subject is None else subject
@@ -112,7 +118,8 @@ class SyntheticFaces(_FaceDataset):
         self.n_identities, self.images_per_identity, self.split = n_identities, images_per_identity, split
         test = syn.held_out_identities(n_identities, seed)
         keep = {"train": ~test, "test": test, "all": torch.ones_like(test)}[split]
-        self.identities = keep.nonzero()[:, 0]  # (n,) ids of this split's identities
+        self.identities = (keep.nonzero()[:, 0] if identities is None  # (n,) ids of this split's identities
+                           else torch.as_tensor(list(identities), dtype=torch.int64).unique())  # sorted
         n_images = len(self.identities) * images_per_identity
         progress = n_images >= 2000 if progress is None else progress
         faces = syn.make_faces(size, self.identities, images_per_identity, seed, progress=progress,
@@ -130,17 +137,32 @@ class SyntheticFaces(_FaceDataset):
             raise KeyError(f"identities {ids.tolist()} are not all in the {self.split!r} split")
         return self._appearance.index(pos)
 
-    def render_identity(self, identity: int | Tensor, structure: syn.Factors, quantize: bool = True
-                        ) -> dict[str, Tensor]:
-        """Identity id(s) under structure(s) of this subject (batches broadcast): x, c, landmarks like get_batch."""
-        x, lm = self.subject.render(self.appearance_of(identity), structure, self.size)
-        x = from_uint8(to_uint8(x)) if quantize else x  # quantized like the stored images
-        return {"x": x, "c": self.boundaries(lm), "landmarks": lm}
+    def render_identity(self, identity: int | Tensor, structure: syn.Factors, quantize: bool = True,
+                        occlusion: str = "none") -> dict[str, Tensor]:
+        """Identity id(s) under structure(s) of this subject (batches broadcast): x, c, landmarks like get_batch.
 
-    def true_target(self, index: int | Tensor, structure: syn.Factors, quantize: bool = True) -> dict[str, Tensor]:
+        ``occlusion`` "profile" (faces only): landmarks in the profile convention (``syn.render``), a ``visible``
+        (B, 68) mask from the geometry, and the hidden eye and brow curves dropped from ``c``. The data sets
+        themselves are drawn with "none", the 3-D points.
+        """
+        app = self.appearance_of(identity)
+        if occlusion == "none":
+            x, lm = self.subject.render(app, structure, self.size)
+            visible = None
+        elif self.subject is syn.FACES:
+            x, lm = syn.render(app, structure, self.size, occlusion=occlusion)
+            visible = syn.landmark_visibility(app, structure)
+        else:
+            raise ValueError(f"occlusion {occlusion!r} is for faces; synthetic {self.subject.name} take 'none'")
+        x = from_uint8(to_uint8(x)) if quantize else x  # quantized like the stored images
+        out = {"x": x, "c": self.boundaries(lm, visible), "landmarks": lm}
+        return out if visible is None else out | {"visible": visible}
+
+    def true_target(self, index: int | Tensor, structure: syn.Factors, quantize: bool = True,
+                    occlusion: str = "none") -> dict[str, Tensor]:
         """The ground truth of a manipulation: the identity of item(s) ``index`` under ``structure`` (the subject's
-        Structure, e.g. ``syn.HandStructure.create(...)`` for hands)."""
-        return self.render_identity(self.identity[torch.as_tensor(index).reshape(-1)], structure, quantize)
+        Structure, e.g. ``syn.HandStructure.create(...)`` for hands); ``occlusion`` as in ``render_identity``."""
+        return self.render_identity(self.identity[torch.as_tensor(index).reshape(-1)], structure, quantize, occlusion)
 
     def render_pair(self, index: int | Tensor, target_index: int | Tensor) -> dict[str, Tensor]:
         """Source items and their identities under the structures of target items.

@@ -31,8 +31,10 @@ Layouts (``ROOT`` is ``--root``):
 ``multipie`` CMU Multi-PIE: ``ROOT/Multi-Pie/data/session01/multiview/001/01/05_1/001_01_01_051_00.png``
              (``session/multiview/subject/recording/camera/subject_session_recording_camera_flash.png``;
              ``ROOT`` may also be ``Multi-Pie/`` or ``Multi-Pie/data/``). Identity = subject; only the
-             frontal camera ``05_1`` by default. Licence: the Multi-PIE licence (purchased from CMU) —
-             research use, no redistribution, publication of only the consented subjects' images.
+             frontal camera ``05_1`` by default (``readers.multipie(root, cameras=None)`` takes all 15, each
+             item with its camera's yaw label, ``readers.MULTIPIE_YAW``: 11_0 -90 ... 05_1 0 ... 24_0 +90).
+             Licence: the Multi-PIE licence (purchased from CMU) — research use, no redistribution,
+             publication of only the consented subjects' images.
 ``wflw``     ``ROOT/WFLW_images/0--Parade/0_Parade_marchingband_1_116.jpg ...`` and
              ``ROOT/WFLW_annotations/list_98pt_rect_attr_train_test/list_98pt_rect_attr_{train,test}.txt``
              (196 coordinates, 4 box values, 6 attribute flags, image path per line; ``ROOT`` may also

@@ -203,8 +203,21 @@ def rafd(root: str | Path) -> Source:
     return Source("rafd", FACE68, root, items, rejects)
 
 
-def multipie(root: str | Path, cameras: tuple[str, ...] = ("05_1",)) -> Source:
-    """CMU Multi-PIE, ``data/sessionNN/multiview/subject/recording/camera/*.png``; identity = subject."""
+# Multi-PIE's 13 head-height cameras -> yaw in degrees, 15 degrees apart, in the order of the database paper's camera
+# layout: 11_0 at -90, frontal 05_1 at 0, 24_0 at +90. The sign is this ordering's (the cameras 01_0, 24_0 ... on
+# the positive side), not a measured head pose: check one image per sign against the synthetic faces' (yaw > 0
+# turns the face to the image right) before mixing the two. The two raised cameras 08_1 and 19_1 have no yaw label.
+MULTIPIE_YAW: dict[str, int] = {camera: 15 * i - 90 for i, camera in enumerate(
+    ("11_0", "12_0", "09_0", "08_0", "13_0", "14_0", "05_1", "05_0", "04_1", "19_0", "20_0", "01_0", "24_0"))}
+
+
+def multipie(root: str | Path, cameras: tuple[str, ...] | None = ("05_1",)) -> Source:
+    """CMU Multi-PIE, ``data/sessionNN/multiview/subject/recording/camera/*.png``; identity = subject.
+
+    ``cameras``: the camera folders to take (default the frontal ``05_1``; None: every camera). Each item's
+    attributes hold session, recording, camera, flash and ``yaw`` (degrees, ``MULTIPIE_YAW``; "" for the raised
+    cameras).
+    """
     root = Path(root)
     data = _first_existing([root / "Multi-Pie" / "data", root / "data", root])
     if data is None or not any(data.glob("session*/multiview")):
@@ -213,11 +226,12 @@ def multipie(root: str | Path, cameras: tuple[str, ...] = ("05_1",)) -> Source:
     items = []
     for path in sorted(data.glob("session*/multiview/*/*/*/*.png")):
         subject, recording, camera = path.parts[-4], path.parts[-3], path.parts[-2]
-        if camera in cameras:
-            session = path.parts[-6]
-            items.append(Item(path, subject, attributes=(("session", session), ("recording", recording),
-                                                         ("camera", camera), ("flash", path.stem.split("_")[-1]))))
-    _nonempty("multipie", data, items, f"images from cameras {cameras}")
+        if cameras is None or camera in cameras:
+            yaw = str(MULTIPIE_YAW[camera]) if camera in MULTIPIE_YAW else ""
+            items.append(Item(path, subject, attributes=(("session", path.parts[-6]), ("recording", recording),
+                                                         ("camera", camera), ("flash", path.stem.split("_")[-1]),
+                                                         ("yaw", yaw))))
+    _nonempty("multipie", data, items, "images" if cameras is None else f"images from cameras {cameras}")
     return Source("multipie", FACE68, data, items)
 
 

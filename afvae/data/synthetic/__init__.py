@@ -11,8 +11,15 @@ The 68 iBUG landmarks are 3-D points on the face surface: identity shape and exp
 them in the head's (X, Y) plane, their depth Z is the surface's, and the jaw contour is the frontal
 outline of the cranium and jaw. They are rotated by the head pose and projected with the same camera
 that casts the rays, and the texture is drawn from the same landmark curves, so ``render`` returns the
-exact landmarks of the image it draws. Far-side landmarks at large yaw are still returned (they are
-3-D points, occluded in the image).
+exact landmarks of the image it draws.
+
+Yaw and self-occlusion. The renderer draws any yaw in [-90, 90] (``RENDER_YAW``; at 90 the face is in profile
+and the far eye is hidden by the head); the embedded data sets sample |yaw| <= 60, as they always have. Two
+landmark conventions (``occlusion=``): "none", the default and what the data sets hold, returns the 3-D points
+as they project, hidden ones included; "profile" follows 300W-LP / 3DDFA: a hidden contour point (0-16) slides
+along its horizontal slice of the skull to the visible silhouette, every other point stays at its projected 3-D
+position, and ``landmark_visibility`` marks the hidden ones (a depth test against the skin surfaces, so it comes
+from the geometry, not from the pose); boundary maps then drop an eye or brow curve whose points are mostly hidden.
 
 Conventions. Head frame: X to the image right (the subject's left), Y up, Z towards the camera; one unit
 is half the head width. The camera sits at (0, 0, CAMERA_DISTANCE) looking down -Z. Pixel (row i, col j)
@@ -50,11 +57,11 @@ _HOME = {  # public name -> the module that defines it
     **dict.fromkeys(("Factors", "TEST_FRACTION", "identity_generator", "held_out_identities"), "sampling"),
     **dict.fromkeys(("CAMERA_DISTANCE", "ZOOM", "CENTRE_ROW", "Camera"), "camera"),
     **dict.fromkeys(("EXPRESSIONS", "HAIR_STYLES", "SHAPE_FACTORS", "COLOUR_FIELDS", "SHAPE_FIELDS",
-                     "APPEARANCE_FIELDS", "Appearance", "Structure", "AppearanceBatch", "StructureBatch",
+                     "APPEARANCE_FIELDS", "Appearance", "Structure", "AppearanceBatch", "StructureBatch", "RENDER_YAW",
                      "appearance_columns", "structure_columns", "sample_appearance", "sample_structure",
                      "sample_identities"), "factors"),
     **dict.fromkeys(("MIRROR", "NOSE_TILT", "FACE_SURFACES", "head_rotation", "head_geometry", "face_xy",
-                     "face_points", "landmarks"), "geometry"),
+                     "face_points", "landmarks", "OCCLUSIONS", "landmark_visibility"), "geometry"),
     **dict.fromkeys(("SIZES", "FEATURE_RES", "FEATURE_SUPERSAMPLE", "render"), "raster"),
     **dict.fromkeys(("DIGITS", "HAND_SHAPE", "HandAppearance", "HandStructure", "sample_hand_appearance",
                      "sample_hand_structure", "sample_hand_identities"), "hands"),

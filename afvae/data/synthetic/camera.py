@@ -76,6 +76,19 @@ def front_z(e: Ellipsoid, xy: Tensor) -> Tensor:
     return torch.where(disc >= 0, z, torch.full_like(z, -math.inf))
 
 
+def ray_roots(e: Ellipsoid, origin: Tensor, direction: Tensor) -> tuple[Tensor, Tensor]:
+    """Where rays origin + t direction (B, N, 3 each, e's frame) enter and leave ellipsoids e: t_in, t_out (B, N);
+    +inf and -inf where a ray misses."""
+    to_unit = e.rot.transpose(1, 2) / e.radii[:, :, None]  # (B, 3, 3) frame -> unit sphere
+    q, g = (origin - e.centre[:, None]) @ to_unit.transpose(1, 2), direction @ to_unit.transpose(1, 2)  # (B, N, 3)
+    a, b, c = (g * g).sum(-1), (q * g).sum(-1), (q * q).sum(-1) - 1
+    disc = b * b - a * c
+    root = disc.clamp_min(0).sqrt()
+    hit = disc >= 0
+    return (torch.where(hit, (-b - root) / a, torch.full_like(a, math.inf)),
+            torch.where(hit, (-b + root) / a, torch.full_like(a, -math.inf)))
+
+
 class Camera(NamedTuple):
     """Pinhole camera for a size x size image: x = cx + f X / (D - Z), y = cy - f Y / (D - Z)."""
 

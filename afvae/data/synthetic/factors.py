@@ -17,6 +17,7 @@ from afvae.data.synthetic.sampling import (Factors, background_noise, identities
 
 EXPRESSIONS = ("neutral", "smile", "surprise", "anger", "disgust", "eyes_closed")
 HAIR_STYLES = ("bald", "short", "bangs", "bob", "long")
+RENDER_YAW = 90.0  # the renderer draws any |yaw| up to this (profile); the training data sample up to 60
 SHAPE_FACTORS = ("face_width", "face_length", "jaw_width", "eye_spacing", "eye_size",
                  "nose_length", "nose_width", "mouth_width", "lip_thickness", "brow_height")
 
@@ -178,9 +179,12 @@ def sample_structure(n: int, generator: torch.Generator, *, max_yaw: float = 60.
                      max_roll: float = 15.0, min_intensity: float = 0.3, mix: float = 0.25) -> Structure:
     """``n`` random structures: pose uniform in the given ranges (degrees), one dominant expression.
 
-    The dominant expression is uniform over EXPRESSIONS with intensity in [min_intensity, 1]; with
-    probability ``mix`` a second one is added at intensity up to 0.35.
+    ``max_yaw`` is at most RENDER_YAW (90: profile); the embedded data sets keep the default 60. The dominant
+    expression is uniform over EXPRESSIONS with intensity in [min_intensity, 1]; with probability ``mix`` a second
+    one is added at intensity up to 0.35.
     """
+    if not 0 <= max_yaw <= RENDER_YAW:
+        raise ValueError(f"max_yaw must be in [0, {RENDER_YAW:g}] degrees, got {max_yaw}")
     g = generator
     yaw, pitch, roll = ((2 * uniform(g, n) - 1) * m for m in (max_yaw, max_pitch, max_roll))
     k = len(EXPRESSIONS)

@@ -12,8 +12,8 @@ import torch
 from torch import Tensor
 
 from afvae.boundaries import FACE68_MIRROR
-from afvae.data.synthetic.camera import (Camera, Ellipsoid, ellipsoid, front_z, pose_rotation, rot_x, rot_y,
-                                         torch_threads, vec)
+from afvae.data.synthetic.camera import (CAMERA_DISTANCE, Camera, Ellipsoid, ellipsoid, front_z, pose_rotation,
+                                         ray_roots, rot_x, rot_y, torch_threads, vec)
 from afvae.data.synthetic.factors import EXPRESSIONS, Appearance, Structure
 from afvae.data.synthetic.sampling import broadcast
 
@@ -187,11 +187,103 @@ def face_points(shape: Tensor, expression: Tensor) -> Tensor:
     return on_surface(face_xy(shape, expression, geom), geom)
 
 
-def landmarks(appearance: Appearance, structure: Structure, size: int = 64, *, threads: int | None = 1) -> Tensor:
-    """The exact 68 landmarks of render(appearance, structure, size), (B, 68, 2) float32 pixels, without rendering."""
+# =========================================================================================================
+# Self-occlusion: which landmarks the head hides, and the "profile" landmark convention
+# =========================================================================================================
+
+OCCLUSIONS = ("none", "profile")  # landmark conventions of ``landmarks`` and ``render``
+OCCLUDERS = ("cranium", "jaw", "nose", "alae", "ear_left", "ear_right")  # the skin surfaces that hide landmarks
+_SKULL = ("cranium", "jaw")  # the surface whose silhouette the hidden contour points slide to
+_DEPTH_TOL = 0.005  # head units: a surface less than this in front of a point does not hide it
+_MARCH_STEPS = 181  # candidate points per contour landmark on its way to the silhouette (about 1 degree apart)
+CONTOUR = slice(0, 17)  # the jaw contour, iBUG 0-16
+
+
+def camera_in_head(rot: Tensor) -> Tensor:
+    """The camera centre in the head frame, (B, 3), from the head -> camera rotation (B, 3, 3)."""
+    return rot.transpose(1, 2) @ torch.tensor([0.0, 0.0, CAMERA_DISTANCE])
+
+
+def hidden(geom: dict[str, Ellipsoid], points: Tensor, eye: Tensor, surfaces: tuple[str, ...] = OCCLUDERS) -> Tensor:
+    """(B, N) bool: a surface of ``surfaces`` lies between each head point (B, N, 3) and the camera at ``eye`` (B, 3).
+
+    A depth test along the ray from the camera: a point is hidden when the ray enters a surface more than
+    _DEPTH_TOL before it (a point on the back of a surface is hidden by that surface's front).
+    """
+    d = points - eye[:, None]  # (B, N, 3): t = 1 at the point
+    tol = _DEPTH_TOL / d.norm(dim=-1)
+    out = torch.zeros(points.shape[:2], dtype=torch.bool)
+    for name in surfaces:
+        t_in, _ = ray_roots(geom[name], eye[:, None].expand_as(d), d)
+        out |= t_in < 1 - tol
+    return out
+
+
+def _slice_points(geom: dict[str, Ellipsoid], contour: Tensor, steps: int) -> Tensor:
+    """Candidates for the contour points (B, P, 3): points of the skull's surface on each point's horizontal slice,
+    from its own azimuth about the jaw's vertical axis through the front to the mirror azimuth: (B, P, steps, 3)."""
+    z0 = geom["jaw"].centre[:, 2, None]  # (B, 1)
+    phi0 = torch.atan2(contour[..., 0], contour[..., 2] - z0)  # (B, P), 0 = straight ahead
+    phi = phi0[..., None] * torch.linspace(1, -1, steps)  # (B, P, steps)
+    d = torch.stack([phi.sin(), torch.zeros_like(phi), phi.cos()], -1).flatten(1, 2)  # (B, P*steps, 3)
+    o = torch.stack([torch.zeros_like(contour[..., 1]), contour[..., 1], z0.expand_as(phi0)], -1)  # (B, P, 3)
+    o = o.repeat_interleave(steps, 1)  # (B, P*steps, 3)
+    r = torch.stack([ray_roots(geom[k], o, d)[1] for k in _SKULL]).amax(0)  # the outer surface's distance
+    return (o + r[..., None] * d).view(*phi.shape, 3)
+
+
+def profile_contour(geom: dict[str, Ellipsoid], points: Tensor, eye: Tensor) -> Tensor:
+    """The landmarks (B, 68, 3, head frame) with each hidden contour point slid to the silhouette (landmark marching).
+
+    A hidden point of 0-16 walks along its horizontal slice of the skull (cranium and jaw) towards the front and
+    stops at the first point the skull does not hide, i.e. on the visible outline; visible points stay.
+    """
+    contour = points[:, CONTOUR]  # (B, 17, 3)
+    cand = _slice_points(geom, contour, _MARCH_STEPS)  # (B, 17, M, 3)
+    seen = ~hidden(geom, cand.flatten(1, 2), eye, _SKULL).view(cand.shape[:3])  # (B, 17, M)
+    first = seen.float().argmax(-1)  # (B, 17): the first visible candidate
+    moved = cand.gather(2, first[..., None, None].expand(-1, -1, 1, 3))[:, :, 0]  # (B, 17, 3)
+    slide = hidden(geom, contour, eye, _SKULL) & seen.any(-1)
+    out = points.clone()
+    out[:, CONTOUR] = torch.where(slide[..., None], moved, contour)
+    return out
+
+
+def landmark_visibility(appearance: Appearance, structure: Structure) -> Tensor:
+    """(B, 68) bool: which of the 3-D landmarks (``face_points``) the head itself hides from the camera (False).
+
+    From the geometry: a depth test of every landmark against the skin surfaces (``hidden``); hair and glasses
+    do not count. At |yaw| near 90 the far eye, brow, nostril and lip corner are hidden.
+    """
+    appearance, structure = broadcast(appearance, structure)
+    with torch_threads(1):
+        geom = head_geometry(appearance.shape, structure.expression)
+        points = on_surface(face_xy(appearance.shape, structure.expression, geom), geom)
+        return ~hidden(geom, points, camera_in_head(head_rotation(structure)))
+
+
+def image_points(geom: dict[str, Ellipsoid], points: Tensor, rot: Tensor, occlusion: str = "none") -> Tensor:
+    """Head-frame landmarks (B, 68, 3) as a convention annotates them, in the camera frame (B, 68, 3).
+
+    ``occlusion`` "none": the 3-D points as they are (hidden ones included, where they are); "profile": the
+    300W-LP / 3DDFA convention, hidden contour points slid to the visible silhouette (``profile_contour``), all
+    other points at their 3-D positions (``landmark_visibility`` says which are hidden).
+    """
+    if occlusion not in OCCLUSIONS:
+        raise ValueError(f"occlusion must be one of {OCCLUSIONS}, got {occlusion!r}")
+    if occlusion == "profile":
+        points = profile_contour(geom, points, camera_in_head(rot))
+    return points @ rot.transpose(1, 2)
+
+
+def landmarks(appearance: Appearance, structure: Structure, size: int = 64, *, occlusion: str = "none",
+              threads: int | None = 1) -> Tensor:
+    """The exact 68 landmarks of render(appearance, structure, size), (B, 68, 2) float32 pixels, without rendering.
+
+    ``occlusion``: the landmark convention (``image_points``).
+    """
     appearance, structure = broadcast(appearance, structure)
     with torch_threads(threads):
-        pts = face_points(appearance.shape, structure.expression) @ head_rotation(structure).transpose(1, 2)
-        return Camera.for_size(size).project(pts)
-
-
+        geom = head_geometry(appearance.shape, structure.expression)
+        points = on_surface(face_xy(appearance.shape, structure.expression, geom), geom)
+        return Camera.for_size(size).project(image_points(geom, points, head_rotation(structure), occlusion))

@@ -12,7 +12,8 @@ from torch import Tensor
 
 from afvae.data.synthetic.camera import CAMERA_DISTANCE, ZOOM, Camera, Ellipsoid, ellipsoid, torch_threads, vec
 from afvae.data.synthetic.factors import EXPRESSIONS, Appearance, Structure
-from afvae.data.synthetic.geometry import FACE_SURFACES, face_xy, head_geometry, head_rotation, on_surface
+from afvae.data.synthetic.geometry import (FACE_SURFACES, OCCLUSIONS, face_xy, head_geometry, head_rotation,
+                                           image_points, on_surface)
 from afvae.data.synthetic.sampling import broadcast
 from afvae.data.synthetic.shading import (Canvas, Frame, Hit, Layer, Rays, background, cast, col, grid_rays,
                                           lighting, over, points_at, ramp, window_rays, zmerge)
@@ -357,17 +358,21 @@ def _paint_features(img: Tensor, skin_vis: Tensor, scene: _Scene, size: int, gri
 
 
 def render(appearance: Appearance, structure: Structure, size: int = 64, *, supersample: int = 1,
-           threads: int | None = 1) -> tuple[Tensor, Tensor]:
+           occlusion: str = "none", threads: int | None = 1) -> tuple[Tensor, Tensor]:
     """Draw faces: x (B, 3, size, size) float32 in [-1, 1] and their exact landmarks (B, 68, 2) in pixels.
 
-    A batch of one appearance or structure broadcasts against the other. ``supersample`` renders the
-    raster that many times finer and averages it down (edges are already anti-aliased without it).
+    A batch of one appearance or structure broadcasts against the other. Any yaw in [-90, 90] draws (at 90 the
+    face is in profile). ``supersample`` renders the raster that many times finer and averages it down (edges
+    are already anti-aliased without it). ``occlusion``: the landmark convention (``geometry.image_points``:
+    "none", the 3-D points; "profile", hidden contour points on the silhouette); it never changes the image.
     ``threads``: torch intra-op threads while drawing, restored afterwards (None keeps the current
     setting). One by default: the renderer is thousands of small ops that gain little from threads
     and, on a shared CPU, stall badly when OpenMP threads wait for each other (measured 10-100x slower).
     """
     if size < 16:
         raise ValueError(f"size must be at least 16, got {size}")
+    if occlusion not in OCCLUSIONS:
+        raise ValueError(f"occlusion must be one of {OCCLUSIONS}, got {occlusion!r}")
     appearance, structure = broadcast(appearance, structure)
     with torch.no_grad(), torch_threads(threads):
         scene = _scene(appearance, structure)
@@ -376,6 +381,6 @@ def render(appearance: Appearance, structure: Structure, size: int = 64, *, supe
         img = _paint_features(img, skin_vis, scene, size, grid)
         if supersample > 1:
             img = nnf.avg_pool2d(img, supersample)
-        return img.clamp(0, 1) * 2 - 1, Camera.for_size(size).project(scene.points)
-
-
+        points = scene.points if occlusion == "none" else image_points(
+            scene.geom, on_surface(scene.xy, scene.geom), head_rotation(structure), occlusion)
+        return img.clamp(0, 1) * 2 - 1, Camera.for_size(size).project(points)
