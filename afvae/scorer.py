@@ -38,8 +38,8 @@ from afvae.features import NO_FACE_FRACTION, FeatureNet, cached_net, factor_targ
 log = logging.getLogger(__name__)
 NAME = "heldout"  # the scorer's name in tables: heldout_fd, heldout_kid, heldout_is
 HELD_OUT_SEED = 7919  # data.seed + this renders the scorer's faces: a population no method trains or tests on
-RECIPE = {"widths": (24, 48, 96, 192), "steps": 900, "smoke_steps": 200, "batch_size": 64, "lr": 2e-3, "seed": 1,
-          "images_per_identity": 20}
+RECIPE = {"widths": (24, 48, 96, 192), "steps": 1800, "smoke_steps": 200, "batch_size": 64, "lr": 2e-3, "seed": 1,
+          "images_per_identity": 40}
 
 
 class ResBlock(nn.Module):
