@@ -38,7 +38,7 @@ from afvae.features import NO_FACE_FRACTION, FeatureNet, cached_net, factor_targ
 log = logging.getLogger(__name__)
 NAME = "heldout"  # the scorer's name in tables: heldout_fd, heldout_kid, heldout_is
 HELD_OUT_SEED = 7919  # data.seed + this renders the scorer's faces: a population no method trains or tests on
-RECIPE = {"widths": (24, 48, 96, 192), "steps": 1800, "smoke_steps": 200, "batch_size": 64, "lr": 2e-3, "seed": 1,
+RECIPE = {"widths": (24, 48, 96, 192), "steps": 1800, "smoke_steps": 400, "batch_size": 64, "lr": 2e-3, "seed": 1,
           "images_per_identity": 40}
 
 
@@ -92,11 +92,17 @@ def scorer_data(data: DataConfig) -> DataConfig:
     return dataclasses.replace(data, seed=data.seed + HELD_OUT_SEED, images_per_identity=RECIPE["images_per_identity"])
 
 
+def recipe(data: DataConfig) -> dict[str, Any]:
+    """``RECIPE`` as it applies to ``data``: ``steps`` is ``smoke_steps`` at 32 px and below."""
+    steps = RECIPE["smoke_steps"] if data.size <= 32 else RECIPE["steps"]
+    return {k: v for k, v in RECIPE.items() if k != "smoke_steps"} | {"steps": steps}
+
+
 def scorer_path(data: DataConfig, root: str | Path = "results/cache") -> Path:
-    """Cache file of the scorer of ``data``: keyed by its training data and ``RECIPE``."""
+    """Cache file of the scorer of ``data``: keyed by its training data and ``recipe(data)``."""
     from afvae.config import Config, config_hash
 
-    key = config_hash({**Config().to_dict(), "data": dataclasses.asdict(scorer_data(data)), "recipe": RECIPE})
+    key = config_hash({**Config().to_dict(), "data": dataclasses.asdict(scorer_data(data)), "recipe": recipe(data)})
     return Path(root) / f"scorer_net-{key}.pt"
 
 
@@ -106,7 +112,7 @@ def train_scorer(data: DataConfig, *, steps: int | None = None, progress: bool =
     from afvae.data.datasets import build_dataset, collate
 
     held = build_dataset(scorer_data(data), "all")
-    steps = steps or (RECIPE["smoke_steps"] if data.size <= 32 else RECIPE["steps"])
+    steps = steps or recipe(data)["steps"]
     bs, g = RECIPE["batch_size"], torch.Generator().manual_seed(RECIPE["seed"])
     torch.manual_seed(RECIPE["seed"])
     keys = ["x", "landmarks", "appearance", "structure"]
