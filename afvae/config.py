@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Callable, Literal
 
 Prior = Literal["additive", "gmm_sampled", "standard"]
-Upsample = Literal["pixel_shuffle", "deconv"]
+Upsample = Literal["pixel_shuffle", "deconv", "deconv_6x6"]  # deconv_6x6: deconv at pixel shuffle's size
 Norm = Literal["weight", "batch", "none"]
 Decay = Literal["constant", "linear", "cosine"]
 FeatureNetName = Literal["auto", "vgg19", "factor", "none"]
@@ -220,7 +220,7 @@ VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
     "no_kl": {"model": {"kl": False}},
     "standard_prior": {"model": {"prior": "standard"}},  # "w/o GMM": vanilla C-VAE N(0, I)
     "gmm_sampled": {"model": {"prior": "gmm_sampled"}},
-    "deconv": {"model": {"upsample": "deconv"}},  # "w/o pixel shuffle"
+    "deconv": {"model": {"upsample": "deconv_6x6"}},  # "w/o pixel shuffle", at pixel shuffle's parameter count
     "batchnorm": {"model": {"norm": "batch"}},  # "w/o WN, with BN"
     "no_norm": {"model": {"norm": "none"}},
 }

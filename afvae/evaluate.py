@@ -17,6 +17,19 @@ resolution. Each of ``n`` (source, target) pairs of test items with different id
   the Inception weights are absent, never a number from other weights;
 * the labelled offline proxies on FactorNet features: ``factor_fd``, ``factor_kid``, ``factor_is``.
 
+Two scorers read identity, landmarks and the FID stand-ins, side by side. The unsuffixed ``identity_sim*``,
+``landmark_nme`` / ``landmark_nme_floor`` and ``heldout_fd`` / ``heldout_kid`` / ``heldout_is`` come from the
+held-out scorer (``afvae.scorer``): another architecture, trained on faces of another data seed, in no method's
+loss. The ``*_factor`` columns and ``factor_*`` come from the factor-net family trained on the training split:
+``identity_sim*_factor`` and ``factor_*`` from the factor net, which is AF-VAE's feature-matching loss and
+pix2pixHD's perceptual loss; ``landmark_nme*_factor`` from the landmark net (the factor net's architecture and
+data). On a prepared folder, which cannot render another population, the held-out columns are NaN.
+
+``gt_changed_l1`` is the manipulation's own error: the L1 over the pixels where source and truth differ
+(``afvae.metrics.changed_region_l1``). ``evaluate_with_references`` adds the rows that frame every method:
+"source unchanged" (the source returned as it is) and "oracle" (the true target through the model's own
+encoder and decoder: the best an edit can do at the model's reconstruction quality).
+
 ``python -m afvae.evaluate CHECKPOINT`` writes ``results/eval_<name>.csv / .md / .tex``.
 """
 from __future__ import annotations
@@ -54,6 +67,7 @@ import logging
 import math
 import time
 from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -65,13 +79,14 @@ from tqdm.auto import tqdm
 from afvae import tables
 from afvae.boundaries import FACE68, Schema
 from afvae.checkpoint import checkpoint_path, load_checkpoint, model_from_state
-from afvae.config import Config
+from afvae.config import Config, DataConfig
 from afvae.data import synthetic as syn
-from afvae.data.datasets import build_dataset, collate
+from afvae.data.datasets import SYNTHETIC, build_dataset, collate
 from afvae.features import FeatureNet, load_factor_net, load_landmark_net
 from afvae.metrics import (
     INCEPTION_ENV,
     batched,
+    changed_region_l1,
     factor_class_probs,
     factor_metrics,
     fidelity_metrics,
@@ -82,17 +97,20 @@ from afvae.metrics import (
     psnr,
     summarise,
 )
+from afvae.scorer import NAME, load_scorer
 
 log = logging.getLogger(__name__)
 PROXY_NET = "factor"
 
 # The columns of the .md / .tex tables, in order (the .csv keeps every recorded field).
 TABLE_COLUMNS = (
-    "name", "variant", "step", "n", "gt_l1", "gt_psnr", "gt_ssim", "gt_factor_perceptual", "landmark_nme",
-    "landmark_nme_floor", "landmark_nme_mean_shape", "rec_l1", "rec_psnr", "identity_sim", "identity_sim_truth",
-    "identity_sim_other",
-    "fid", "is_mean", "kid_mean", "factor_fd", "factor_kid", "factor_is",
+    "name", "variant", "step", "n", "gt_l1", "gt_changed_l1", "gt_psnr", "gt_ssim", "gt_factor_perceptual",
+    "landmark_nme", "landmark_nme_factor", "landmark_nme_floor", "landmark_nme_floor_factor",
+    "landmark_nme_mean_shape", "rec_l1", "rec_psnr", "identity_sim", "identity_sim_factor", "identity_sim_truth",
+    "identity_sim_truth_factor", "identity_sim_other", "identity_sim_other_factor",
+    "fid", "is_mean", "kid_mean", "heldout_fd", "factor_fd", "heldout_kid", "factor_kid", "heldout_is", "factor_is",
 )
+REFERENCES = ("source unchanged", "oracle")  # the floor and the ceiling of every table (evaluate_with_references)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -161,14 +179,16 @@ def has_ground_truth(dataset: Any) -> bool:
 
 @torch.no_grad()
 def generate(model: torch.nn.Module, dataset: Any, src: Tensor, tgt: Tensor, *, batch_size: int = 128,
-             progress: bool = True) -> dict[str, Tensor | None]:
+             progress: bool = True, oracle: bool = False) -> dict[str, Tensor | None]:
     """Manipulations and reconstructions of the pairs (src, tgt), with their references, on the CPU.
 
     ``model``: AF-VAE or a GAN baseline (``afvae.baselines``): anything with ``translate(x, c_source, c_target)``.
     Returns ``x`` sources, ``x_out`` = translate(x, c_source, c_target), ``x_rec`` = translate(x, c_source,
     c_source) (for AF-VAE: decoded from the posterior mean), ``x_truth`` (the true targets, or None without ground truth),
     ``x_other`` (the target items' images), ``landmarks_target`` (N, 68, 2) pixels, the structure the outputs
-    should have. Images (N, 3, H, W) in [-1, 1]. The model runs in eval mode; its mode is restored after.
+    should have; with ``oracle`` and ground truth also ``x_oracle`` = translate(x_truth, c_target, c_target), the
+    model's reconstruction of the true target. Images (N, 3, H, W) in [-1, 1]. The model runs in eval mode; its
+    mode is restored after.
     """
     device, was_training = next(model.parameters()).device, model.training
     model.eval()  # BatchNorm variants: running statistics, not the batch's
@@ -179,12 +199,14 @@ def generate(model: torch.nn.Module, dataset: Any, src: Tensor, tgt: Tensor, *, 
         b = collate(dataset, s, ["x", "c"])
         other = collate(dataset, t, ["x", "landmarks"] if truth else ["x", "c", "landmarks"])
         ref = dataset.render_pair(s, t) if truth else {"c_target": other["c"], "landmarks_target": other["landmarks"]}
-        x, c = b["x"].to(device), b["c"].to(device)
-        batch = {"x": b["x"], "x_out": model.translate(x, c, ref["c_target"].to(device)).float().cpu(),
+        x, c, ct = b["x"].to(device), b["c"].to(device), ref["c_target"].to(device)
+        batch = {"x": b["x"], "x_out": model.translate(x, c, ct).float().cpu(),
                  "x_rec": model.translate(x, c, c).float().cpu(), "x_other": other["x"],  # own z, own c
                  "landmarks_target": ref["landmarks_target"]}
         if truth:
             batch["x_truth"] = ref["x_target"]
+        if truth and oracle:
+            batch["x_oracle"] = model.translate(ref["x_target"].to(device), ct, ct).float().cpu()
         for k, v in batch.items():
             parts.setdefault(k, []).append(v)
     model.train(was_training)
@@ -193,50 +215,92 @@ def generate(model: torch.nn.Module, dataset: Any, src: Tensor, tgt: Tensor, *, 
     return out
 
 
+def reference_outputs(g: dict[str, Tensor | None]) -> dict[str, dict[str, Tensor | None]]:
+    """``generate``'s output as the two references would have made it: "source unchanged" returns every source
+    as it is (its reconstruction too); "oracle" outputs the model's reconstruction of the true target (only
+    when ``g`` holds ``x_oracle``)."""
+    refs = {"source unchanged": g | {"x_out": g["x"], "x_rec": g["x"]}}
+    if g.get("x_oracle") is not None:
+        refs["oracle"] = g | {"x_out": g["x_oracle"]}
+    return refs
+
+
 # ----------------------------------------------------------------------------------------------------------
 # Metric groups (each returns a flat dict of floats / NaN)
 
 
+@dataclass(frozen=True)
+class Scorers:
+    """The nets that read the outputs: ``factor`` (the factor net, a loss network), ``landmark`` (the landmark
+    net) and ``heldout`` (``afvae.scorer``; None where the data cannot give one)."""
+
+    factor: FeatureNet
+    landmark: FeatureNet
+    heldout: FeatureNet | None
+
+
+def load_scorers(data: DataConfig, cache_root: str | Path = "results/cache", progress: bool = True, *,
+                 factor_net: FeatureNet | None = None, landmark_net: FeatureNet | None = None,
+                 scorer: FeatureNet | None = None) -> Scorers:
+    """The Scorers of ``data``: the nets given, the others loaded from (or trained into) ``cache_root``."""
+    load = lambda fn: fn(data, root=cache_root, progress=progress)  # noqa: E731
+    factor = factor_net if factor_net is not None else load(load_factor_net)
+    landmark = landmark_net if landmark_net is not None else load(load_landmark_net)
+    if scorer is None and data.source in SYNTHETIC:
+        scorer = load(load_scorer)
+    return Scorers(factor, landmark, scorer)
+
+
 def ground_truth_metrics(g: dict[str, Tensor | None], factor_net: FeatureNet) -> dict[str, float]:
-    """``gt_*`` errors of the outputs against the true targets (NaN without ground truth) and ``rec_*``."""
+    """``gt_*`` errors of the outputs against the true targets (NaN without ground truth), ``gt_changed_l1``
+    (``changed_region_l1``: the L1 over the pixels the manipulation should change) and ``rec_*``."""
     rec = {"rec_l1": float(l1_error(g["x_rec"], g["x"]).double().mean()),
            "rec_psnr": float(psnr(g["x_rec"], g["x"]).double().mean())}
     if g["x_truth"] is None:
-        return {f"gt_{k}": math.nan for k in ("l1", "psnr", "ssim", "factor_perceptual")} | rec
+        return {f"gt_{k}": math.nan for k in ("l1", "changed_l1", "psnr", "ssim", "factor_perceptual")} | rec
     errors = summarise(ground_truth_errors(g["x_out"], g["x_truth"], feature_net=factor_net))
-    return {f"gt_{k}": v for k, v in errors.items()} | rec
+    changed = float(changed_region_l1(g["x_out"], g["x"], g["x_truth"]).double().nanmean())
+    return {f"gt_{k}": v for k, v in errors.items()} | {"gt_changed_l1": changed} | rec
 
 
-def landmark_metrics(g: dict[str, Tensor | None], landmark_net: FeatureNet, size: int,
-                     schema: Schema = FACE68) -> dict[str, float]:
-    """``landmark_nme`` (the landmark net's landmarks of the outputs vs the targets'), ``landmark_nme_floor``
-    and ``landmark_nme_mean_shape``.
+def landmark_metrics(g: dict[str, Tensor | None], net: FeatureNet, size: int, schema: Schema = FACE68,
+                     suffix: str = "") -> dict[str, float]:
+    """``landmark_nme`` (the landmarks ``net`` reads on the outputs vs the targets') and ``landmark_nme_floor``,
+    each name ending in ``suffix``.
 
     The floor runs the same detector on images that truly have the target structure: the true targets, or
-    without ground truth the target items themselves. The mean-shape baseline predicts the training split's
-    mean landmarks for every target: an NME near it says the outputs follow the targets no better than that.
+    without ground truth the target items themselves.
     """
-    true = g["landmarks_target"].float()  # (N, P, 2)
-    P = schema.n_points
-
-    def nme(pred: Tensor) -> float:
-        return float(landmark_error(pred, true, schema.reference).double().mean())
-
-    read = lambda x: predicted_landmarks(landmark_net, predict_factors(landmark_net, x), size, P)  # noqa: E731
-    mean_shape = (landmark_net.meta["mean"].float()[:2 * P] * size).view(1, P, 2).expand_as(true)
+    read = lambda x: predicted_landmarks(net, predict_factors(net, x), size, schema.n_points)  # noqa: E731
     floor = g["x_truth"] if g["x_truth"] is not None else g["x_other"]
-    return {"landmark_nme": nme(read(g["x_out"])), "landmark_nme_floor": nme(read(floor)),
-            "landmark_nme_mean_shape": nme(mean_shape)}
+    return {f"landmark_nme{suffix}": _nme(read(g["x_out"]), g, schema),
+            f"landmark_nme_floor{suffix}": _nme(read(floor), g, schema)}
 
 
-def identity_metrics(preds: dict[str, Tensor], columns: dict[str, list[int]]) -> dict[str, float]:
-    """Cosine similarities of the standardised FactorNet appearance predictions (all 63 columns).
+def _nme(pred: Tensor, g: dict[str, Tensor | None], schema: Schema) -> float:
+    """Mean NME of landmarks pred (N, P, 2) against the targets' in ``g``."""
+    return float(landmark_error(pred, g["landmarks_target"].float(), schema.reference).double().mean())
+
+
+def mean_shape_nme(g: dict[str, Tensor | None], landmark_net: FeatureNet, size: int, schema: Schema = FACE68
+                   ) -> dict[str, float]:
+    """``landmark_nme_mean_shape``: the training split's mean landmarks taken for every target, the score of a
+    detector that falls back to the mean face; an NME near it says the outputs follow the targets no better."""
+    P = schema.n_points
+    mean_shape = (landmark_net.meta["mean"].float()[:2 * P] * size).view(1, P, 2)
+    return {"landmark_nme_mean_shape": _nme(mean_shape.expand_as(g["landmarks_target"]), g, schema)}
+
+
+def identity_metrics(preds: dict[str, Tensor], columns: dict[str, list[int]], suffix: str = "") -> dict[str, float]:
+    """Cosine similarities of a scorer's standardised appearance predictions (all 63 columns), names ending in
+    ``suffix``.
 
     ``identity_sim``: source vs output; ``identity_sim_truth``: source vs true target (same identity, the
     ceiling); ``identity_sim_other``: source vs target item (another identity, the chance level).
-    NaN where the FactorNet has no appearance targets or there is no ground truth.
+    NaN where the scorer has no appearance targets or there is no ground truth.
     """
-    keys = {"identity_sim": "x_out", "identity_sim_truth": "x_truth", "identity_sim_other": "x_other"}
+    keys = {f"identity_sim{suffix}": "x_out", f"identity_sim_truth{suffix}": "x_truth",
+            f"identity_sim_other{suffix}": "x_other"}
     if "appearance" not in columns:
         return dict.fromkeys(keys, math.nan)
     app = {k: v[:, columns["appearance"]] for k, v in preds.items()}
@@ -244,23 +308,42 @@ def identity_metrics(preds: dict[str, Tensor], columns: dict[str, list[int]]) ->
             for name, src in keys.items()}
 
 
+def proxy_metrics(real: Tensor, fake: Tensor, net: FeatureNet, columns: dict[str, list[int]], prefix: str,
+                  seed: int) -> dict[str, float]:
+    """``{prefix}_fd``, ``_kid`` (+ ``_std``), ``_is`` (+ ``_std``): the FID / KID / IS stand-ins on ``net``'s
+    features, fakes vs real test images (``_is``: its expression read-out as a 6-way classifier, else NaN)."""
+    classifier: Callable[[Tensor], Tensor] | None = None
+    if "expression" in columns:
+        classifier = lambda x: factor_class_probs(net, x, columns["expression"])  # noqa: E731
+    proxies = factor_metrics(real, fake, net, classifier=classifier, isc_splits=min(10, fake.shape[0]), seed=seed)
+    return {f"{prefix}_{k}": proxies.get(f"factor_{k}", math.nan) for k in ("fd", "kid", "kid_std", "is", "is_std")}
+
+
 def distribution_metrics(real: Tensor, fake: Tensor, factor_net: FeatureNet, columns: dict[str, list[int]], *,
                          inception_weights: str | Path | None, download: bool, device: str,
                          seed: int) -> dict[str, Any]:
     """FID / IS / KID (or None with ``fidelity_reason``) and the FactorNet proxies, fakes vs real test images."""
-    splits = min(10, fake.shape[0])
-    fid = fidelity_metrics(real, fake, weights_path=inception_weights, download=download, isc_splits=splits,
-                           device=device, seed=seed)
-    classifier: Callable[[Tensor], Tensor] | None = None
-    if "expression" in columns:  # factor_is: the FactorNet's expression as a 6-way classifier
-        classifier = lambda x: factor_class_probs(factor_net, x, columns["expression"])  # noqa: E731
-    proxies = factor_metrics(real, fake, factor_net, classifier=classifier, isc_splits=splits, seed=seed)
+    fid = fidelity_metrics(real, fake, weights_path=inception_weights, download=download,
+                           isc_splits=min(10, fake.shape[0]), device=device, seed=seed)
     out = {k: fid.get(k) for k in ("fid", "is_mean", "is_std", "kid_mean", "kid_std")}
     out |= {"fidelity_available": fid["available"], "fidelity_reason": fid["reason"],
             "fidelity_weights": fid["weights_file"], "kid_subset_size": fid["kid_subset_size"]}
-    out |= {k: proxies.get(k, math.nan) for k in ("factor_fd", "factor_kid", "factor_kid_std", "factor_is",
-                                                   "factor_is_std")}
-    return out | {"proxy_net": proxies["feature_net"], "n_real": int(real.shape[0]), "n_fake": int(fake.shape[0])}
+    out |= proxy_metrics(real, fake, factor_net, columns, "factor", seed)
+    return out | {"proxy_net": factor_net.name, "n_real": int(real.shape[0]), "n_fake": int(fake.shape[0])}
+
+
+def heldout_metrics(g: dict[str, Tensor | None], real: Tensor, scorer: FeatureNet | None, schema: Schema,
+                    seed: int) -> dict[str, float]:
+    """The held-out scorer's ``landmark_nme`` / ``_floor``, ``identity_sim*`` and ``heldout_*`` stand-ins
+    (every one NaN without a scorer)."""
+    keys = ("landmark_nme", "landmark_nme_floor", "identity_sim", "identity_sim_truth", "identity_sim_other",
+            *(f"{NAME}_{k}" for k in ("fd", "kid", "kid_std", "is", "is_std")))
+    if scorer is None:
+        return dict.fromkeys(keys, math.nan)
+    columns = factor_columns(int(scorer.meta["mean"].numel()), schema.n_points)
+    preds = {k: predict_factors(scorer, g[k]) for k in ("x", "x_out", "x_truth", "x_other") if g[k] is not None}
+    out = landmark_metrics(g, scorer, g["x"].shape[-1], schema) | identity_metrics(preds, columns)
+    return out | proxy_metrics(real, g["x_out"], scorer, columns, NAME, seed)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -273,42 +356,55 @@ def real_test_images(dataset: Any, limit: int, seed: int) -> Tensor:
     return collate(dataset, idx.sort().values, ["x"])["x"]
 
 
-def evaluate(model: torch.nn.Module, cfg: Config, *, n: int = 500, seed: int = 0, factor_net: FeatureNet | None = None,
-             landmark_net: FeatureNet | None = None, inception_weights: str | Path | None = None,
-             download: bool = True, real_limit: int = 5000, batch_size: int = 128,
-             cache_root: str | Path = "results/cache", progress: bool = True) -> dict[str, Any]:
-    """Score ``model`` (AF-VAE or a GAN baseline) on ``n`` pairs of unseen test identities of ``cfg.data``; a
-    flat dict (one table row).
+def score(g: dict[str, Tensor | None], cfg: Config, dataset: Any, scorers: Scorers, *, seed: int, real: Tensor,
+          inception_weights: str | Path | None, download: bool, device: str) -> dict[str, Any]:
+    """Every metric of ``generate``'s output ``g`` for ``cfg`` on ``dataset``: one flat table row."""
+    net, schema = scorers.factor, dataset.schema
+    columns = factor_columns(int(net.meta["mean"].numel()), schema.n_points)
+    preds = {k: predict_factors(net, g[k]) for k in ("x", "x_out", "x_truth", "x_other") if g[k] is not None}
+    row: dict[str, Any] = {"variant": cfg.name, "config_hash": cfg.hash(), "n": int(g["x"].shape[0]), "seed": seed,
+                           "size": cfg.data.size, "data": cfg.data.source, "train_feature_net": cfg.loss.feature_net}
+    row |= ground_truth_metrics(g, net) | heldout_metrics(g, real, scorers.heldout, schema, seed)
+    row |= landmark_metrics(g, scorers.landmark, cfg.data.size, schema, "_factor")
+    row |= mean_shape_nme(g, scorers.landmark, cfg.data.size, schema) | identity_metrics(preds, columns, "_factor")
+    row |= distribution_metrics(real, g["x_out"], net, columns, inception_weights=inception_weights,
+                                download=download, device=device, seed=seed)
+    row["proxy_net_test_r2"] = float(net.meta.get("test_r2", math.nan))
+    notes = [f"{type(dataset).__name__} cannot render true targets: gt_* and identity_sim_truth* are NaN"] * (
+        g["x_truth"] is None) + ["no appearance factors: identity_sim* are NaN"] * ("appearance" not in columns)
+    notes += ["no held-out scorer for this data: its columns are NaN"] * (scorers.heldout is None)
+    return row | {"note": "; ".join(notes)}
 
-    factor_net, landmark_net: the FactorNet and the landmark net of ``cfg.data`` (default: ``load_factor_net``,
-    ``load_landmark_net`` from ``cache_root``, each trained once and cached). ``download`` lets torch-fidelity's
+
+def evaluate(model: torch.nn.Module, cfg: Config, *, n: int = 500, seed: int = 0, factor_net: FeatureNet | None = None,
+             landmark_net: FeatureNet | None = None, scorer: FeatureNet | None = None,
+             inception_weights: str | Path | None = None, download: bool = True, real_limit: int = 5000,
+             batch_size: int = 128, cache_root: str | Path = "results/cache", progress: bool = True,
+             references: bool = False) -> dict[str, Any] | list[dict[str, Any]]:
+    """Score ``model`` (AF-VAE or a GAN baseline) on ``n`` pairs of unseen test identities of ``cfg.data``; a
+    flat dict (one table row). With ``references``: a list, that row then "source unchanged" and (with ground
+    truth) "oracle" (``reference_outputs``), each marked in ``kind`` ("method" | "reference").
+
+    factor_net, landmark_net, scorer: the FactorNet, landmark net and held-out scorer of ``cfg.data`` (default:
+    ``load_scorers`` from ``cache_root``, each trained once and cached). ``download`` lets torch-fidelity's
     Inception weights be fetched when not on disk. Deterministic: the same (model, cfg, n, seed) give the same
     numbers.
     """
     t0 = time.perf_counter()
-    net = factor_net if factor_net is not None else load_factor_net(cfg.data, root=cache_root, progress=progress)
-    if landmark_net is None:
-        landmark_net = load_landmark_net(cfg.data, root=cache_root, progress=progress)
+    scorers = load_scorers(cfg.data, cache_root, progress, factor_net=factor_net, landmark_net=landmark_net,
+                           scorer=scorer)
     dataset = build_dataset(cfg.data, "test")
-    columns = factor_columns(int(net.meta["mean"].numel()), dataset.schema.n_points)
     src, tgt = sample_pairs(dataset.identity, n, seed)
-    g = generate(model, dataset, src, tgt, batch_size=batch_size, progress=progress)
-    preds = {k: predict_factors(net, g[k]) for k in ("x", "x_out", "x_truth", "x_other") if g[k] is not None}
-    row: dict[str, Any] = {"variant": cfg.name, "config_hash": cfg.hash(), "n": n, "seed": seed,
-                           "size": cfg.data.size, "data": cfg.data.source,
-                           "train_feature_net": cfg.loss.feature_net}
-    row |= ground_truth_metrics(g, net) | landmark_metrics(g, landmark_net, cfg.data.size, dataset.schema)
-    row |= identity_metrics(preds, columns)
-    row |= distribution_metrics(real_test_images(dataset, real_limit, seed), g["x_out"], net, columns,
-                                inception_weights=inception_weights, download=download,
-                                device=next(model.parameters()).device.type, seed=seed)
-    row["proxy_net_test_r2"] = float(net.meta.get("test_r2", math.nan))
-    row["note"] = ""
-    if g["x_truth"] is None:
-        row["note"] = (f"{type(dataset).__name__} cannot render true targets: gt_* and identity_sim_truth are NaN"
-                       + ("" if "appearance" in columns else "; no appearance factors: identity_sim* are NaN"))
+    g = generate(model, dataset, src, tgt, batch_size=batch_size, progress=progress, oracle=references)
+    kw = dict(seed=seed, real=real_test_images(dataset, real_limit, seed), inception_weights=inception_weights,
+              download=download, device=next(model.parameters()).device.type)
+    row = score(g, cfg, dataset, scorers, **kw)
     log.info("evaluated %s on %d pairs in %.1f s", cfg.name, n, time.perf_counter() - t0)
-    return row
+    if not references:
+        return row
+    refs = [score(r, cfg, dataset, scorers, **kw) | {"variant": name, "kind": "reference", "reference_of": cfg.name}
+            for name, r in reference_outputs(g).items()]
+    return [row | {"kind": "method"}, *refs]
 
 
 def checkpoint_info(run: str | Path, state: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -329,25 +425,32 @@ def run_name(run: str | Path) -> str:
 
 
 def evaluate_runs(runs: dict[str, str | Path], *, device: str = "cpu", cache_root: str | Path = "results/cache",
-                  progress: bool = True, **kwargs: Any) -> pd.DataFrame:
+                  progress: bool = True, references: str | None = None, **kwargs: Any) -> pd.DataFrame:
     """``evaluate`` each run (folder or checkpoint) -> DataFrame, one row per entry, ``name`` = its key.
 
-    One FactorNet per data config is loaded and shared; ``kwargs`` go to ``evaluate`` (n, seed, ...).
+    ``references``: the key of the run whose model also makes the "source unchanged" and "oracle" rows (named
+    by ``variant``, last). One set of Scorers per data config is loaded and shared; ``kwargs`` go to
+    ``evaluate`` (n, seed, ...).
     """
-    rows, nets = [], {}
+    rows, refs, nets = [], [], {}
     for name, run in runs.items():
         state = load_checkpoint(checkpoint_path(run))
         model, cfg = model_from_state(state, device)
         if cfg.data not in nets:
-            nets[cfg.data] = load_factor_net(cfg.data, root=cache_root, progress=progress)
-            nets[cfg.data].net.to(device)
-        row = evaluate(model, cfg, factor_net=nets[cfg.data], cache_root=cache_root, progress=progress, **kwargs)
+            nets[cfg.data] = load_scorers(cfg.data, cache_root, progress)
+            nets[cfg.data].factor.net.to(device)
+        s = nets[cfg.data]
+        out = evaluate(model, cfg, factor_net=s.factor, landmark_net=s.landmark, scorer=s.heldout,
+                       cache_root=cache_root, progress=progress, references=name == references, **kwargs)
         info = checkpoint_info(run, state)
         if info["train_feature_net"] is None:  # an older checkpoint: keep the configured value
             info.pop("train_feature_net")
-        rows.append({"name": name, **row, **info})
-    df = pd.DataFrame(rows)
+        first, *extra = out if isinstance(out, list) else [out]
+        rows.append({"name": name, "kind": "method", **first, **info})
+        refs += [{"name": r["variant"], **r, **info} for r in extra]
+    df = pd.DataFrame(rows + refs)
     return df[[c for c in TABLE_COLUMNS if c in df] + [c for c in df if c not in TABLE_COLUMNS]]
+
 
 
 # ----------------------------------------------------------------------------------------------------------

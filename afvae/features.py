@@ -70,7 +70,7 @@ def load_vgg19(path: str | Path | None = None, download: bool = True) -> Feature
                            download=download)
     net = vgg19()
     net.load_state_dict(torch.load(file, map_location="cpu", weights_only=True))
-    return FeatureNet("vgg19", _frozen(VGGFeatures(net.features)), list(CRN_LAYERS.values()), {"file": str(file)})
+    return FeatureNet("vgg19", frozen(VGGFeatures(net.features)), list(CRN_LAYERS.values()), {"file": str(file)})
 
 
 class FactorNet(nn.Module):
@@ -110,7 +110,8 @@ def factor_targets(batch: dict[str, torch.Tensor], size: int) -> torch.Tensor:
     return torch.cat(parts, dim=1)
 
 
-def _frozen(net: nn.Module) -> nn.Module:
+def frozen(net: nn.Module) -> nn.Module:
+    """``net`` in eval mode with every parameter's gradient off (the same module, returned)."""
     net.eval()
     for p in net.parameters():
         p.requires_grad_(False)
@@ -155,15 +156,17 @@ def train_factor_net(data: DataConfig, *, steps: int | None = None, batch_size: 
 
 def load_factor_net(data: DataConfig, root: str | Path = "results/cache", progress: bool = True) -> FeatureNet:
     """The cached factor net for ``data``, training (and caching) it on first use."""
-    net, meta = _cached(factor_net_path(data, root), lambda: train_factor_net(data, progress=progress))
-    return FeatureNet("factor", _frozen(net), [1.0, 1.0, 1.0, 1.0], meta)
+    net, meta = cached_net(factor_net_path(data, root), lambda: train_factor_net(data, progress=progress))
+    return FeatureNet("factor", frozen(net), [1.0, 1.0, 1.0, 1.0], meta)
 
 
-def _cached(path: Path, train: Callable[[], tuple[FactorNet, dict[str, Any]]]) -> tuple[FactorNet, dict[str, Any]]:
-    """A FactorNet and its meta from ``path``, or ``train()``-ed and saved there first."""
+def cached_net(path: Path, train: Callable[[], tuple[nn.Module, dict[str, Any]]],
+               build: Callable[[int], nn.Module] = FactorNet) -> tuple[nn.Module, dict[str, Any]]:
+    """A net and its meta from ``path``, or ``train()``-ed and saved there first. ``build(n_targets)`` makes the
+    empty net a saved state loads into (its meta's ``mean`` has one entry per target)."""
     if path.exists():
         state = torch.load(path, map_location="cpu", weights_only=True)
-        net = FactorNet(state["mean"].numel())
+        net = build(state["mean"].numel())
         net.load_state_dict(state["model"])
         return net, {k: v for k, v in state.items() if k != "model"}
     net, meta = train()
@@ -231,8 +234,8 @@ def train_landmark_net(data: DataConfig, *, steps: int | None = None, batch_size
 
 def load_landmark_net(data: DataConfig, root: str | Path = "results/cache", progress: bool = True) -> FeatureNet:
     """The cached landmark net for ``data`` (``train_landmark_net``), trained and cached on first use."""
-    net, meta = _cached(landmark_net_path(data, root), lambda: train_landmark_net(data, progress=progress))
-    return FeatureNet("landmark", _frozen(net), [1.0, 1.0, 1.0, 1.0], meta)
+    net, meta = cached_net(landmark_net_path(data, root), lambda: train_landmark_net(data, progress=progress))
+    return FeatureNet("landmark", frozen(net), [1.0, 1.0, 1.0, 1.0], meta)
 
 
 def build_feature_net(kind: str, data: DataConfig, device: torch.device | str = "cpu",

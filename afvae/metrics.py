@@ -43,6 +43,7 @@ DOWNLOAD_TIMEOUT_S = 30.0  # per socket operation while fetching the Inception w
 FEATURE_EXTRACTOR = "inception-v3-compat"  # torch-fidelity's name for its TF-compatible Inception-v3
 DLIB_FILES = {"shape_predictor": "shape_predictor_5_face_landmarks.dat",
               "descriptor": "dlib_face_recognition_resnet_model_v1.dat"}
+CHANGED = 0.05  # [0, 1] units: a pixel belongs to an edit's changed region when source and truth differ more
 OUTER_EYE_CORNERS = (36, 45)  # iBUG 68-point indices of the left / right outer eye corners
 
 Embedder = Callable[[Tensor], Tensor]  # (B, 3, H, W) in [-1, 1] -> (B, D)
@@ -563,6 +564,16 @@ def landmark_error(pred_landmarks: Tensor, true_landmarks: Tensor,
     a, b = reference
     scale = (true_landmarks[:, a] - true_landmarks[:, b]).norm(dim=-1)  # (N,)
     return (pred_landmarks - true_landmarks).norm(dim=-1).mean(dim=1) / scale
+
+
+def changed_region_l1(pred: Tensor, source: Tensor, truth: Tensor, threshold: float = CHANGED) -> Tensor:
+    """L1 of ``pred`` against ``truth`` over the pixels where source and truth differ (> threshold, any channel).
+
+    (N, 3, H, W) in [-1, 1] thrice -> (N,) in [0, 1] units; NaN for a pair whose region is empty.
+    """
+    region = (to_unit(source) - to_unit(truth)).abs().amax(dim=1) > threshold  # (N, H, W)
+    err = (to_unit(pred) - to_unit(truth)).abs().mean(dim=1)  # (N, H, W)
+    return (err * region).sum(dim=(1, 2)) / region.sum(dim=(1, 2))  # 0 / 0 -> NaN
 
 
 def identity_similarity(emb_a: Tensor, emb_b: Tensor) -> Tensor:

@@ -54,8 +54,16 @@ def icnr_(weight: torch.Tensor, scale: int = 2) -> torch.Tensor:
     return weight.copy_(base.repeat_interleave(scale**2, dim=0))
 
 
+DECONV_KERNELS = {"deconv": 4, "deconv_6x6": 6}  # transposed-conv modes: kernel size (stride 2, padding k/2 - 1)
+
+
 class Upsample(nn.Module):
-    """x2 upsampling: sub-pixel conv + PixelShuffle (the paper) or a 4x4 stride-2 deconv (ablation)."""
+    """x2 upsampling: sub-pixel conv + PixelShuffle (the paper) or a stride-2 transposed conv.
+
+    ``deconv_6x6`` is the "w/o pixel shuffle" ablation at equal capacity: its 6 x 6 x C_in x C_out weights are
+    exactly the 3 x 3 x C_in x 4 C_out of the sub-pixel conv (only biases and weight-norm gains differ, by
+    6 C_out). ``deconv`` (4 x 4, 4/9 of the weights) is the common transposed conv, kept for the baselines.
+    """
 
     def __init__(self, cin: int, cout: int, mode: str, norm: str, act: bool = True):
         super().__init__()
@@ -64,11 +72,12 @@ class Upsample(nn.Module):
             icnr_(sub.weight)
             nn.init.zeros_(sub.bias)
             self.body = nn.Sequential(_wrap(sub, norm, 4 * cout, act=False), nn.PixelShuffle(2))
-        elif mode == "deconv":
-            deconv = nn.ConvTranspose2d(cin, cout, 4, 2, 1)
+        elif mode in DECONV_KERNELS:
+            k = DECONV_KERNELS[mode]
+            deconv = nn.ConvTranspose2d(cin, cout, k, 2, k // 2 - 1)  # out = 2 (H - 1) - 2 (k/2 - 1) + k = 2H
             self.body = weight_norm(deconv, dim=1) if norm == "weight" else deconv
         else:
-            raise ValueError(f"unknown upsample mode {mode!r}; expected 'pixel_shuffle' or 'deconv'")
+            raise ValueError(f"unknown upsample mode {mode!r}; expected 'pixel_shuffle', 'deconv' or 'deconv_6x6'")
         post = [nn.BatchNorm2d(cout)] if norm == "batch" and act else []
         self.post = nn.Sequential(*post, nn.LeakyReLU(0.2)) if act else nn.Identity()
 

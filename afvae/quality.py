@@ -13,7 +13,7 @@ Three kinds of edit, each a pure function of ``seed``:
 * ``pose``: the source's yaw and expression at a new pitch and roll, uniform over the training ranges;
 * ``expression``: the source's pose with another dominant expression. Most pixels of such a pair do not
   change, so it is scored on the **changed region** only: pixels where source and truth differ by more than
-  ``CHANGED`` (any channel, [0, 1] units). There, doing nothing scores the whole change.
+  ``CHANGED`` (``afvae.metrics``; any channel, [0, 1] units). There, doing nothing scores the whole change.
 
 Any synthetic subject (faces, hands, cats) also has ``swap_set``: each source takes the whole structure of a
 test item of another identity. ``truth_scores`` scores images against the truth (changed-region L1, L1, SSIM)
@@ -32,9 +32,8 @@ from scipy.stats import bootstrap
 from torch import Tensor
 
 from afvae.data.synthetic import EXPRESSIONS, Factors, Structure
-from afvae.metrics import identity_similarity, l1_error, landmark_error, ssim, to_unit
+from afvae.metrics import CHANGED, changed_region_l1, identity_similarity, l1_error, landmark_error, ssim
 
-CHANGED = 0.05  # [0, 1] units: a pixel belongs to an edit's changed region when source and truth differ more
 MAX_YAW = 60.0  # the training range of the synthetic faces (degrees)
 MAX_PITCH, MAX_ROLL = 20.0, 15.0  # ... and of their pitch and roll (afvae.data.synthetic.sample_structure)
 
@@ -135,16 +134,6 @@ def _edits(dataset: Any, kind: tuple[str, ...], items: Tensor, targets: Factors)
                    landmarks_target=truth["landmarks"], structure_target=targets)
 
 
-def changed_region_l1(pred: Tensor, source: Tensor, truth: Tensor, threshold: float = CHANGED) -> Tensor:
-    """L1 of ``pred`` against ``truth`` over the pixels where source and truth differ (> threshold, any channel).
-
-    (N, 3, H, W) in [-1, 1] thrice -> (N,) in [0, 1] units; NaN for a pair whose region is empty.
-    """
-    region = (to_unit(source) - to_unit(truth)).abs().amax(dim=1) > threshold  # (N, H, W)
-    err = (to_unit(pred) - to_unit(truth)).abs().mean(dim=1)  # (N, H, W)
-    return (err * region).sum(dim=(1, 2)) / region.sum(dim=(1, 2))  # 0 / 0 -> NaN
-
-
 def truth_scores(pred: Tensor, edits: EditSet) -> dict[str, Tensor]:
     """Images ``pred`` (N, 3, H, W) in [-1, 1] against the true targets of ``edits``, (N,) each: ``changed_l1``
     (``changed_region_l1``, NaN where the region is empty), ``l1`` over the whole image, ``ssim``."""
@@ -193,9 +182,12 @@ def run_edits(model: torch.nn.Module, edits: EditSet, batch_size: int = 200) -> 
     return {k: torch.cat(v) for k, v in out.items()}
 
 
-def edit_scores(model: torch.nn.Module, edits: EditSet, scorer: Any | None) -> dict[str, Tensor]:
+def edit_scores(model: torch.nn.Module, edits: EditSet, scorer: Any | None, heldout: Any | None = None
+                ) -> dict[str, Tensor]:
     """The quality benchmark's scores per pair for one model on ``edits``; ``scorer``: the FactorNet of the data
-    (None: the pixel scores only).
+    (None: the pixel scores only); ``heldout``: the held-out scorer (``afvae.scorer``), whose identity and
+    landmark scores are added as ``identity_sim_heldout``, ``landmark_nme_heldout`` ... (``*_truth_heldout``,
+    ``*_floor_heldout``).
 
     ``yaw_ssim`` / ``yaw_ssim_copy`` (N_yaw,): SSIM against the truth on the yaw edits, model vs source
     unchanged; ``expr_changed_l1`` / ``expr_changed_l1_copy`` (N_expr,): changed-region L1 on the expression
@@ -213,7 +205,9 @@ def edit_scores(model: torch.nn.Module, edits: EditSet, scorer: Any | None) -> d
             scores[key] = metric(g["x_out"][m], edits.x[m], edits.x_truth[m])
             scores[f"{key}_copy"] = metric(edits.x[m], edits.x[m], edits.x_truth[m])
     scores["rec_ssim"] = ssim(g["x_rec"], edits.x)
-    return scores | (scorer_scores(g["x_out"], edits, scorer) if scorer is not None else {})
+    scores |= scorer_scores(g["x_out"], edits, scorer) if scorer is not None else {}
+    held = scorer_scores(g["x_out"], edits, heldout) if heldout is not None else {}
+    return scores | {f"{k}_heldout": v for k, v in held.items()}
 
 
 def _ssim_to_truth(pred: Tensor, source: Tensor, truth: Tensor) -> Tensor:
@@ -240,6 +234,6 @@ def scorer_scores(x_out: Tensor, edits: EditSet, scorer: Any) -> dict[str, Tenso
             "landmark_nme": nme("out"), "landmark_nme_floor": nme("truth")}
 
 
-def edit_quality(model: torch.nn.Module, edits: EditSet, scorer: Any) -> dict[str, float]:
+def edit_quality(model: torch.nn.Module, edits: EditSet, scorer: Any, heldout: Any | None = None) -> dict[str, float]:
     """The means over pairs of ``edit_scores`` (pairs with an empty changed region left out)."""
-    return {k: float(v.float().nanmean()) for k, v in edit_scores(model, edits, scorer).items()}
+    return {k: float(v.float().nanmean()) for k, v in edit_scores(model, edits, scorer, heldout).items()}

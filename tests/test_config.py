@@ -29,7 +29,7 @@ def test_variants_are_config_changes():
     assert get_config("default", "no_kl").model.kl is False
     assert get_config("default", "standard_prior").model.prior == "standard"
     assert get_config("default", "gmm_sampled").model.prior == "gmm_sampled"
-    assert get_config("default", "deconv").model.upsample == "deconv"
+    assert get_config("default", "deconv").model.upsample == "deconv_6x6"  # pixel shuffle's parameter count
     assert get_config("default", "batchnorm").model.norm == "batch"
     assert get_config("default", "no_norm").model.norm == "none"
     assert len({get_config("default", v).hash() for v in VARIANTS}) == len(VARIANTS)

@@ -25,9 +25,11 @@ from afvae.train import train
 
 pytestmark = pytest.mark.slow
 N = 160  # pairs per evaluation: enough for stable means at 32 px, a few seconds each
-FINITE = ("gt_l1", "gt_psnr", "gt_ssim", "gt_factor_perceptual", "landmark_nme", "landmark_nme_floor", "rec_l1",
-          "rec_psnr", "identity_sim", "identity_sim_truth", "identity_sim_other", "factor_fd", "factor_kid",
-          "factor_is")
+FINITE = ("gt_l1", "gt_changed_l1", "gt_psnr", "gt_ssim", "gt_factor_perceptual", "landmark_nme",
+          "landmark_nme_floor", "landmark_nme_factor", "landmark_nme_floor_factor", "rec_l1", "rec_psnr",
+          "identity_sim", "identity_sim_truth", "identity_sim_other", "identity_sim_factor",
+          "identity_sim_truth_factor", "identity_sim_other_factor", "factor_fd", "factor_kid", "factor_is",
+          "heldout_fd", "heldout_kid", "heldout_is")
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: torch on one thread in this module
@@ -138,9 +140,64 @@ def test_damaged_decoder_scores_worse_on_ground_truth(smoke, factor_cache):
 def test_true_target_keeps_identity_other_identities_do_not(smoke):
     row = smoke[3]
     # The true target is the source identity re-posed: its appearance predictions match the source's;
-    # another identity's do not (standardised predictions are near-orthogonal across identities).
-    assert row["identity_sim_truth"] > 0.5
-    assert row["identity_sim_truth"] > row["identity_sim_other"] + 0.3
+    # another identity's do not (standardised predictions are near-orthogonal across identities). Both scorers.
+    for s in ("", "_factor"):
+        assert row[f"identity_sim_truth{s}"] > 0.5
+        assert row[f"identity_sim_truth{s}"] > row[f"identity_sim_other{s}"] + 0.3
+    assert row["landmark_nme"] != row["landmark_nme_factor"] and row["heldout_fd"] != row["factor_fd"]
+
+
+@pytest.fixture(scope="module")
+def referenced(smoke, factor_cache):
+    model, cfg, net, _ = smoke
+    rows = ev.evaluate(model, cfg, n=N, factor_net=net, download=False, progress=False, cache_root=factor_cache,
+                       references=True)
+    dataset = build_dataset(cfg.data, "test")
+    src, tgt = ev.sample_pairs(dataset.identity, N, 0)
+    return rows, ev.generate(model, dataset, src, tgt, progress=False, oracle=True), dataset, src, tgt
+
+
+def test_reference_rows_frame_the_model(smoke, referenced):
+    from afvae.quality import changed_region_l1
+
+    (row, unchanged, oracle), g, _, _, _ = referenced
+    model_row = smoke[3]
+    assert [r["variant"] for r in (row, unchanged, oracle)] == [model_row["variant"], *ev.REFERENCES]
+    assert row["kind"] == "method" and unchanged["kind"] == oracle["kind"] == "reference"
+    assert all(row[k] == model_row[k] for k in FINITE)  # references change nothing in the model's own row
+    # doing nothing scores exactly the changed-region L1 of source vs truth; the truth itself scores 0
+    copy_l1 = changed_region_l1(g["x"], g["x"], g["x_truth"])
+    assert unchanged["gt_changed_l1"] == pytest.approx(float(copy_l1.double().nanmean()), abs=1e-12)
+    assert float(changed_region_l1(g["x_truth"], g["x"], g["x_truth"]).nan_to_num().abs().max()) == 0
+    assert unchanged["identity_sim"] == pytest.approx(1.0) and unchanged["identity_sim_factor"] == pytest.approx(1.0)
+    assert unchanged["rec_l1"] == 0 and oracle["rec_l1"] == row["rec_l1"]
+    assert unchanged["landmark_nme_floor"] == oracle["landmark_nme_floor"] == row["landmark_nme_floor"]
+
+
+def test_oracle_is_the_models_reconstruction_of_the_truth(smoke, referenced):
+    from afvae.metrics import l1_error
+
+    model = smoke[0]
+    (_, _, oracle), g, dataset, src, tgt = referenced
+    ref = dataset.render_pair(src[:16], tgt[:16])
+    with torch.no_grad():
+        direct = model.eval().translate(ref["x_target"], ref["c_target"], ref["c_target"])
+    torch.testing.assert_close(g["x_oracle"][:16], direct, atol=1e-5, rtol=0)
+    assert oracle["gt_l1"] == pytest.approx(float(l1_error(g["x_oracle"], g["x_truth"]).double().mean()), rel=1e-9)
+    assert not torch.allclose(g["x_oracle"], g["x_out"])  # the oracle sees the truth; the edit does not
+
+
+def test_table1_rows_with_references(smoke, factor_cache, tmp_path):
+    from afvae.baselines import compare
+
+    model, cfg, net, row = smoke
+    table = compare.comparison_table({"AF-VAE": (model, cfg, tmp_path)}, n=N, seed=0, factor_net=net,
+                                     cache_root=factor_cache, progress=False)
+    assert list(table["method"]) == ["AF-VAE", *ev.REFERENCES] and list(table.columns[:3]) == ["method",
+                                                                                               "images_seen",
+                                                                                               "generator_params"]
+    assert table.loc[0, "gt_l1"] == row["gt_l1"] and table["gt_changed_l1"].notna().all()
+    assert compare.ranks(table, {"gt_l1": "min"}) == {"gt_l1": {"AF-VAE": 1}}  # references are not ranked
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -171,9 +228,12 @@ def test_folder_data_without_factors_gives_nan_ground_truth(smoke, tmp_path):
     net = FeatureNet("factor", FactorNet(136).eval(), [1.0] * 4, {"mean": torch.zeros(136), "std": torch.ones(136)})
     row = ev.evaluate(model, data_cfg, n=20, factor_net=net, download=False, progress=False,
                       cache_root=tmp_path / "cache")
-    assert all(math.isnan(row[k]) for k in ("gt_l1", "gt_ssim", "identity_sim", "identity_sim_truth", "factor_is"))
+    assert all(math.isnan(row[k]) for k in ("gt_l1", "gt_ssim", "identity_sim", "identity_sim_truth", "factor_is",
+                                            "identity_sim_factor", "landmark_nme", "heldout_fd"))
     assert "cannot render true targets" in row["note"] and "no appearance factors" in row["note"]
-    assert all(math.isfinite(row[k]) for k in ("rec_l1", "landmark_nme", "landmark_nme_floor", "factor_fd"))
+    assert "no held-out scorer" in row["note"]  # a folder cannot render another population to train one
+    assert all(math.isfinite(row[k]) for k in ("rec_l1", "landmark_nme_factor", "landmark_nme_floor_factor",
+                                               "factor_fd"))
 
 
 class Constant(torch.nn.Module):
@@ -213,7 +273,9 @@ def test_blank_outputs_score_clearly_worse_than_the_truth(tmp_path, data):
     rows = [ev.evaluate(Constant(v), cfg, n=64, download=False, progress=False, cache_root=tmp_path / "cache")
             for v in (0.0, 0.6, -0.8)]
     for row in rows:
-        floor, mean_shape, blank = row["landmark_nme_floor"], row["landmark_nme_mean_shape"], row["landmark_nme"]
-        assert blank > 3 * floor and blank > mean_shape, (floor, mean_shape, blank)
-        assert 0 < floor and 0 < mean_shape
+        for s in ("_factor",) + (("",) if data == "synthetic" else ()):  # the held-out scorer: synthetic data only
+            floor, mean_shape = row[f"landmark_nme_floor{s}"], row["landmark_nme_mean_shape"]
+            blank = row[f"landmark_nme{s}"]
+            assert blank > 3 * floor and blank > mean_shape, (s, floor, mean_shape, blank)
+            assert 0 < floor and 0 < mean_shape
     assert "landmark_nme_mean_shape" in ev.TABLE_COLUMNS

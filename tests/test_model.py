@@ -3,8 +3,8 @@ import pytest
 import torch
 from torch.nn.utils import parametrize
 
-from afvae.config import ModelConfig
-from afvae.model import AFVAE, interpolate, stage_widths
+from afvae.config import ModelConfig, get_config
+from afvae.model import AFVAE, Upsample, count_params, interpolate, stage_widths
 from afvae.prior import boundary_features
 
 K = 8
@@ -33,7 +33,7 @@ def test_bad_resolution():
         stage_widths(ModelConfig(resolution=48))
 
 
-@pytest.mark.parametrize("upsample", ["pixel_shuffle", "deconv"])
+@pytest.mark.parametrize("upsample", ["pixel_shuffle", "deconv", "deconv_6x6"])
 @pytest.mark.parametrize("norm", ["weight", "batch", "none"])
 @pytest.mark.parametrize("prior", ["additive", "gmm_sampled", "standard"])
 def test_forward_every_switch(upsample, norm, prior):
@@ -61,6 +61,28 @@ def test_ablation_switches_change_layers():
     assert any(isinstance(m, torch.nn.ConvTranspose2d) for m in deconv.modules())
     assert not any(isinstance(m, torch.nn.PixelShuffle) for m in deconv.modules())
     assert not any(parametrize.is_parametrized(m) for m in deconv.modules())
+
+
+@pytest.mark.parametrize("norm", ["weight", "batch", "none"])
+def test_deconv_6x6_doubles_the_size_with_the_sub_pixel_conv_weights(norm):
+    ps, dc = Upsample(24, 16, "pixel_shuffle", norm), Upsample(24, 16, "deconv_6x6", norm)
+    assert dc(torch.zeros(2, 24, 5, 7)).shape == ps(torch.zeros(2, 24, 5, 7)).shape == (2, 16, 10, 14)
+    kernel = lambda m: next(p for n, p in m.named_parameters() if n.endswith(("weight", "original1")) and p.dim() == 4)
+    assert kernel(ps).numel() == kernel(dc).numel() == 36 * 24 * 16
+    assert count_params(Upsample(24, 16, "deconv", norm)) < 0.5 * count_params(ps)  # the 4 x 4 deconv: 4/9
+
+
+@pytest.mark.parametrize("scale", ["smoke", "default"])
+def test_deconv_ablation_has_the_full_models_parameter_count(scale):
+    """Table 3's "w/o pixel shuffle" differs from the full model in the upsampling alone, not in capacity: the
+    counts differ only by the biases and weight-norm gains the sub-pixel conv has 4x of (6 C_out per layer)."""
+    def n(variant):
+        cfg = get_config(scale, variant).model
+        return count_params(AFVAE(cfg, torch.zeros(cfg.n_focal, cfg.boundary_channels * cfg.focal_downsample ** 2)))
+    full, deconv = n("full"), n("deconv")
+    outs = stage_widths(get_config(scale).model)[:-1] + [3]  # C_out of every decoder upsampling, down to RGB
+    assert get_config(scale, "deconv").model.upsample == "deconv_6x6"
+    assert full - deconv == 6 * sum(outs) and full - deconv < 2e-3 * full, (full, deconv)
 
 
 def test_focal_weights_follow_the_centres():

@@ -45,8 +45,9 @@ def test_figures_are_images_not_blanks(smoke_run, name):
 def test_table3_is_sane(smoke_run):
     out, _ = smoke_run
     table = pd.read_csv(out / "results" / "table3_ablation.csv")
-    assert len(table) == 7 and set(table["variant"]) >= {"full", "no_kl", "standard_prior", "deconv"}
-    for col in ("gt_l1", "gt_psnr", "gt_ssim", "rec_l1", "factor_fd"):
+    assert len(table) == 9 and set(table["variant"]) >= {"full", "no_kl", "standard_prior", "deconv"}
+    assert list(table["variant"][7:]) == ["source unchanged", "oracle"]
+    for col in ("gt_l1", "gt_changed_l1", "gt_psnr", "gt_ssim", "rec_l1", "factor_fd", "heldout_fd", "landmark_nme"):
         assert table[col].map(math.isfinite).all(), col
     assert (table["factor_fd"] >= 0).all() and (table["gt_psnr"] > 0).all()
     assert table["fid"].isna().all() or (table["fid"] >= 0).all()  # FID is never made up without weights
@@ -64,10 +65,11 @@ def test_fig6_table_covers_every_yaw_method_and_convention(smoke_run):
 def test_table1_is_sane(smoke_run):
     out, _ = smoke_run
     table = pd.read_csv(out / "results" / "table1_comparison.csv")
-    assert list(table["method"]) == ["pix2pixHD", "StarGAN", "GANimation", "AF-VAE"]
-    assert table["images_seen"].nunique() == 1  # the same training budget for every method
-    for col in ("gt_l1", "gt_psnr", "factor_fd", "factor_is", "paper_fid", "paper_is"):
-        assert table[col].map(math.isfinite).all(), col
+    assert list(table["method"]) == ["pix2pixHD", "StarGAN", "GANimation", "AF-VAE", "source unchanged", "oracle"]
+    methods = table[table["kind"] == "method"]
+    assert methods["images_seen"].nunique() == 1  # the same training budget for every method
+    for col in ("gt_l1", "gt_changed_l1", "gt_psnr", "factor_fd", "factor_is", "heldout_fd", "paper_fid", "paper_is"):
+        assert methods[col].map(math.isfinite).all(), col
     assert table["fid"].isna().all() or (table["fid"] >= 0).all()
 
 

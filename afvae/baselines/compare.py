@@ -2,7 +2,8 @@
 
 Every method is scored by ``afvae.evaluate.evaluate`` on the same pairs of unseen test identities (the same
 seed), so the numbers differ only by the method: ground-truth errors on synthetic data, FID / IS when the
-Inception weights are present, and the factor-net proxies otherwise.
+Inception weights are present, and the held-out scorer's and the factor net's stand-ins otherwise. The rows
+"source unchanged" and "oracle" (AF-VAE's reconstruction of the true target) frame the four methods.
 """
 from __future__ import annotations
 
@@ -30,8 +31,9 @@ PAPER_TABLE1 = {  # RaFD, 256 px (the paper's Table 1): FID lower is better, IS 
     "AF-VAE": {"paper_fid": 25.1, "paper_is": 1.237},
 }
 TABLE1_COLUMNS = (
-    "method", "images_seen", "generator_params", "fid", "is_mean", "factor_fd", "factor_is", "gt_l1", "gt_psnr",
-    "gt_ssim", "landmark_nme", "landmark_nme_mean_shape", "identity_sim", "paper_fid", "paper_is",
+    "method", "images_seen", "generator_params", "fid", "is_mean", "heldout_fd", "factor_fd", "heldout_is",
+    "factor_is", "gt_l1", "gt_changed_l1", "gt_psnr", "gt_ssim", "landmark_nme", "landmark_nme_factor",
+    "landmark_nme_mean_shape", "identity_sim", "identity_sim_factor", "paper_fid", "paper_is",
 )
 
 
@@ -63,24 +65,31 @@ def generator_params(model: torch.nn.Module) -> int:
 
 
 def comparison_table(methods: dict[str, tuple[torch.nn.Module, Config, Path]], *, n: int, seed: int,
-                     factor_net: FeatureNet, cache_root: str | Path, progress: bool = True) -> pd.DataFrame:
+                     factor_net: FeatureNet, cache_root: str | Path, progress: bool = True,
+                     references: str | None = "AF-VAE") -> pd.DataFrame:
     """``evaluate`` each (model, cfg, run) on the same n pairs -> one row per method, Table 1 columns first.
 
     Adds ``images_seen``, ``generator_params``, ``train_img_per_s`` and the paper's FID / IS for reference.
+    ``references``: the method whose model also makes the "source unchanged" and "oracle" rows (last; ``kind``
+    says "reference"), None for none.
     """
-    rows = []
+    rows, refs = [], []
     for name, (model, cfg, run) in methods.items():
-        row = evaluate(model, cfg, n=n, seed=seed, factor_net=factor_net, cache_root=cache_root, progress=progress)
-        rows.append({"method": name, **row, "images_seen": images_seen(cfg),
+        out = evaluate(model, cfg, n=n, seed=seed, factor_net=factor_net, cache_root=cache_root, progress=progress,
+                       references=name == references)
+        first, *extra = out if isinstance(out, list) else [out]
+        rows.append({"method": name, "kind": "method", **first, "images_seen": images_seen(cfg),
                      "generator_params": generator_params(model), "train_img_per_s": training_speed(run),
                      **PAPER_TABLE1.get(name, {})})
-    df = pd.DataFrame(rows)
+        refs += [{"method": r["variant"], **r} for r in extra]
+    df = pd.DataFrame(rows + refs)
     return df[[c for c in TABLE1_COLUMNS if c in df] + [c for c in df if c not in TABLE1_COLUMNS]]
 
 
 def ranks(table: pd.DataFrame, better: dict[str, str]) -> dict[str, dict[str, int]]:
-    """Rank (1 = best) of every method on each metric; ``better`` maps metric -> "min" | "max"; NaN skipped."""
-    t = table.set_index("method")
+    """Rank (1 = best) of every method on each metric (the reference rows left out); ``better`` maps metric ->
+    "min" | "max"; NaN skipped."""
+    t = table[table["kind"] != "reference"].set_index("method") if "kind" in table else table.set_index("method")
     return {m: {k: int(v) for k, v in t[m].rank(ascending=(d == "min"), method="min").dropna().items()}
             for m, d in better.items() if m in t and t[m].notna().any()}
 

@@ -5,7 +5,9 @@ evaluates it (the EMA weights when the recipe keeps them) at ``EVAL_POINTS`` eve
 one the end of training, on a fixed set of 200 yaw and 200 expression edits of unseen identities
 (``afvae.quality``). Training compute is counted, not estimated: FLOPs of one training step (forward and
 backward of the model and the feature net, ``torch.utils.flop_counter``) per image, times images seen.
-Evaluation time is excluded from ``train_minutes``.
+Evaluation time is excluded from ``train_minutes``. Identity and landmarks are read twice: by the factor net
+(``identity_sim``, ``landmark_nme``, the keys the targets read, as before) and by the held-out scorer, which is in
+no loss (``afvae.scorer``: ``identity_sim_heldout``, ``landmark_nme_heldout`` and their ``_truth`` / ``_floor``).
 """
 from __future__ import annotations
 
@@ -71,10 +73,11 @@ def run(cfg: Config | None = None, eval_points: int = EVAL_POINTS) -> dict[str, 
     from afvae.data.datasets import build_dataset
     from afvae.features import load_factor_net
     from afvae.quality import edit_quality, edit_set
+    from afvae.scorer import load_scorer
     from afvae.train import fit
 
     cfg = cfg or get_config("default")
-    scorer = load_factor_net(cfg.data, CACHE)
+    scorer, heldout = load_factor_net(cfg.data, CACHE), load_scorer(cfg.data, CACHE)
     edits = edit_set(build_dataset(cfg.data, "test"), n_yaw=200, n_expression=200, seed=0)
     per_image = flops_per_image(cfg)
     points = {round(cfg.train.steps * (i + 1) / eval_points) for i in range(eval_points)}
@@ -87,7 +90,7 @@ def run(cfg: Config | None = None, eval_points: int = EVAL_POINTS) -> dict[str, 
         t0 = time.perf_counter()
         images = done * cfg.train.batch_size
         row = {"step": done, "images_seen": images, "train_tflop": per_image * images / 1e12,
-               "train_minutes": (t0 - clock["start"] - clock["eval"]) / 60, **edit_quality(method.evaluated, edits, scorer)}
+               "train_minutes": (t0 - clock["start"] - clock["eval"]) / 60, **edit_quality(method.evaluated, edits, scorer, heldout)}
         curve.append(row)
         clock["eval"] += time.perf_counter() - t0
 
