@@ -26,8 +26,8 @@ from torch import Tensor
 from afvae.config import DataConfig
 from afvae.data.datasets import SyntheticFaces
 from afvae.data.synthetic import EXPRESSIONS, HAIR_STYLES
-from afvae.metrics import l1_error, ssim
-from afvae.quality import EditSet, changed_region_l1
+from afvae.metrics import l1_error
+from afvae.quality import EditSet, truth_scores
 
 FAILURE_FRACTION = 0.02  # the worst 2 % of the pairs are the failures
 EXTREME_YAW = 45.0  # degrees: a target |yaw| at least this (the outer quarter of the +-60 training range) ...
@@ -79,9 +79,9 @@ def pair_errors(edits: EditSet, x_out: Tensor, x_rec: Tensor) -> pd.DataFrame:
     """Per pair: ``l1`` (the error that ranks them), ``ssim``, ``changed_l1`` against the truth, ``l1_copy`` (the
     source returned unchanged) and ``rec_l1`` (the source's reconstruction against the source: what the model
     cannot even reproduce). ``x_out``, ``x_rec`` (N, 3, H, W) in [-1, 1] (``quality.run_edits``)."""
+    scores = truth_scores(x_out, edits)
     return pd.DataFrame({
-        "l1": l1_error(x_out, edits.x_truth).numpy(), "ssim": ssim(x_out, edits.x_truth).numpy(),
-        "changed_l1": changed_region_l1(x_out, edits.x, edits.x_truth).numpy(),
+        "l1": scores["l1"].numpy(), "ssim": scores["ssim"].numpy(), "changed_l1": scores["changed_l1"].numpy(),
         "l1_copy": l1_error(edits.x, edits.x_truth).numpy(), "rec_l1": l1_error(x_rec, edits.x).numpy(),
     })
 
