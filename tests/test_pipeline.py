@@ -50,7 +50,10 @@ def test_table3_is_sane(smoke_run):
     for col in ("gt_l1", "gt_changed_l1", "gt_psnr", "gt_ssim", "rec_l1", "factor_fd", "heldout_fd", "landmark_nme"):
         assert table[col].map(math.isfinite).all(), col
     assert (table["factor_fd"] >= 0).all() and (table["gt_psnr"] > 0).all()
-    assert table["fid"].isna().all() or (table["fid"] >= 0).all()  # FID is never made up without weights
+    assert "fid" not in table or (table["fid"] >= 0).all()  # FID is never made up without weights
+    assert (table["n_seeds"] == 1).all() and table["gt_l1_lo"].isna().all()  # one seed: no interval, said so
+    claims = pd.read_csv(out / "results" / "table3_claims.csv")
+    assert len(claims) == 6 * 6 and (claims["verdict"] == "not tested (1 seed)").all()
 
 
 def test_fig6_table_covers_every_yaw_method_and_convention(smoke_run):
