@@ -73,7 +73,10 @@ def test_table1_is_sane(smoke_run):
     assert methods["images_seen"].nunique() == 1  # the same training budget for every method
     for col in ("gt_l1", "gt_changed_l1", "gt_psnr", "factor_fd", "factor_is", "heldout_fd", "paper_fid", "paper_is"):
         assert methods[col].map(math.isfinite).all(), col
-    assert table["fid"].isna().all() or (table["fid"] >= 0).all()
+    assert "fid" not in table or (table["fid"] >= 0).all()
+    assert (table["n_seeds"] == 1).all()
+    claims = pd.read_csv(out / "results" / "table1_claims.csv")
+    assert set(claims["other"]) == {"pix2pixHD", "StarGAN", "GANimation"} and set(claims["base"]) == {"AF-VAE"}
 
 
 def test_headline_json_has_no_nan(smoke_run):
