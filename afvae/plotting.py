@@ -193,7 +193,8 @@ def plot_convergence(curves: "pd.DataFrame", final: "pd.DataFrame", *, ylabel: s
     band = f"mean, 95 % t-interval over {n} seeds" if n > 1 else "1 seed: no interval"
     sns.lineplot(data=curves, x="step", y="value", hue="label", style="label", hue_order=labels, style_order=labels,
                  errorbar=t_bounds if n > 1 else None, ax=ax, lw=1.2)
-    ax.set(xlabel="training step", ylabel=ylabel, title=f"Reconstruction loss while training ({band})")
+    ax.set(xlabel="training step", ylabel=f"{ylabel}, log scale", yscale="log",
+           title=f"Reconstruction loss while training ({band})")
     ax.legend(fontsize=7, frameon=False, title=None)
     sns.stripplot(data=final, x="label", y="value", hue="label", order=labels, hue_order=labels, ax=ax2, size=4,
                   alpha=0.6, legend=False)
