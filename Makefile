@@ -10,6 +10,7 @@ SCALE ?= default
 DATA ?= synthetic
 OUT ?= .
 RETRAIN ?=
+SEEDS ?= 1
 RUNS ?= $(HOME)/.cache/afvae/runs
 PYTEST_ARGS ?=
 UNLOCKED ?=
@@ -60,7 +61,7 @@ lock: | $(PY)
 	$(UV) pip compile pyproject.toml --extra dev -c requirements/runtime.lock $(LOCK_FLAGS) -o requirements/dev.lock
 
 paper: setup
-	$(PY) -m afvae.pipeline --scale $(SCALE) --data $(DATA) --out $(OUT) $(if $(RETRAIN),--retrain)
+	$(PY) -m afvae.pipeline --scale $(SCALE) --data $(DATA) --out $(OUT) --seeds $(SEEDS) $(if $(RETRAIN),--retrain)
 
 # The shipped reference models (weights/): train the long preset (resumable, in RUNS, outside the clone), export.
 weights: setup

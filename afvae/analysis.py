@@ -4,7 +4,7 @@ Grouped by notebook:
 
 * shared: ``reconstruct``, ``manipulation_examples``, ``items_per_identity``, ``appearance_embedding``
 * 04 pixel shuffle (Fig. 3): colour histograms, their entropy and Jensen-Shannon divergence, ``colour_table``
-* 05 weight norm: ``short_run_config``, ``seed_bands``
+* 05 weight norm: ``convergence_curves``, ``convergence_summary``
 * 06 interpolation (Fig. 9): ``pick_contrasting_pair``, ``lerp_landmarks``
 * 07 manipulation (Figs. 1, 5, 6): ``expression_structures``, ``yaw_structures``, ``edit_sweep``, ``sweep_errors``;
   Fig. 6, rotation to profile: ``frontal_items``, ``rotation_errors``, ``rotation_summary``
@@ -168,24 +168,24 @@ def colour_table(images: dict[str, Tensor], reference: str) -> pd.DataFrame:
 # ---------------------------------------------------------------------------------------------------------
 # 05 weight norm vs batch norm vs none: convergence over seeds
 
-def short_run_config(cfg: Config, seed: int, fraction: int = 5, min_steps: int = 20) -> Config:
-    """``cfg`` trained for ``max(min_steps, steps // fraction)`` steps with training seed ``seed``."""
-    return cfg.replace(train={"steps": max(min_steps, cfg.train.steps // fraction), "seed": seed})
+def convergence_curves(histories: dict[str, dict[int, pd.DataFrame]], column: str = "l1",
+                       scale: float = 0.5) -> pd.DataFrame:
+    """A logged column of several runs as one long frame (label, seed, step, value), times ``scale``.
 
-
-def seed_bands(histories: dict[str, list[pd.DataFrame]], column: str = "l1") -> pd.DataFrame:
-    """Across-seed statistics of a logged column at every logged step.
-
-    histories: label -> one ``experiment.history`` frame per seed. Returns a long frame with columns
-    label, step, mean, std (ddof 0), min, max, n (seeds logged at that step).
+    histories: label -> training seed -> ``experiment.history`` frame. The default ``scale`` puts the training L1,
+    computed on [-1, 1] images, in the [0, 1] image units of ``metrics.l1_error``.
     """
-    parts = []
-    for label, runs in histories.items():
-        long = pd.concat([h[["step", column]].assign(seed=i) for i, h in enumerate(runs)])
-        stats = long.groupby("step")[column].agg(["mean", "min", "max", "count"])
-        stats["std"] = long.groupby("step")[column].std(ddof=0)
-        parts.append(stats.rename(columns={"count": "n"}).reset_index().assign(label=label))
-    return pd.concat(parts, ignore_index=True)[["label", "step", "mean", "std", "min", "max", "n"]]
+    return pd.concat([h[["step"]].assign(label=label, seed=seed, value=h[column] * scale)
+                      for label, runs in histories.items() for seed, h in runs.items()],
+                     ignore_index=True)[["label", "seed", "step", "value"]]
+
+
+def convergence_summary(curves: pd.DataFrame) -> pd.DataFrame:
+    """Per (label, seed): ``train_l1_mean``, the mean of the logged curve over the whole run (the area under it
+    per step: lower = converged sooner), and ``train_l1_last``, its last logged value."""
+    last = curves.sort_values("step").groupby(["label", "seed"], sort=False)["value"].last()
+    mean = curves.groupby(["label", "seed"], sort=False)["value"].mean()
+    return pd.DataFrame({"train_l1_mean": mean, "train_l1_last": last}).reset_index()
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -104,13 +104,14 @@ PROXY_NET = "factor"
 
 # The columns of the .md / .tex tables, in order (the .csv keeps every recorded field).
 TABLE_COLUMNS = (
-    "name", "variant", "step", "n", "gt_l1", "gt_changed_l1", "gt_psnr", "gt_ssim", "gt_factor_perceptual",
+    "name", "variant", "train_seed", "step", "n", "gt_l1", "gt_changed_l1", "gt_psnr", "gt_ssim", "gt_factor_perceptual",
     "landmark_nme", "landmark_nme_factor", "landmark_nme_floor", "landmark_nme_floor_factor",
     "landmark_nme_mean_shape", "rec_l1", "rec_psnr", "identity_sim", "identity_sim_factor", "identity_sim_truth",
     "identity_sim_truth_factor", "identity_sim_other", "identity_sim_other_factor",
     "fid", "is_mean", "kid_mean", "heldout_fd", "factor_fd", "heldout_kid", "factor_kid", "heldout_is", "factor_is",
 )
 REFERENCES = ("source unchanged", "oracle")  # the floor and the ceiling of every table (evaluate_with_references)
+PAIR_METRICS = ("gt_l1", "gt_changed_l1", "gt_ssim", "identity_sim", "landmark_nme")  # pair_scores' columns
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -346,6 +347,25 @@ def heldout_metrics(g: dict[str, Tensor | None], real: Tensor, scorer: FeatureNe
     return out | proxy_metrics(real, g["x_out"], scorer, columns, NAME, seed)
 
 
+def pair_scores(g: dict[str, Tensor | None], scorer: FeatureNet | None, schema: Schema) -> pd.DataFrame:
+    """The paired metrics (``PAIR_METRICS``) pair by pair, one row per pair (``pair`` = its index): the table's
+    ``gt_*``, ``identity_sim`` and ``landmark_nme`` are their means. NaN columns without ground truth or scorer."""
+    n = g["x"].shape[0]
+    out = {"pair": np.arange(n), **{m: np.full(n, np.nan) for m in PAIR_METRICS}}
+    if g["x_truth"] is not None:
+        errors = ground_truth_errors(g["x_out"], g["x_truth"])
+        out |= {"gt_l1": errors["l1"].numpy(), "gt_ssim": errors["ssim"].numpy(),
+                "gt_changed_l1": changed_region_l1(g["x_out"], g["x"], g["x_truth"]).numpy()}
+    if scorer is not None:
+        columns = factor_columns(int(scorer.meta["mean"].numel()), schema.n_points)
+        if "appearance" in columns:
+            app = {k: predict_factors(scorer, g[k])[:, columns["appearance"]] for k in ("x", "x_out")}
+            out["identity_sim"] = identity_similarity(app["x"], app["x_out"]).numpy()
+        read = predicted_landmarks(scorer, predict_factors(scorer, g["x_out"]), g["x"].shape[-1], schema.n_points)
+        out["landmark_nme"] = landmark_error(read, g["landmarks_target"].float(), schema.reference).numpy()
+    return pd.DataFrame(out)
+
+
 # ----------------------------------------------------------------------------------------------------------
 # One model, several runs
 
@@ -362,7 +382,8 @@ def score(g: dict[str, Tensor | None], cfg: Config, dataset: Any, scorers: Score
     net, schema = scorers.factor, dataset.schema
     columns = factor_columns(int(net.meta["mean"].numel()), schema.n_points)
     preds = {k: predict_factors(net, g[k]) for k in ("x", "x_out", "x_truth", "x_other") if g[k] is not None}
-    row: dict[str, Any] = {"variant": cfg.name, "config_hash": cfg.hash(), "n": int(g["x"].shape[0]), "seed": seed,
+    row: dict[str, Any] = {"variant": cfg.name, "train_seed": cfg.train.seed, "config_hash": cfg.hash(),
+                           "n": int(g["x"].shape[0]), "seed": seed,
                            "size": cfg.data.size, "data": cfg.data.source, "train_feature_net": cfg.loss.feature_net}
     row |= ground_truth_metrics(g, net) | heldout_metrics(g, real, scorers.heldout, schema, seed)
     row |= landmark_metrics(g, scorers.landmark, cfg.data.size, schema, "_factor")
@@ -380,7 +401,8 @@ def evaluate(model: torch.nn.Module, cfg: Config, *, n: int = 500, seed: int = 0
              landmark_net: FeatureNet | None = None, scorer: FeatureNet | None = None,
              inception_weights: str | Path | None = None, download: bool = True, real_limit: int = 5000,
              batch_size: int = 128, cache_root: str | Path = "results/cache", progress: bool = True,
-             references: bool = False) -> dict[str, Any] | list[dict[str, Any]]:
+             references: bool = False, pairs: list[pd.DataFrame] | None = None
+             ) -> dict[str, Any] | list[dict[str, Any]]:
     """Score ``model`` (AF-VAE or a GAN baseline) on ``n`` pairs of unseen test identities of ``cfg.data``; a
     flat dict (one table row). With ``references``: a list, that row then "source unchanged" and (with ground
     truth) "oracle" (``reference_outputs``), each marked in ``kind`` ("method" | "reference").
@@ -388,7 +410,8 @@ def evaluate(model: torch.nn.Module, cfg: Config, *, n: int = 500, seed: int = 0
     factor_net, landmark_net, scorer: the FactorNet, landmark net and held-out scorer of ``cfg.data`` (default:
     ``load_scorers`` from ``cache_root``, each trained once and cached). ``download`` lets torch-fidelity's
     Inception weights be fetched when not on disk. Deterministic: the same (model, cfg, n, seed) give the same
-    numbers.
+    numbers. ``pairs``: a list that receives ``pair_scores`` of the model (and of each reference), tagged with
+    ``variant``, ``train_seed`` and ``kind``.
     """
     t0 = time.perf_counter()
     scorers = load_scorers(cfg.data, cache_root, progress, factor_net=factor_net, landmark_net=landmark_net,
@@ -399,11 +422,15 @@ def evaluate(model: torch.nn.Module, cfg: Config, *, n: int = 500, seed: int = 0
     kw = dict(seed=seed, real=real_test_images(dataset, real_limit, seed), inception_weights=inception_weights,
               download=download, device=next(model.parameters()).device.type)
     row = score(g, cfg, dataset, scorers, **kw)
+    outputs = {cfg.name: (g, "method")} | {k: (r, "reference") for k, r in reference_outputs(g).items() if references}
+    if pairs is not None:
+        pairs += [pair_scores(o, scorers.heldout, dataset.schema).assign(variant=name, train_seed=cfg.train.seed,
+                                                                          kind=kind) for name, (o, kind) in outputs.items()]
     log.info("evaluated %s on %d pairs in %.1f s", cfg.name, n, time.perf_counter() - t0)
     if not references:
         return row
     refs = [score(r, cfg, dataset, scorers, **kw) | {"variant": name, "kind": "reference", "reference_of": cfg.name}
-            for name, r in reference_outputs(g).items()]
+            for name, (r, kind) in outputs.items() if kind == "reference"]
     return [row | {"kind": "method"}, *refs]
 
 
@@ -425,13 +452,16 @@ def run_name(run: str | Path) -> str:
 
 
 def evaluate_runs(runs: dict[str, str | Path], *, device: str = "cpu", cache_root: str | Path = "results/cache",
-                  progress: bool = True, references: str | None = None, **kwargs: Any) -> pd.DataFrame:
+                  progress: bool = True, references: str | Sequence[str] | None = None,
+                  pairs: list[pd.DataFrame] | None = None, **kwargs: Any) -> pd.DataFrame:
     """``evaluate`` each run (folder or checkpoint) -> DataFrame, one row per entry, ``name`` = its key.
 
-    ``references``: the key of the run whose model also makes the "source unchanged" and "oracle" rows (named
-    by ``variant``, last). One set of Scorers per data config is loaded and shared; ``kwargs`` go to
+    ``references``: the key (or keys, e.g. one per training seed) of the run whose model also makes the "source
+    unchanged" and "oracle" rows (named by ``variant``, last). One set of Scorers per data config is loaded and
+    shared; ``pairs`` collects each row's per-pair scores (``evaluate``), tagged with ``name``; ``kwargs`` go to
     ``evaluate`` (n, seed, ...).
     """
+    references = [references] if isinstance(references, str) else list(references or [])
     rows, refs, nets = [], [], {}
     for name, run in runs.items():
         state = load_checkpoint(checkpoint_path(run))
@@ -440,8 +470,11 @@ def evaluate_runs(runs: dict[str, str | Path], *, device: str = "cpu", cache_roo
             nets[cfg.data] = load_scorers(cfg.data, cache_root, progress)
             nets[cfg.data].factor.net.to(device)
         s = nets[cfg.data]
+        mine: list[pd.DataFrame] | None = [] if pairs is not None else None
         out = evaluate(model, cfg, factor_net=s.factor, landmark_net=s.landmark, scorer=s.heldout,
-                       cache_root=cache_root, progress=progress, references=name == references, **kwargs)
+                       cache_root=cache_root, progress=progress, references=name in references, pairs=mine, **kwargs)
+        if pairs is not None:
+            pairs += [p.assign(name=name if k == 0 else p["variant"]) for k, p in enumerate(mine)]
         info = checkpoint_info(run, state)
         if info["train_feature_net"] is None:  # an older checkpoint: keep the configured value
             info.pop("train_feature_net")

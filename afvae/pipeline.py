@@ -1,10 +1,11 @@
 """``make paper``: execute the numbered notebooks with papermill, in order, and write a manifest.
 
-    python -m afvae.pipeline --scale default --data synthetic [--only 00_data 02_train]
+    python -m afvae.pipeline --scale default --data synthetic [--seeds 3] [--only 00_data 02_train]
 
 Executed copies go to ``results/executed/``, figures to ``figures/``, tables and headline numbers to
 ``results/``; ``results/manifest.json`` records scale, commit, seeds, versions (and the hash of the lock they were
-installed from), device and wall times. The terminal gets one line per notebook with its wall time, and the
+installed from), device and wall times. ``--seeds N`` trains every Table 3 variant with N training seeds and
+passes ``N_SEEDS`` to the notebooks that declare it, which then report 95 % intervals over seeds. The terminal gets one line per notebook with its wall time, and the
 kernel's stderr as it comes: the progress bars of training and evaluation, and any warning.
 """
 from __future__ import annotations
@@ -45,11 +46,27 @@ def notebooks(only: list[str] | None = None) -> list[Path]:
     return found
 
 
-def runs_of(nb: Path, base: dict[str, Any]) -> list[dict[str, Any]]:
-    """Parameter sets for one notebook: one run, or one per variant for the training notebook."""
+def runs_of(nb: Path, base: dict[str, Any], n_seeds: int = 1) -> list[dict[str, Any]]:
+    """Parameter sets for one notebook: one run, or for the training notebook one per variant and training seed
+    (``SEED``, ``SEED + 1``, ...); ``N_SEEDS`` only where the notebook's parameters cell declares it."""
     if nb.stem in PER_VARIANT:
-        return [{**base, "VARIANT": v} for v in VARIANTS]
-    return [base]
+        return [{**base, "VARIANT": v, "SEED": base["SEED"] + s} for s in range(n_seeds) for v in VARIANTS]
+    return [{**base, "N_SEEDS": n_seeds} if "N_SEEDS" in declared(nb) else base]
+
+
+def declared(nb: Path) -> set[str]:
+    """The names a notebook's ``parameters`` cell assigns."""
+    cells = json.loads(nb.read_text())["cells"]
+    source = "".join(next((c["source"] for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])), []))
+    return set(re.findall(r"^([A-Za-z_]\w*)\s*=", source, re.MULTILINE))
+
+
+def run_key(nb: Path, params: dict[str, Any], base_seed: int) -> str:
+    """The manifest's name of one notebook run: ``02_train-full``, ``02_train-full-seed1`` for later seeds."""
+    if "VARIANT" not in params:
+        return nb.stem
+    extra = params["SEED"] - base_seed
+    return f"{nb.stem}-{params['VARIANT']}" + (f"-seed{extra}" if extra else "")
 
 
 # tqdm bars drawn as text on the kernel's stderr, which reaches the terminal, rather than as widgets no one sees
@@ -90,15 +107,16 @@ def _kernel_options() -> dict[str, Any]:
             "extra_arguments": [f"--IPKernelApp.exec_lines={_TEXT_BARS}"], "coalesce_streams": True}
 
 
-def execute(nb: Path, params: dict[str, Any], echo: _Echo | None = None) -> float:
+def execute(nb: Path, params: dict[str, Any], echo: _Echo | None = None, key: str | None = None) -> float:
     """Run one notebook with papermill, its stderr (progress bars, warnings) to ``echo``; returns wall seconds.
     A failure names notebook and cell."""
     import papermill as pm
 
     executed = Path(params["RESULTS"]) / "executed"
     executed.mkdir(parents=True, exist_ok=True)
-    suffix = f"-{params['VARIANT']}" if "VARIANT" in params else ""
-    out = executed / f"{nb.stem}{suffix}.ipynb"
+    key = key or nb.stem
+    suffix = key[len(nb.stem):]
+    out = executed / f"{key}.ipynb"
     echo = echo or _Echo()
     t0 = time.perf_counter()
     try:
@@ -114,7 +132,7 @@ def execute(nb: Path, params: dict[str, Any], echo: _Echo | None = None) -> floa
 
 
 def manifest(scale: str, data: str, seed: int, times: dict[str, float], t_total: float,
-             results: Path) -> dict[str, Any]:
+             results: Path, n_seeds: int = 1) -> dict[str, Any]:
     """What produced these results."""
     import torch
 
@@ -123,6 +141,7 @@ def manifest(scale: str, data: str, seed: int, times: dict[str, float], t_total:
         "scale": scale,
         "data": data,
         "seed": seed,
+        "n_seeds": n_seeds,
         "commit": _git_commit(),
         "python": platform.python_version(),
         "packages": {p: _version(p) for p in PACKAGES},
@@ -172,7 +191,7 @@ def _merged(result: dict[str, Any], path: Path) -> dict[str, Any]:
     if not path.exists():
         return result
     old = json.loads(path.read_text())
-    if any(old.get(k) != result[k] for k in ("scale", "data", "seed")):
+    if any(old.get(k, 1 if k == "n_seeds" else None) != result[k] for k in ("scale", "data", "seed", "n_seeds")):
         return result
     times = {k: v for k, v in old["wall_seconds"].items() if k != "total"} | result["wall_seconds"]
     times.pop("total")
@@ -203,10 +222,11 @@ def preflight(scale: str, data: str, stems: list[str]) -> dict[str, str]:
 
 
 def run(scale: str, data: str = "synthetic", seed: int = 0, only: list[str] | None = None,
-        out: str | Path = ".", retrain: bool = False) -> dict[str, Any]:
+        out: str | Path = ".", retrain: bool = False, n_seeds: int = 1) -> dict[str, Any]:
     """Execute every notebook in order at ``scale``, writing under ``out`` (figures/, results/); notebooks
     the data cannot serve (``preflight``) are skipped and listed in the manifest's ``skipped``. Models the
-    repository ships (``weights/``) are used as they are, unless ``retrain``."""
+    repository ships (``weights/``) are used as they are, unless ``retrain``. ``n_seeds``: training seeds per
+    Table 3 variant (1: no intervals)."""
     out = Path(out).resolve()
     os.environ["AFVAE_RETRAIN"] = "1" if retrain else "0"  # read by afvae.experiment in the notebooks' kernels
     results = out / "results"
@@ -225,14 +245,14 @@ def run(scale: str, data: str = "synthetic", seed: int = 0, only: list[str] | No
     for nb in selected:
         if nb.stem in skipped:
             continue
-        for params in runs_of(nb, base):
-            key = nb.stem + (f"-{params['VARIANT']}" if "VARIANT" in params else "")
+        for params in runs_of(nb, base, n_seeds):
+            key = run_key(nb, params, seed)
             print(f"[{time.perf_counter() - t0:7.1f} s] {key} ...", end="", flush=True)
             echo = _Echo()
-            times[key] = execute(nb, params, echo)
+            times[key] = execute(nb, params, echo, key)
             again = f"[{time.perf_counter() - t0:7.1f} s] {key}" if echo.used else ""
             print(f"{again} done in {times[key]:.1f} s", flush=True)
-    result = manifest(scale, data, seed, times, time.perf_counter() - t0, results) | {"skipped": skipped,
+    result = manifest(scale, data, seed, times, time.perf_counter() - t0, results, n_seeds) | {"skipped": skipped,
                                                                                        "retrain": retrain}
     path = results / "manifest.json"
     if only:
@@ -248,6 +268,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--scale", default="default", choices=sorted(PRESETS))
     p.add_argument("--data", default="synthetic", help="'synthetic' or a prepared data folder")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", type=int, default=1, help="training seeds per Table 3 variant (3: 95 %% intervals)")
     p.add_argument("--only", nargs="*", help="notebook stems to run (default: all)")
     p.add_argument("--out", default=".", help="root for figures/ and results/ (default: the repository)")
     p.add_argument("--retrain", action="store_true", help="train every model, even those weights/ ships")
@@ -255,7 +276,9 @@ def main(argv: list[str] | None = None) -> None:
     if a.data != "synthetic" and not Path(a.data).is_dir():
         raise SystemExit(f"--data {a.data!r}: no such folder; use 'synthetic' or a folder made by "
                          "python -m afvae.data.real.prepare")
-    run(a.scale, a.data, a.seed, a.only, a.out, a.retrain)
+    if a.seeds < 1:
+        raise SystemExit(f"--seeds {a.seeds}: give at least 1 (3 for intervals)")
+    run(a.scale, a.data, a.seed, a.only, a.out, a.retrain, a.seeds)
 
 
 if __name__ == "__main__":

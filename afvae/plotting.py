@@ -176,31 +176,76 @@ def plot_colour_histograms(hists: dict[str, torch.Tensor], entropy: dict[str, li
     return fig
 
 
-def plot_seed_bands(bands: "pd.DataFrame", final: "pd.DataFrame", *, ylabel: str = "training L1 (batch)",
-                    final_label: str = "test L1 after training") -> plt.Figure:
-    """Convergence over seeds: mean line, mean ± std band and min-max dotted lines per label (left);
-    the final value per seed with the mean (right).
+def plot_convergence(curves: "pd.DataFrame", final: "pd.DataFrame", *, ylabel: str = "training L1 (batch)",
+                     final_label: str = "test L1 after training") -> plt.Figure:
+    """Convergence over training seeds, drawn with seaborn: per label the mean curve and its 95 % t-interval band
+    over seeds (left; no band with one seed), and each seed's final value with the mean and interval (right).
 
-    bands: ``analysis.seed_bands`` output (label, step, mean, std, min, max); final: columns label, seed, value.
+    curves: columns label, seed, step, value; final: columns label, seed, value.
     """
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(9, 3.2), width_ratios=[2.2, 1], layout="constrained")
-    labels = list(dict.fromkeys(bands["label"]))
-    for i, label in enumerate(labels):
-        b = bands[bands["label"] == label]
-        n = int(b["n"].max())
-        ax.plot(b["step"], b["mean"], color=f"C{i}", lw=1.5, ls=("-", "--", "-.", ":")[i % 4], marker="os^v"[i % 4],
-                ms=3, label=f"{label} (mean ± std of {n} seeds)")  # styles keep coinciding curves apart
-        ax.fill_between(b["step"], b["mean"] - b["std"], b["mean"] + b["std"], color=f"C{i}", alpha=0.25, lw=0)
-        ax.plot(b["step"], b["min"], color=f"C{i}", lw=0.6, ls=":")
-        ax.plot(b["step"], b["max"], color=f"C{i}", lw=0.6, ls=":")
-        f = final[final["label"] == label]["value"]
-        ax2.scatter(np.full(len(f), i), f, color=f"C{i}", s=14, alpha=0.7)
-        ax2.hlines(f.mean(), i - 0.25, i + 0.25, color=f"C{i}", lw=2)
-    ax.set(xlabel="training step", ylabel=ylabel, title="Reconstruction loss while training (dotted: min / max)")
-    fig.legend(*ax.get_legend_handles_labels(), fontsize=7, frameon=False, loc="outside lower center", ncol=len(labels))
-    ax2.set(xticks=range(len(labels)), ylabel=final_label, title="Final value (dots: seeds, bar: mean)",
-            xlim=(-0.6, len(labels) - 0.4))
-    ax2.set_xticklabels([label.replace(" ", "\n", 1) for label in labels], fontsize=7)
+    import seaborn as sns
+
+    from afvae.claims import t_bounds
+
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(9, 3.3), width_ratios=[2.2, 1], layout="constrained")
+    labels = list(dict.fromkeys(curves["label"]))
+    n = int(curves.groupby("label")["seed"].nunique().min())
+    band = f"mean, 95 % t-interval over {n} seeds" if n > 1 else "1 seed: no interval"
+    sns.lineplot(data=curves, x="step", y="value", hue="label", style="label", hue_order=labels, style_order=labels,
+                 errorbar=t_bounds if n > 1 else None, ax=ax, lw=1.2)
+    ax.set(xlabel="training step", ylabel=f"{ylabel}, log scale", yscale="log",
+           title=f"Reconstruction loss while training ({band})")
+    ax.legend(fontsize=7, frameon=False, title=None)
+    sns.stripplot(data=final, x="label", y="value", hue="label", order=labels, hue_order=labels, ax=ax2, size=4,
+                  alpha=0.6, legend=False)
+    sns.pointplot(data=final, x="label", y="value", hue="label", order=labels, hue_order=labels, ax=ax2,
+                  errorbar=t_bounds if n > 1 else None, markers="_", markersize=14, linestyle="none", legend=False)
+    ax2.set(xlabel="", ylabel=f"{final_label} (lower is better)", title="Final value (dots: seeds)")
+    ax2.set_xticks(range(len(labels)), [label.replace(" ", "\n", 1) for label in labels], fontsize=7)
+    return fig
+
+
+def plot_seeded_metrics(rows: "pd.DataFrame", better: dict[str, str], highlight: str | None = None) -> plt.Figure:
+    """One panel per metric, drawn with seaborn: each method's seeds (dots) and their mean with its 95 %
+    t-interval over seeds (no interval with one seed), ``highlight`` in red; the better direction in the title.
+
+    rows: one row per (``variant``, seed) with ``kind`` "method" or "reference" and the metric columns; better:
+    metric -> "min" | "max". The x-axis spans the methods, not zero; a reference row (source unchanged, oracle)
+    is a vertical line where it falls in that span, else a label at the side it lies.
+    """
+    import seaborn as sns
+
+    from afvae.claims import t_bounds
+
+    methods, refs = rows[rows["kind"] == "method"], rows[rows["kind"] == "reference"]
+    order = list(dict.fromkeys(methods["variant"]))
+    palette = {v: "tab:red" if v == highlight else "0.35" for v in order}
+    many = methods.groupby("variant")["variant"].size().min() > 1
+    fig, axes = plt.subplots(1, len(better), figsize=(2.35 * len(better), 0.32 * len(order) + 1.6), squeeze=False,
+                             layout="constrained", sharey=True)
+    for ax, (m, direction) in zip(axes[0], better.items()):
+        sns.stripplot(data=methods, x=m, y="variant", hue="variant", order=order, palette=palette, ax=ax, size=3,
+                      alpha=0.45, legend=False, jitter=0.15)
+        sns.pointplot(data=methods, x=m, y="variant", hue="variant", order=order, palette=palette, ax=ax,
+                      errorbar=t_bounds if many else None, markers="D", markersize=4, linestyle="none", legend=False)
+        lo, hi = ax.get_xlim()
+        off = []
+        for (name, value), ls in zip(refs.groupby("variant", sort=False)[m].mean().items(), (":", "--")):
+            if lo <= value <= hi:
+                ax.axvline(value, color="k", lw=0.9, ls=ls, label=name)
+            else:
+                off.append(f"{name}: {value:.3g} ({'right' if value > hi else 'left'}, off scale)")
+        arrow = "← lower is better" if direction == "min" else "higher is better →"
+        ax.set(ylabel="", xlim=(lo, hi))
+        ax.set_xlabel("\n".join(off), fontsize=6)
+        ax.set_title(f"{m}\n{arrow}", fontsize=8)
+        ax.tick_params(labelsize=7)
+    lines = {label: h for ax in axes[0] for h, label in zip(*ax.get_legend_handles_labels())}
+    seeds = "dots: seeds; diamond and bar: mean and 95 % t-interval over seeds" if many else "1 seed: no interval"
+    fig.suptitle(f"Table 3 ({seeds}; lines: references)", fontsize=9)
+    if lines:
+        fig.legend(lines.values(), lines.keys(), loc="outside lower center", ncol=len(lines), fontsize=7,
+                   frameon=False)
     return fig
 
 

@@ -68,20 +68,14 @@ def test_colour_table_reference_row_is_zero():
 # ---------------------------------------------------------------------------------------------------------
 # Seeds (05)
 
-def test_seed_bands_against_numpy():
+def test_convergence_curves_and_summary_against_numpy():
     steps = [5, 10, 15]
-    runs = [pd.DataFrame({"step": steps, "l1": v}) for v in ([0.3, 0.2, 0.1], [0.5, 0.3, 0.2], [0.4, 0.4, 0.3])]
-    bands = analysis.seed_bands({"a": runs}, "l1").set_index("step")
-    values = np.array([r["l1"].to_numpy() for r in runs])  # (seeds, steps)
-    assert np.allclose(bands["mean"], values.mean(0)) and np.allclose(bands["std"], values.std(0))
-    assert np.allclose(bands["min"], values.min(0)) and (bands["n"] == 3).all()
-
-
-def test_short_run_config():
-    cfg = get_config("smoke")
-    short = analysis.short_run_config(cfg, seed=2)
-    assert short.train.steps == max(20, cfg.train.steps // 5) and short.train.seed == 2
-    assert short.model == cfg.model and short.hash() != cfg.hash()
+    runs = {s: pd.DataFrame({"step": steps, "l1": v}) for s, v in enumerate(([0.3, 0.2, 0.1], [0.5, 0.3, 0.2]))}
+    curves = analysis.convergence_curves({"a": runs, "b": {0: runs[1]}})
+    assert len(curves) == 9 and np.allclose(curves[curves["label"] == "b"]["value"], [0.25, 0.15, 0.1])
+    summary = analysis.convergence_summary(curves).set_index(["label", "seed"])
+    assert summary.loc[("a", 0), "train_l1_mean"] == pytest.approx(0.1) and summary.loc[("a", 1), "train_l1_last"] == 0.1
+    assert len(summary) == 3
 
 
 # ---------------------------------------------------------------------------------------------------------

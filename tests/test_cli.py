@@ -112,6 +112,36 @@ def test_pipeline_finds_its_notebooks_from_any_folder(tmp_path, monkeypatch):
     assert [p.stem for p in pipeline.notebooks(["02_train"])] == ["02_train"]
 
 
+def test_pipeline_seeds_train_every_variant_per_seed_and_reach_the_notebooks_that_ask():
+    from afvae import pipeline
+    from afvae.config import VARIANTS
+
+    base = {"SCALE": "smoke", "SEED": 5}
+    [train] = pipeline.notebooks(["02_train"])
+    runs = pipeline.runs_of(train, base, n_seeds=3)
+    assert len(runs) == 3 * len(VARIANTS) and {r["SEED"] for r in runs} == {5, 6, 7}
+    assert [pipeline.run_key(train, r, 5) for r in runs[:1] + runs[-1:]] == ["02_train-full", f"02_train-{list(VARIANTS)[-1]}-seed2"]
+    assert "N_SEEDS" not in runs[0]  # 02_train trains one seed per run
+    for stem in ("03_ablation", "05_weight_norm"):
+        [nb] = pipeline.notebooks([stem])
+        assert "N_SEEDS" in pipeline.declared(nb) and pipeline.runs_of(nb, base, 3) == [base | {"N_SEEDS": 3}]
+    [other] = pipeline.notebooks(["06_interpolation"])
+    assert pipeline.runs_of(other, base, 3) == [base] and "SEED" in pipeline.declared(other)
+
+
+def test_every_notebook_parameter_parses_for_papermill():
+    import nbformat
+    from papermill.translators import PythonTranslator
+
+    from afvae import pipeline
+
+    for nb in pipeline.notebooks():
+        cells = [c for c in nbformat.read(nb, as_version=4).cells if "parameters" in c.metadata.get("tags", [])]
+        assert len(cells) == 1, f"{nb.name}: one parameters cell"
+        parsed = {p.name for p in PythonTranslator.inspect(cells[0])}
+        assert parsed == pipeline.declared(nb) and {"SCALE", "SEED"} <= parsed, nb.name  # an unparsed line is lost
+
+
 def test_explorer_without_its_browser_is_one_line(tmp_path):
     p = _run("-m", "afvae.explore", "--screenshot", str(tmp_path / "x.png"), "--chromium", "/no/such/chromium")
     assert p.returncode == 2 and "Traceback" not in p.stderr and "/no/such/chromium" in p.stderr.splitlines()[-1]

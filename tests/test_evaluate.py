@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -185,6 +186,21 @@ def test_oracle_is_the_models_reconstruction_of_the_truth(smoke, referenced):
     torch.testing.assert_close(g["x_oracle"][:16], direct, atol=1e-5, rtol=0)
     assert oracle["gt_l1"] == pytest.approx(float(l1_error(g["x_oracle"], g["x_truth"]).double().mean()), rel=1e-9)
     assert not torch.allclose(g["x_oracle"], g["x_out"])  # the oracle sees the truth; the edit does not
+
+
+def test_pair_scores_are_the_rows_per_pair(smoke, factor_cache):
+    model, cfg, net, _ = smoke
+    pairs: list = []
+    rows = ev.evaluate(model, cfg, n=N, factor_net=net, download=False, progress=False, cache_root=factor_cache,
+                       references=True, pairs=pairs)
+    assert [p["variant"].iloc[0] for p in pairs] == [r["variant"] for r in rows]
+    assert [p["kind"].iloc[0] for p in pairs] == ["method", "reference", "reference"]
+    for row, per in zip(rows, pairs):
+        assert len(per) == N and (per["pair"].to_numpy() == np.arange(N)).all()
+        assert (per["train_seed"] == cfg.train.seed).all()
+        for m in ev.PAIR_METRICS:  # the table's numbers are the means of the per-pair ones
+            assert per[m].mean() == pytest.approx(row[m], abs=1e-6), m
+    assert (pairs[1]["identity_sim"] > 0.999).all() and pairs[1]["gt_l1"].std() > 0  # source unchanged
 
 
 def test_table1_rows_with_references(smoke, factor_cache, tmp_path):

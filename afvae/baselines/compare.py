@@ -66,17 +66,21 @@ def generator_params(model: torch.nn.Module) -> int:
 
 def comparison_table(methods: dict[str, tuple[torch.nn.Module, Config, Path]], *, n: int, seed: int,
                      factor_net: FeatureNet, cache_root: str | Path, progress: bool = True,
-                     references: str | None = "AF-VAE") -> pd.DataFrame:
+                     references: str | None = "AF-VAE", pairs: list[pd.DataFrame] | None = None) -> pd.DataFrame:
     """``evaluate`` each (model, cfg, run) on the same n pairs -> one row per method, Table 1 columns first.
 
     Adds ``images_seen``, ``generator_params``, ``train_img_per_s`` and the paper's FID / IS for reference.
     ``references``: the method whose model also makes the "source unchanged" and "oracle" rows (last; ``kind``
-    says "reference"), None for none.
+    says "reference"), None for none. ``pairs`` collects each row's per-pair scores (``evaluate``), tagged with
+    ``method``.
     """
     rows, refs = [], []
     for name, (model, cfg, run) in methods.items():
+        mine: list[pd.DataFrame] | None = [] if pairs is not None else None
         out = evaluate(model, cfg, n=n, seed=seed, factor_net=factor_net, cache_root=cache_root, progress=progress,
-                       references=name == references)
+                       references=name == references, pairs=mine)
+        if pairs is not None:
+            pairs += [p.assign(method=name if k == 0 else p["variant"]) for k, p in enumerate(mine)]
         first, *extra = out if isinstance(out, list) else [out]
         rows.append({"method": name, "kind": "method", **first, "images_seen": images_seen(cfg),
                      "generator_params": generator_params(model), "train_img_per_s": training_speed(run),
