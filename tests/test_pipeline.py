@@ -7,12 +7,12 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from afvae import pipeline
+from afvae import claims, pipeline
 
 pytestmark = pytest.mark.notebooks
 
 FIGURES = ["data_samples", "fig2b_focal_clusters", "train_samples", "fig8_ablation", "table3_ablation",
-           "fig3_pixel_shuffle_histograms", "wn_convergence", "fig9_interpolation", "fig1_expressions",
+           "fig3_pixel_shuffle_histograms", "fig3_entropy_intervals", "wn_convergence", "fig9_interpolation", "fig1_expressions",
            "fig5_rotation", "fig6_rotation", "fig10_identity",
            "tutorial_kl_checks", "tutorial_mean_face", "tutorial_prior_path", "explorer_strip",
            "fig4_comparison", "table1_comparison", "fig7_hands_cats", "fig11_failures"]
@@ -71,6 +71,16 @@ def test_table1_is_sane(smoke_run):
     for col in ("gt_l1", "gt_changed_l1", "gt_psnr", "factor_fd", "factor_is", "heldout_fd", "paper_fid", "paper_is"):
         assert methods[col].map(math.isfinite).all(), col
     assert table["fid"].isna().all() or (table["fid"] >= 0).all()
+
+
+def test_fig3_claims_are_sane(smoke_run):
+    out, _ = smoke_run
+    table = pd.read_csv(out / "results" / "claims_fig3.csv")
+    assert list(table.columns) == list(claims.COLUMNS) and len(table) == 5
+    assert (table["lo"] <= table["hi"]).all() and (table["ours_method"] >= 0).all()
+    assert np.allclose(table["diff"], table["ours_baseline"] - table["ours_method"])
+    assert table["verdict"].tolist() == [claims.verdict(lo, hi) for lo, hi in zip(table["lo"], table["hi"])]
+    assert np.allclose(table["paper"], 0.0389)  # |7.6405 - 7.8267| - |7.6794 - 7.8267|
 
 
 def test_headline_json_has_no_nan(smoke_run):
