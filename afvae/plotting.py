@@ -219,7 +219,9 @@ def plot_entropy_intervals(entropies: "pd.DataFrame", advantage: "pd.DataFrame",
     plot.label(x="", y="gap(deconv) - gap(pixel shuffle) (bits)").on(ax2).plot()
     ax2.axhline(0, color="k", lw=0.8, ls=":")
     ax2.set_xticks(ax2.get_xticks(), [t.get_text().replace(" of ", " of\n") for t in ax2.get_xticklabels()])
-    ax2.set_title("Advantage of pixel shuffle, gap = |H - H(source)|\n(above 0: pixel shuffle closer to the source)")
+    seeds_note = "; grey: single seeds" if per_seed is not None else ""
+    ax2.set_title("Advantage of pixel shuffle, gap = |H - H(source)|\n"
+                  f"(above 0: pixel shuffle closer to the source{seeds_note})")
     return fig
 
 
