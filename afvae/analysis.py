@@ -3,7 +3,8 @@
 Grouped by notebook:
 
 * shared: ``reconstruct``, ``manipulation_examples``, ``items_per_identity``, ``appearance_embedding``
-* 04 pixel shuffle (Fig. 3): colour histograms, their entropy and Jensen-Shannon divergence, ``colour_table``
+* 04 pixel shuffle (Fig. 3): colour histograms, their entropy and Jensen-Shannon divergence, ``colour_table``;
+  per-channel entropies with paired bootstrap intervals over images and seeds, ``entropy_by_seed``
 * 05 weight norm: ``convergence_curves``, ``convergence_summary``
 * 06 interpolation (Fig. 9): ``pick_contrasting_pair``, ``lerp_landmarks``
 * 07 manipulation (Figs. 1, 5, 6): ``expression_structures``, ``yaw_structures``, ``edit_sweep``, ``sweep_errors``;
@@ -35,6 +36,12 @@ N_APPEARANCE_TARGETS = 63  # ... then the synthetic appearance vector (Appearanc
 PSNR_CAP_DB = 60.0  # identical 8-bit images have PSNR = inf; capped so that means stay finite
 LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601 luminance weights
 CHANNELS = ("R", "G", "B", "luminance")
+RGB_MEAN = "mean of R, G, B"  # the three colour channels' entropy gaps averaged: one number per comparison
+CI_LEVEL = 0.95
+# Fig. 3 of the paper: the entropy (bits) of the colour histogram of each image set, one value per set. The paper
+# does not say which histogram (one channel, grey, or the three pooled); we read the three values as deconvolution
+# output, pixel-shuffle output and real images, in that order.
+PAPER_FIG3_ENTROPY = {"deconv": 7.6405, "pixel shuffle (full)": 7.6794, "source": 7.8267}
 JAW = slice(0, 17)  # iBUG 68: points 0-16 are the face contour
 
 
@@ -105,15 +112,25 @@ def channel_values(x: Tensor) -> Tensor:
     return torch.cat([u.transpose(0, 1).reshape(3, -1), luma.reshape(1, -1)])
 
 
-def colour_histograms(x: Tensor, bins: int = 256) -> Tensor:
-    """Pooled probability histograms of R, G, B and luminance over all images: (N, 3, H, W) -> (4, bins).
+def image_channel_counts(x: Tensor, bins: int = 256) -> Tensor:
+    """Each image's counts of its R, G, B and luminance values: (N, 3, H, W) in [-1, 1] -> (N, 4, bins) float64.
 
     ``bins`` divides 256: bin k holds the 8-bit values [k * 256 / bins, (k + 1) * 256 / bins).
     """
     if 256 % bins:
         raise ValueError(f"bins must divide 256, got {bins}")
-    v = channel_values(x) // (256 // bins)  # (4, P)
-    counts = torch.zeros(4, bins, dtype=torch.float64).scatter_add_(1, v, torch.ones_like(v, dtype=torch.float64))
+    n = x.shape[0]
+    v = (channel_values(x) // (256 // bins)).view(4, n, -1)  # (4, N, H*W)
+    counts = torch.zeros(4, n, bins, dtype=torch.float64).scatter_add_(2, v, torch.ones_like(v, dtype=torch.float64))
+    return counts.transpose(0, 1)  # (N, 4, bins)
+
+
+def colour_histograms(x: Tensor, bins: int = 256) -> Tensor:
+    """Pooled probability histograms of R, G, B and luminance over all images: (N, 3, H, W) -> (4, bins).
+
+    ``bins`` divides 256: bin k holds the 8-bit values [k * 256 / bins, (k + 1) * 256 / bins).
+    """
+    counts = image_channel_counts(x, bins).sum(0)  # (4, bins)
     return counts / counts.sum(1, keepdim=True)
 
 
@@ -143,7 +160,8 @@ def joint_colour_entropy(x: Tensor, bits: int = 5) -> float:
 
 def per_image_luma_entropy(x: Tensor) -> Tensor:
     """Entropy in bits of each image's own 256-bin luminance histogram: (N, 3, H, W) -> (N,)."""
-    return torch.stack([entropy_bits(colour_histograms(x[i:i + 1])[3]) for i in range(x.shape[0])])
+    counts = image_channel_counts(x)[:, 3]  # (N, 256)
+    return entropy_bits(counts / counts.sum(-1, keepdim=True))
 
 
 def colour_table(images: dict[str, Tensor], reference: str) -> pd.DataFrame:
@@ -163,6 +181,97 @@ def colour_table(images: dict[str, Tensor], reference: str) -> pd.DataFrame:
         row.update({f"JS_{ch}": float(v) for ch, v in zip(CHANNELS, js_divergence_bits(h, ref))})
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def bootstrap_weights(n: int, n_boot: int, seed: int) -> Tensor:
+    """How often each of ``n`` items is drawn in each of ``n_boot`` resamples with replacement (seeded):
+    -> (n_boot, n) float64, every row summing to n."""
+    g = torch.Generator().manual_seed(seed)
+    picks = torch.randint(n, (n_boot, n), generator=g)  # (B, n)
+    ones = torch.ones(n_boot, n, dtype=torch.float64)
+    return torch.zeros(n_boot, n, dtype=torch.float64).scatter_add_(1, picks, ones)
+
+
+def pooled_entropy(counts: Tensor, weights: Tensor | None = None) -> Tensor:
+    """Entropy in bits of histograms pooled over items: counts (N, C, K) -> (C,); with resampling ``weights``
+    (B, N) from ``bootstrap_weights`` -> (B, C), one pooled histogram per resample."""
+    counts = counts.double()
+    pooled = counts.sum(0) if weights is None else torch.einsum("bn,nck->bck", weights.double(), counts)
+    return entropy_bits(pooled / pooled.sum(-1, keepdim=True))
+
+
+def basic_interval(draws: Tensor, point: Tensor, level: float = CI_LEVEL) -> tuple[Tensor, Tensor]:
+    """The basic (reverse-percentile) bootstrap interval: draws (B, ...) of a statistic whose full-sample value is
+    ``point`` (...) -> lo, hi (...) = 2 point - the upper and lower quantiles of the draws.
+
+    Unlike the percentile interval it corrects for the bias the resampling adds: a plug-in entropy is biased low,
+    and more so in a resample, whose repeated items make the pooled histogram lumpier.
+    """
+    q = torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=torch.float64)
+    q_lo, q_hi = torch.quantile(draws.double(), q, dim=0)
+    return 2 * point.double() - q_hi, 2 * point.double() - q_lo
+
+
+def entropy_gaps(h: dict[str, Tensor], reference: str, method: str, baseline: str) -> tuple[Tensor, Tensor, Tensor]:
+    """|H - H_reference| of ``method`` and of ``baseline``, and baseline's minus method's (positive: ``method``
+    closer to the reference): h maps image set -> (..., 4) entropies of R, G, B, luminance; each output
+    (..., 5), the last entry (``RGB_MEAN``) the mean of the three colour channels' gaps."""
+    def gap(name: str) -> Tensor:
+        g = (h[name] - h[reference]).abs()  # (..., 4)
+        return torch.cat([g, g[..., :3].mean(-1, keepdim=True)], -1)
+
+    g_method, g_baseline = gap(method), gap(baseline)
+    return g_method, g_baseline, g_baseline - g_method
+
+
+def entropy_comparison(counts: dict[str, Tensor], reference: str, method: str, baseline: str, *,
+                       n_boot: int = 2000, seed: int = 0, level: float = CI_LEVEL
+                       ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Pooled R, G, B and luminance entropies with bootstrap intervals over items (``basic_interval``), and how
+    much closer ``method``'s entropies are to ``reference``'s than ``baseline``'s.
+
+    counts: image set -> (N, 4, K) per-item counts (``image_channel_counts``); item i of every set comes from the
+    same source image, so every set is resampled with the same weights (a paired bootstrap).
+    Returns ``entropies`` (images, channel, H, lo, hi; bits) and ``advantage`` (channel, gap_method, gap_baseline,
+    diff, lo, hi; ``entropy_gaps``, for R, G, B, luminance and ``RGB_MEAN``).
+    """
+    sizes = {c.shape[0] for c in counts.values()}
+    if len(sizes) != 1:
+        raise ValueError(f"every image set needs the same number of items (paired resampling), got {sorted(sizes)}")
+    w = bootstrap_weights(sizes.pop(), n_boot, seed)  # (B, N)
+    point = {k: pooled_entropy(c) for k, c in counts.items()}  # name -> (4,)
+    draws = {k: pooled_entropy(c, w) for k, c in counts.items()}  # name -> (B, 4)
+    rows = []
+    for name in counts:
+        lo, hi = basic_interval(draws[name], point[name], level)
+        rows += [{"images": name, "channel": ch, "H": float(point[name][i]), "lo": float(lo[i]), "hi": float(hi[i])}
+                 for i, ch in enumerate(CHANNELS)]
+    g_method, g_baseline, diff = entropy_gaps(point, reference, method, baseline)
+    lo, hi = basic_interval(entropy_gaps(draws, reference, method, baseline)[2], diff, level)
+    advantage = pd.DataFrame({"channel": [*CHANNELS, RGB_MEAN], "gap_method": g_method.numpy(),
+                              "gap_baseline": g_baseline.numpy(), "diff": diff.numpy(), "lo": lo.numpy(),
+                              "hi": hi.numpy()})
+    return pd.DataFrame(rows), advantage
+
+
+def entropy_by_seed(counts: dict[str, Tensor], seeds: Sequence[int], reference: str, method: str, baseline: str,
+                    **kwargs: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``entropy_comparison`` for all training seeds pooled (``seeds`` column "pooled"; items of every seed resampled
+    together) and, with more than one seed, for each seed alone (``seeds`` "0", "1", ...).
+
+    counts: image set -> (S * N, 4, K), the N items of seed ``seeds[0]`` first, then those of the next seed, ...
+    (a set that does not depend on the seed, like the source images, is repeated S times).
+    """
+    parts = [("pooled", counts)]
+    if len(seeds) > 1:
+        parts += [(str(s), {k: c.view(len(seeds), -1, *c.shape[1:])[i] for k, c in counts.items()})
+                  for i, s in enumerate(seeds)]
+    entropies, advantage = [], []
+    for label, c in parts:
+        e, a = entropy_comparison(c, reference, method, baseline, **kwargs)
+        entropies.append(e.assign(seeds=label))
+        advantage.append(a.assign(seeds=label))
+    return pd.concat(entropies, ignore_index=True), pd.concat(advantage, ignore_index=True)
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -6,12 +6,14 @@ Every seeded table reads one row per (method, training seed), each row a mean ov
 * ``seed_table``: that, per method and metric (``metric``, ``metric_lo``, ``metric_hi``, ``n_seeds``);
 * ``compare``: the paper's method against each alternative: the advantage (positive = the paper's side better), a
   Welch t-interval over seeds (it carries the seed-to-seed noise), a Wilcoxon signed-rank test over the same
-  evaluation pairs (seed-averaged; it does not), and the ``verdict`` read from the seed interval.
+  evaluation pairs (seed-averaged; it does not), and the ``verdict`` read from the seed interval;
+* ``claims_table``: the rows of a ``results/claims_*.csv`` for a claim tested another way (e.g. a bootstrap over
+  images), the verdict filled in by the same rule.
 """
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -21,12 +23,16 @@ Better = Literal["min", "max"]
 INTERVAL = "95 % t-interval over training seeds (each seed: the mean over the same evaluation pairs)"
 PAIRED_TEST = "Wilcoxon signed-rank over evaluation pairs, each pair's value averaged over seeds"
 ONE_SEED = "not tested (1 seed)"
+COLUMNS = ("claim", "metric", "paper", "ours_method", "ours_baseline", "diff", "lo", "hi", "verdict", "n_seeds",
+           "interval")  # claims_table's
 
 
 def verdict(lo: float, hi: float) -> str:
     """The verdict on a claim from the 95 % CI [lo, hi] of the paper-side advantage (positive = the paper's
     method better): "holds" when it excludes 0 on the paper's side, "fails" when it excludes 0 on the other,
-    else "undecided (CI overlaps)"."""
+    else "undecided (CI overlaps)" (also when a bound is NaN: no interval)."""
+    if lo > hi:
+        raise ValueError(f"an interval needs lo <= hi, got [{lo}, {hi}]")
     if lo > 0:
         return "holds"
     if hi < 0:
@@ -111,3 +117,14 @@ def compare(rows: pd.DataFrame, pairs: pd.DataFrame | None, base: str, others: l
                         "lo": lo, "hi": hi, "p_pairs": p, "n_seeds": n,
                         "verdict": verdict(lo, hi) if n > 1 else ONE_SEED})
     return pd.DataFrame(out).rename(columns={base: "base_value"}).assign(base=base)
+
+
+def claims_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """One row per tested claim and metric, the ``verdict`` filled in from each row's lo and hi, columns in
+    ``COLUMNS`` order. rows: dicts with every column of ``COLUMNS`` but verdict (``paper`` NaN where the paper
+    gives no number)."""
+    missing = [c for c in COLUMNS if c != "verdict" and any(c not in r for r in rows)]
+    if missing:
+        raise ValueError(f"claim rows lack {missing}")
+    table = pd.DataFrame(rows).assign(verdict=[verdict(r["lo"], r["hi"]) for r in rows])
+    return table[list(COLUMNS)]

@@ -176,6 +176,55 @@ def plot_colour_histograms(hists: dict[str, torch.Tensor], entropy: dict[str, li
     return fig
 
 
+def plot_entropy_intervals(entropies: "pd.DataFrame", advantage: "pd.DataFrame", paper: dict[str, float],
+                           paper_advantage: float, per_seed: "pd.DataFrame | None" = None) -> plt.Figure:
+    """Fig. 3 in numbers, drawn with seaborn: each image set's entropy per channel with its 95 % interval and the
+    paper's one value per set as stars at the side (left); per channel, how much closer pixel shuffle's entropy is
+    to the source's than deconv's, with its interval and the paper's difference as a star (right). Neither axis
+    starts at zero.
+
+    entropies: images, channel, H, lo, hi; advantage: channel, diff, lo, hi (``analysis.entropy_comparison``);
+    paper: image set -> its entropy in the paper; per_seed: channel, diff (one row per seed and channel, drawn as
+    small grey dots), or None.
+    """
+    import pandas as pd
+    import seaborn.objects as so
+    from matplotlib.lines import Line2D
+
+    names = list(dict.fromkeys(entropies["images"]))
+    palette = {n: METHOD_COLOURS.get(n, f"C{i}") for i, n in enumerate(names)}
+    ref_x = "paper\n(one value\nper set)"
+    stars = pd.DataFrame({"images": list(paper), "channel": ref_x, "H": list(paper.values())})
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 3.8), width_ratios=[1.1, 1], layout="constrained")
+    (so.Plot(entropies, x="channel", y="H", color="images", ymin="lo", ymax="hi")
+     .add(so.Range(linewidth=2), so.Dodge(), legend=False)
+     .add(so.Dot(pointsize=5), so.Dodge(), legend=False)
+     .add(so.Dot(marker="*", pointsize=12), so.Dodge(), data=stars, x="channel", y="H", color="images",
+          ymin=None, ymax=None, legend=False)
+     .scale(color=so.Nominal(palette, order=names), x=so.Nominal(order=[*dict.fromkeys(entropies["channel"]), ref_x]))
+     .label(x="", y="entropy of the 256-bin histogram (bits)")
+     .on(ax).plot())
+    handles = [Line2D([], [], color=palette[n], marker="o", lw=2, label=n) for n in names]
+    handles.append(Line2D([], [], color="0.3", marker="*", ms=10, lw=0, label="the paper's value"))
+    ax.legend(handles=handles, fontsize=7, frameon=False, loc="upper left")
+    ax.set_title("Colour entropy per channel (ours: dot and 95 % interval)")
+    ref = pd.DataFrame({"channel": ["paper"], "diff": [paper_advantage]})
+    plot = (so.Plot(advantage, x="channel", y="diff", ymin="lo", ymax="hi")
+            .add(so.Range(color="tab:blue", linewidth=2)).add(so.Dot(color="tab:blue", pointsize=5))
+            .add(so.Dot(marker="*", color="0.3", pointsize=12), data=ref, x="channel", y="diff", ymin=None, ymax=None))
+    if per_seed is not None:
+        seeds = per_seed.reset_index(drop=True)
+        plot = plot.add(so.Dot(color="0.5", pointsize=3, alpha=0.7), so.Jitter(0.3), data=seeds, x="channel", y="diff",
+                        ymin=None, ymax=None)
+    plot.label(x="", y="gap(deconv) - gap(pixel shuffle) (bits)").on(ax2).plot()
+    ax2.axhline(0, color="k", lw=0.8, ls=":")
+    ax2.set_xticks(ax2.get_xticks(), [t.get_text().replace(" of ", " of\n") for t in ax2.get_xticklabels()])
+    seeds_note = "; grey: single seeds" if per_seed is not None else ""
+    ax2.set_title("Advantage of pixel shuffle, gap = |H - H(source)|\n"
+                  f"(above 0: pixel shuffle closer to the source{seeds_note})")
+    return fig
+
+
 def plot_convergence(curves: "pd.DataFrame", final: "pd.DataFrame", *, ylabel: str = "training L1 (batch)",
                      final_label: str = "test L1 after training") -> plt.Figure:
     """Convergence over training seeds, drawn with seaborn: per label the mean curve and its 95 % t-interval band

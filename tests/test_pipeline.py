@@ -7,12 +7,12 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from afvae import pipeline
+from afvae import claims, pipeline
 
 pytestmark = pytest.mark.notebooks
 
 FIGURES = ["data_samples", "fig2b_focal_clusters", "train_samples", "fig8_ablation", "table3_ablation",
-           "fig3_pixel_shuffle_histograms", "wn_convergence", "fig9_interpolation", "fig1_expressions",
+           "fig3_pixel_shuffle_histograms", "fig3_entropy_intervals", "wn_convergence", "fig9_interpolation", "fig1_expressions",
            "fig5_rotation", "fig6_rotation", "fig10_identity",
            "tutorial_kl_checks", "tutorial_mean_face", "tutorial_prior_path", "explorer_strip",
            "fig4_comparison", "table1_comparison", "fig7_hands_cats", "fig11_failures"]
@@ -77,6 +77,16 @@ def test_table1_is_sane(smoke_run):
     assert (table["n_seeds"] == 1).all()
     claims = pd.read_csv(out / "results" / "table1_claims.csv")
     assert set(claims["other"]) == {"pix2pixHD", "StarGAN", "GANimation"} and set(claims["base"]) == {"AF-VAE"}
+
+
+def test_fig3_claims_are_sane(smoke_run):
+    out, _ = smoke_run
+    table = pd.read_csv(out / "results" / "claims_fig3.csv")
+    assert list(table.columns) == list(claims.COLUMNS) and len(table) == 5
+    assert (table["lo"] <= table["hi"]).all() and (table["ours_method"] >= 0).all()
+    assert np.allclose(table["diff"], table["ours_baseline"] - table["ours_method"])
+    assert table["verdict"].tolist() == [claims.verdict(lo, hi) for lo, hi in zip(table["lo"], table["hi"])]
+    assert np.allclose(table["paper"], 0.0389)  # |7.6405 - 7.8267| - |7.6794 - 7.8267|
 
 
 def test_headline_json_has_no_nan(smoke_run):
