@@ -289,6 +289,7 @@ def plot_seeded_metrics(rows: "pd.DataFrame", better: dict[str, str], highlight:
         ax.set_xlabel("\n".join(off), fontsize=6)
         ax.set_title(f"{m}\n{arrow}", fontsize=8)
         ax.tick_params(labelsize=7)
+        ax.xaxis.set_major_locator(mticker.MaxNLocator(4))
     lines = {label: h for ax in axes[0] for h, label in zip(*ax.get_legend_handles_labels())}
     seeds = "dots: seeds; diamond and bar: mean and 95 % t-interval over seeds" if many else "1 seed: no interval"
     fig.suptitle(f"Table 3 ({seeds}; lines: references)", fontsize=9)
