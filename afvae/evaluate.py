@@ -111,6 +111,8 @@ TABLE_COLUMNS = (
     "fid", "is_mean", "kid_mean", "heldout_fd", "factor_fd", "heldout_kid", "factor_kid", "heldout_is", "factor_is",
 )
 REFERENCES = ("source unchanged", "oracle")  # the floor and the ceiling of every table (evaluate_with_references)
+# The metrics ``pair_scores`` gives per pair (for paired intervals); their means are ``evaluate``'s numbers.
+PAIR_METRICS = ("gt_l1", "gt_changed_l1", "gt_ssim", "identity_sim", "landmark_nme")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -451,6 +453,59 @@ def evaluate_runs(runs: dict[str, str | Path], *, device: str = "cpu", cache_roo
     df = pd.DataFrame(rows + refs)
     return df[[c for c in TABLE_COLUMNS if c in df] + [c for c in df if c not in TABLE_COLUMNS]]
 
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Per-pair scores, for intervals paired over the same pairs
+
+
+def pair_scores(g: dict[str, Tensor | None], scorers: Scorers, schema: Schema = FACE68) -> pd.DataFrame:
+    """``PAIR_METRICS`` of ``generate``'s output for each pair: one row per pair, ``pair`` its index.
+
+    ``gt_*`` against the true targets; ``identity_sim`` and ``landmark_nme`` read by the held-out scorer, as in
+    ``evaluate``'s columns of the same names (whose values are these columns' means; ``gt_changed_l1`` is NaN
+    for a pair whose source and truth do not differ). Needs ground truth and the held-out scorer: synthetic data.
+    """
+    if g["x_truth"] is None or scorers.heldout is None:
+        raise ValueError("per-pair scores need true targets and the held-out scorer: use synthetic data")
+    net, out, truth = scorers.heldout, g["x_out"], g["x_truth"]
+    app = factor_columns(int(net.meta["mean"].numel()), schema.n_points)["appearance"]
+    pred = {k: predict_factors(net, g[k]) for k in ("x", "x_out")}  # (N, T) standardised predictions
+    landmarks = predicted_landmarks(net, pred["x_out"], out.shape[-1], schema.n_points)  # (N, P, 2) pixels
+    errors = ground_truth_errors(out, truth)  # (N,) each
+    scores = {"gt_l1": errors["l1"], "gt_changed_l1": changed_region_l1(out, g["x"], truth), "gt_ssim": errors["ssim"],
+              "identity_sim": identity_similarity(pred["x"][:, app], pred["x_out"][:, app]),
+              "landmark_nme": landmark_error(landmarks, g["landmarks_target"].float(), schema.reference)}
+    return pd.DataFrame({"pair": np.arange(out.shape[0]), **{k: v.double().numpy() for k, v in scores.items()}})
+
+
+def evaluate_pairs(runs: dict[str, str | Path], *, n: int = 500, seed: int = 0, references: Sequence[str] = (),
+                   cache_root: str | Path = "results/cache", batch_size: int = 128, progress: bool = True
+                   ) -> pd.DataFrame:
+    """``pair_scores`` of each run on the same ``n`` pairs of unseen test identities -> a long DataFrame.
+
+    Columns ``name`` (the run's key), ``kind`` ("method" | "reference"), ``reference_of``, ``pair`` and
+    ``PAIR_METRICS``. Each run in ``references`` also makes the "source unchanged" and "oracle" rows
+    (``reference_outputs``), named by those words, ``reference_of`` its key. The runs must share one data config.
+    """
+    models = {name: model_from_state(load_checkpoint(checkpoint_path(run)), "cpu") for name, run in runs.items()}
+    data = {cfg.data for _, cfg in models.values()}
+    if len(data) != 1:
+        raise ValueError(f"paired scores need one data config, the runs have {len(data)}")
+    data_cfg = data.pop()
+    scorers = load_scorers(data_cfg, cache_root, progress)
+    dataset = build_dataset(data_cfg, "test")
+    src, tgt = sample_pairs(dataset.identity, n, seed)
+    frames = []
+    for name, (model, cfg) in models.items():
+        g = generate(model, dataset, src, tgt, batch_size=batch_size, progress=progress, oracle=name in references)
+        outputs = {name: g} | (reference_outputs(g) if name in references else {})
+        for label, r in outputs.items():
+            kind = "method" if label == name else "reference"
+            frames.append(pair_scores(r, scorers, dataset.schema).assign(
+                name=label, kind=kind, reference_of=name if kind == "reference" else None))
+    df = pd.concat(frames, ignore_index=True)
+    return df[["name", "kind", "reference_of", "pair", *PAIR_METRICS]]
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -187,6 +187,25 @@ def test_oracle_is_the_models_reconstruction_of_the_truth(smoke, referenced):
     assert not torch.allclose(g["x_oracle"], g["x_out"])  # the oracle sees the truth; the edit does not
 
 
+def test_pair_scores_average_to_evaluates_rows(smoke_run, referenced, factor_cache):
+    rows, *_ = referenced
+    pairs = ev.evaluate_pairs({"model": smoke_run}, n=N, references=["model"], cache_root=factor_cache,
+                              progress=False)
+    assert list(pairs["name"].unique()) == ["model", *ev.REFERENCES] and (pairs.groupby("name").size() == N).all()
+    means = pairs.groupby("name")[list(ev.PAIR_METRICS)].mean()  # NaN-skipping, as gt_changed_l1's nanmean
+    for name, row in zip(["model", *ev.REFERENCES], rows):
+        for m in ev.PAIR_METRICS:
+            assert means.loc[name, m] == pytest.approx(row[m], rel=1e-5, abs=1e-7), (name, m)
+    assert means.loc["model", "gt_l1"] != means.loc["oracle", "gt_l1"]  # the rows are not one copied score
+    assert pairs.loc[pairs["name"] == "source unchanged", "identity_sim"].min() > 0.999
+
+
+def test_pair_scores_need_ground_truth(smoke, referenced, factor_cache):
+    g = referenced[1] | {"x_truth": None}
+    with pytest.raises(ValueError, match="true targets"):
+        ev.pair_scores(g, ev.load_scorers(smoke[1].data, factor_cache, progress=False))
+
+
 def test_table1_rows_with_references(smoke, factor_cache, tmp_path):
     from afvae.baselines import compare
 
