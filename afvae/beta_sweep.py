@@ -60,7 +60,7 @@ def sample_diversity(model: AFVAE, faces: dict[str, Tensor], targets: Tensor, me
     """Variety of decoded prior samples vs posterior swaps for the same boundary maps, and where the codes are.
 
     :param faces: unseen test faces, "x" (N, 3, H, W) and their maps "c"; targets: (B, C_b, H, W) unseen maps.
-    :param mean_face: (3, H, W) the training faces' mean; n: samples per map.
+    :param mean_face: (3, H, W) a mean face (of the unseen faces, say); n: samples per map.
     :return: ``prior_*`` and ``posterior_*`` ``collapse_metrics``, "diversity_ratio" = prior / posterior
         diversity (1: samples as varied as real faces' codes, 0: one face), and ``latent_fit``'s numbers.
     """

@@ -734,7 +734,8 @@ def plot_time_to_quality(curves: dict[str, list[dict]],
 # ---------------------------------------------------------------------------------------------------------
 # Notebook 14: the β sweep of the prior
 
-BETA_PANELS = {"kl_share": "KL share of the loss, β·KL / loss", "diversity_ratio": "prior / posterior diversity"}
+BETA_PANELS = {"kl_share": "KL share of the loss, β·KL / loss",
+               "diversity_ratio": "diversity: prior samples / posterior swaps"}
 
 
 def plot_beta_sweep(pairs: "pd.DataFrame", training: "pd.DataFrame", references: "pd.DataFrame",
@@ -762,12 +763,15 @@ def plot_beta_sweep(pairs: "pd.DataFrame", training: "pd.DataFrame", references:
         if key in BETA_PANELS:
             ax.axhline(thresholds[key], color="k", lw=0.8, ls=":")
             ax.set_title(BETA_PANELS[key])
+            if key == "kl_share":
+                ax.yaxis.set_major_formatter(mticker.PercentFormatter(1.0))
         else:
             ax.set_title(f"{key} ({'lower' if better[key] == 'min' else 'higher'} is better "
                          f"{'↓' if better[key] == 'min' else '↑'})")
             _beta_references(ax, references, key)
         ax.set(xscale="log", xlabel="β (KL weight)", ylabel="")
         ax.set_xticks(sorted(training["beta"].unique()))
+        ax.xaxis.set_minor_formatter(mticker.NullFormatter())
     legend = axes.flat[len(panels)]
     legend.axis("off")
     handles = [plt.Line2D([], [], color=colours[v], marker="o", label=v) for v in variants]
@@ -782,7 +786,7 @@ def plot_beta_sweep(pairs: "pd.DataFrame", training: "pd.DataFrame", references:
 _REF_STYLE = {"source unchanged": ":", "oracle": "--"}
 
 
-def _beta_references(ax: plt.Axes, references: "pd.DataFrame", key: str, stretch: float = 1.0) -> None:
+def _beta_references(ax: plt.Axes, references: "pd.DataFrame", key: str, stretch: float = 1.5) -> None:
     """Each reference of ``references`` (name, beta, key) as a grey line over β; one further out than
     ``stretch`` times the panel's span is written at the top or bottom edge instead."""
     lo, hi = ax.get_ylim()
@@ -820,6 +824,7 @@ def plot_beta_claim(claims: "pd.DataFrame", active: Sequence[float] = ()) -> plt
         ax.axhline(0, color="k", lw=0.8)
         ax.set(xscale="log", xlabel="β (KL weight)", title=metric)
         ax.set_xticks(sorted(claims["beta"].unique()))
+        ax.xaxis.set_minor_formatter(mticker.NullFormatter())
     axes[0, 0].set_ylabel("advantage of the additive prior\n(> 0: paper's prior better)")
     fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="outside lower center", ncol=len(baselines),
                frameon=False, fontsize=8, title="mean paired difference, 95 % bootstrap interval over the pairs"
