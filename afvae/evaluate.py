@@ -487,6 +487,39 @@ def evaluate_runs(runs: dict[str, str | Path], *, device: str = "cpu", cache_roo
 
 
 # ----------------------------------------------------------------------------------------------------------
+# Per-pair scores, for intervals paired over the same pairs
+
+
+def evaluate_pairs(runs: dict[str, str | Path], *, n: int = 500, seed: int = 0, references: Sequence[str] = (),
+                   cache_root: str | Path = "results/cache", batch_size: int = 128, progress: bool = True
+                   ) -> pd.DataFrame:
+    """``pair_scores`` of each run on the same ``n`` pairs of unseen test identities -> a long DataFrame.
+
+    Columns ``name`` (the run's key), ``kind`` ("method" | "reference"), ``reference_of``, ``pair`` and
+    ``PAIR_METRICS``. Each run in ``references`` also makes the "source unchanged" and "oracle" rows
+    (``reference_outputs``), named by those words, ``reference_of`` its key. The runs must share one data config.
+    """
+    models = {name: model_from_state(load_checkpoint(checkpoint_path(run)), "cpu") for name, run in runs.items()}
+    data = {cfg.data for _, cfg in models.values()}
+    if len(data) != 1:
+        raise ValueError(f"paired scores need one data config, the runs have {len(data)}")
+    data_cfg = data.pop()
+    scorers = load_scorers(data_cfg, cache_root, progress)
+    dataset = build_dataset(data_cfg, "test")
+    src, tgt = sample_pairs(dataset.identity, n, seed)
+    frames = []
+    for name, (model, cfg) in models.items():
+        g = generate(model, dataset, src, tgt, batch_size=batch_size, progress=progress, oracle=name in references)
+        outputs = {name: g} | (reference_outputs(g) if name in references else {})
+        for label, r in outputs.items():
+            kind = "method" if label == name else "reference"
+            frames.append(pair_scores(r, scorers.heldout, dataset.schema).assign(
+                name=label, kind=kind, reference_of=name if kind == "reference" else None))
+    df = pd.concat(frames, ignore_index=True)
+    return df[["name", "kind", "reference_of", "pair", *PAIR_METRICS]]
+
+
+# ----------------------------------------------------------------------------------------------------------
 # Tables
 
 

@@ -824,3 +824,104 @@ def plot_time_to_quality(curves: dict[str, list[dict]],
     fig.legend(handles, names, fontsize=8, loc="lower center", ncol=min(len(names), 4), frameon=False)
     fig.tight_layout(rect=(0, 0.06 + 0.03 * (len(names) > 4), 1, 1))
     return fig
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Notebook 14: the β sweep of the prior
+
+BETA_PANELS = {"kl_share": "KL share of the loss, β·KL / loss",
+               "diversity_ratio": "diversity: prior samples / posterior swaps"}
+
+
+def plot_beta_sweep(pairs: "pd.DataFrame", training: "pd.DataFrame", references: "pd.DataFrame",
+                    better: dict[str, str], thresholds: dict[str, float]) -> plt.Figure:
+    """Metric vs β (log x) per variant: the training panels of ``BETA_PANELS`` (one value per run, the dotted
+    line its threshold in ``thresholds``), then each metric of ``better`` with 95 % bootstrap intervals over the
+    evaluation pairs (seaborn), the better direction in its title and the ``references`` as grey lines.
+
+    pairs: per-pair scores (variant, beta, metrics); training: one row per run (variant, beta, BETA_PANELS keys);
+    references: one row per reference and β (name, beta, metrics). A reference far outside the variants' range
+    is written at the panel's edge instead of stretching the axis.
+    """
+    import seaborn as sns
+
+    variants = list(dict.fromkeys(training["variant"]))
+    shift = dict(zip(variants, np.geomspace(0.85, 1 / 0.85, len(variants))))  # side by side, not on top
+    colours = dict(zip(variants, sns.color_palette("tab10", len(variants))))
+    panels = list(BETA_PANELS) + list(better)
+    ncols = 4
+    fig, axes = plt.subplots(-(-(len(panels) + 1) // ncols), ncols, figsize=(3.1 * ncols, 5.6), layout="constrained")
+    for ax, key in zip(axes.flat, panels):
+        data = (training if key in BETA_PANELS else pairs).assign(x=lambda d: d["beta"] * d["variant"].map(shift))
+        sns.lineplot(data=data, x="x", y=key, hue="variant", hue_order=variants, palette=colours, marker="o",
+                     err_style="bars", errorbar=("ci", 95), n_boot=1000, seed=0, ax=ax, legend=False)
+        if key in BETA_PANELS:
+            ax.axhline(thresholds[key], color="k", lw=0.8, ls=":")
+            ax.set_title(BETA_PANELS[key])
+            if key == "kl_share":
+                ax.yaxis.set_major_formatter(mticker.PercentFormatter(1.0))
+        else:
+            ax.set_title(f"{key} ({'lower' if better[key] == 'min' else 'higher'} is better "
+                         f"{'↓' if better[key] == 'min' else '↑'})")
+            _beta_references(ax, references, key)
+        ax.set(xscale="log", xlabel="β (KL weight)", ylabel="")
+        ax.set_xticks(sorted(training["beta"].unique()))
+        ax.xaxis.set_minor_formatter(mticker.NullFormatter())
+    legend = axes.flat[len(panels)]
+    legend.axis("off")
+    handles = [plt.Line2D([], [], color=colours[v], marker="o", label=v) for v in variants]
+    handles += [plt.Line2D([], [], color="0.4", ls=ls, label=name) for name, ls in _REF_STYLE.items()]
+    legend.legend(handles=handles, loc="center", frameon=False, fontsize=8,
+                  title="bars: 95 % CI over the pairs\ndotted in the first panels: thresholds")
+    for ax in list(axes.flat)[len(panels) + 1:]:
+        ax.axis("off")
+    return fig
+
+
+_REF_STYLE = {"source unchanged": ":", "oracle": "--"}
+
+
+def _beta_references(ax: plt.Axes, references: "pd.DataFrame", key: str, stretch: float = 1.5) -> None:
+    """Each reference of ``references`` (name, beta, key) as a grey line over β; one further out than
+    ``stretch`` times the panel's span is written at the top or bottom edge instead."""
+    lo, hi = ax.get_ylim()
+    span, off = hi - lo, 0
+    for name, ref in references.groupby("name", sort=False):
+        ref = ref.sort_values("beta")
+        v = ref[key].to_numpy(dtype=float)
+        if lo - stretch * span <= v.min() and v.max() <= hi + stretch * span:
+            ax.plot(ref["beta"], v, color="0.4", lw=1, ls=_REF_STYLE.get(name, "-"))
+            lo, hi = min(lo, v.min() - 0.05 * span), max(hi, v.max() + 0.05 * span)
+            ax.set_ylim(lo, hi)
+        else:
+            top = v.mean() > hi
+            y = 0.98 - 0.07 * off if top else 0.02 + 0.07 * off
+            ax.text(0.02, y, f"{name}: {v.mean():.3g} {'↑' if top else '↓'} (off the axis)",
+                    transform=ax.transAxes, va="top" if top else "bottom", fontsize=6.5, color="0.3")
+            off += 1
+
+
+def plot_beta_claim(claims: "pd.DataFrame", active: Sequence[float] = ()) -> plt.Figure:
+    """The paper's prior's paired advantage over each other prior vs β (log x), one panel per metric: the
+    mean and its 95 % interval from ``claims`` (``afvae.beta_sweep.advantages``: beta, baseline, metric,
+    advantage, lo, hi), above 0 = the paper's prior better; βs in ``active`` shaded (the prior is active there)."""
+    metrics, baselines = list(dict.fromkeys(claims["metric"])), list(dict.fromkeys(claims["baseline"]))
+    fig, axes = plt.subplots(1, len(metrics), figsize=(2.7 * len(metrics), 2.9), layout="constrained", squeeze=False)
+    shift = dict(zip(baselines, np.geomspace(0.88, 1 / 0.88, len(baselines))))
+    for ax, metric in zip(axes[0], metrics):
+        for i, base in enumerate(baselines):
+            part = claims[(claims["metric"] == metric) & (claims["baseline"] == base)].sort_values("beta")
+            x, m = part["beta"] * shift[base], part["advantage"]
+            ax.errorbar(x, m, yerr=[m - part["lo"], part["hi"] - m], fmt="o-", ms=4, capsize=3, lw=1,
+                        color=f"C{i + 1}", label=f"full vs {base}")
+        for b in active:
+            ax.axvspan(b / 1.6, b * 1.6, color="0.9", zorder=0)
+        ax.axhline(0, color="k", lw=0.8)
+        ax.set(xscale="log", xlabel="β (KL weight)", title=metric)
+        ax.set_xticks(sorted(claims["beta"].unique()))
+        ax.xaxis.set_minor_formatter(mticker.NullFormatter())
+    axes[0, 0].set_ylabel("advantage of the additive prior\n(> 0: paper's prior better)")
+    fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="outside lower center", ncol=len(baselines),
+               frameon=False, fontsize=8, title="mean paired difference, 95 % bootstrap interval over the pairs"
+               + ("; shaded: prior active" if len(active) else ""))
+    return fig

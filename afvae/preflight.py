@@ -16,7 +16,8 @@ import pandas as pd
 
 from afvae.config import PRESETS, TUTORIAL_SIZES
 
-SYNTHETIC_ONLY = {"07_manipulation", "08_identity", "12_hands_cats", "13_failures"}  # need the renderer: its truth, hands and cats
+SYNTHETIC_ONLY = {"07_manipulation", "08_identity", "12_hands_cats", "13_failures",
+                  "14_prior_beta"}  # need the renderer: its truth, hands and cats
 FIG4_TARGETS = 3  # 09_comparison: TARGET_EXPRESSIONS, each a test item of another identity per source
 POSTERIOR_SWAPS = 6  # 11_cvae_tutorial: N_SAMPLES test faces encoded for the posterior swaps
 MIN_PAIR_IMAGES = 2  # Frechet distance and KID fit statistics of at least two test images

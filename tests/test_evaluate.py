@@ -203,6 +203,19 @@ def test_pair_scores_are_the_rows_per_pair(smoke, factor_cache):
     assert (pairs[1]["identity_sim"] > 0.999).all() and pairs[1]["gt_l1"].std() > 0  # source unchanged
 
 
+def test_pair_scores_average_to_evaluates_rows(smoke_run, referenced, factor_cache):
+    rows, *_ = referenced
+    pairs = ev.evaluate_pairs({"model": smoke_run}, n=N, references=["model"], cache_root=factor_cache,
+                              progress=False)
+    assert list(pairs["name"].unique()) == ["model", *ev.REFERENCES] and (pairs.groupby("name").size() == N).all()
+    means = pairs.groupby("name")[list(ev.PAIR_METRICS)].mean()  # NaN-skipping, as gt_changed_l1's nanmean
+    for name, row in zip(["model", *ev.REFERENCES], rows):
+        for m in ev.PAIR_METRICS:
+            assert means.loc[name, m] == pytest.approx(row[m], rel=1e-5, abs=1e-7), (name, m)
+    assert means.loc["model", "gt_l1"] != means.loc["oracle", "gt_l1"]  # the rows are not one copied score
+    assert pairs.loc[pairs["name"] == "source unchanged", "identity_sim"].min() > 0.999
+
+
 def test_table1_rows_with_references(smoke, factor_cache, tmp_path):
     from afvae.baselines import compare
 

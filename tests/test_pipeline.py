@@ -15,7 +15,8 @@ FIGURES = ["data_samples", "fig2b_focal_clusters", "train_samples", "fig8_ablati
            "fig3_pixel_shuffle_histograms", "fig3_entropy_intervals", "wn_convergence", "fig9_interpolation", "fig1_expressions",
            "fig5_rotation", "fig6_rotation", "fig10_identity",
            "tutorial_kl_checks", "tutorial_mean_face", "tutorial_prior_path", "explorer_strip",
-           "fig4_comparison", "table1_comparison", "fig7_hands_cats", "fig11_failures"]
+           "fig4_comparison", "table1_comparison", "fig7_hands_cats", "fig11_failures",
+           "prior_beta_metrics", "prior_beta_claim", "prior_beta_samples"]
 
 
 @pytest.fixture(scope="module")
@@ -87,6 +88,21 @@ def test_fig3_claims_are_sane(smoke_run):
     assert np.allclose(table["diff"], table["ours_baseline"] - table["ours_method"])
     assert table["verdict"].tolist() == [claims.verdict(lo, hi) for lo, hi in zip(table["lo"], table["hi"])]
     assert np.allclose(table["paper"], 0.0389)  # |7.6405 - 7.8267| - |7.6794 - 7.8267|
+
+
+def test_beta_sweep_tables_are_sane(smoke_run):
+    out, _ = smoke_run
+    table = pd.read_csv(out / "results" / "table_beta.csv")
+    runs = table[table["kind"] == "method"]
+    assert len(runs) == 12 and set(runs["variant"]) == {"full", "standard_prior", "gmm_sampled"}
+    assert sorted(runs["beta"].unique()) == [1e-5, 1e-4, 1e-3, 1e-2]
+    assert runs["kl_share"].between(0, 1).all() and (runs["posterior_diversity"] > 0).all()
+    assert list(table.loc[table["kind"] == "reference", "variant"]) == ["source unchanged"] + ["oracle"] * 4
+    for col in ("gt_l1", "gt_changed_l1", "gt_ssim", "identity_sim", "landmark_nme"):
+        assert table[col].map(math.isfinite).all(), col
+    claim = pd.read_csv(out / "results" / "table_beta_claim.csv")
+    assert len(claim) == 4 * 2 * 5 and ((claim["lo"] <= claim["advantage"]) & (claim["advantage"] <= claim["hi"])).all()
+    assert set(claim["verdict"]) <= {"holds", "fails", "undecided (CI overlaps)"}
 
 
 def test_headline_json_has_no_nan(smoke_run):

@@ -60,7 +60,7 @@ def test_seven_people_train_but_skip_what_needs_more_test_faces(tmp_path, execut
     assert executed == ["00_data", "01_focal_points", *["02_train"] * 7, "04_pixel_shuffle", "05_weight_norm"]
     assert set(result["skipped"]) == {"03_ablation", "06_interpolation", "07_manipulation", "08_identity",
                                       "09_comparison", "10_explorer", "11_cvae_tutorial", "12_hands_cats",
-                                      "13_failures"}
+                                      "13_failures", "14_prior_beta"}
     assert "test images of other identities" in result["skipped"]["09_comparison"]
 
 
