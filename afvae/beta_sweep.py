@@ -115,7 +115,8 @@ def advantages(pairs: pd.DataFrame, baselines: Sequence[str] = PRIORS[1:], bette
     return pd.DataFrame(rows)
 
 
-def claim_beta(table: pd.DataFrame) -> float | None:
-    """The smallest β at which every variant's prior is active (``table``: rows with ``beta``, ``active``), or None."""
-    active = table.groupby("beta")["active"].all()
-    return float(active[active].index.min()) if active.any() else None
+def first_beta(table: pd.DataFrame, column: str = "active") -> float | None:
+    """The smallest β at which ``column`` is true for every variant (``table``: rows with ``beta`` and
+    ``column``, e.g. "active"), or None when there is none."""
+    every = table.groupby("beta")[column].all()
+    return float(every[every].index.min()) if every.any() else None

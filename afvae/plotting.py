@@ -901,10 +901,11 @@ def _beta_references(ax: plt.Axes, references: "pd.DataFrame", key: str, stretch
             off += 1
 
 
-def plot_beta_claim(claims: "pd.DataFrame", active: Sequence[float] = ()) -> plt.Figure:
+def plot_beta_claim(claims: "pd.DataFrame", shaded: Sequence[float] = (), shade_label: str = "prior active"
+                    ) -> plt.Figure:
     """The paper's prior's paired advantage over each other prior vs β (log x), one panel per metric: the
     mean and its 95 % interval from ``claims`` (``afvae.beta_sweep.advantages``: beta, baseline, metric,
-    advantage, lo, hi), above 0 = the paper's prior better; βs in ``active`` shaded (the prior is active there)."""
+    advantage, lo, hi), above 0 = the paper's prior better; the βs in ``shaded`` shaded, ``shade_label`` saying why."""
     metrics, baselines = list(dict.fromkeys(claims["metric"])), list(dict.fromkeys(claims["baseline"]))
     fig, axes = plt.subplots(1, len(metrics), figsize=(2.7 * len(metrics), 2.9), layout="constrained", squeeze=False)
     shift = dict(zip(baselines, np.geomspace(0.88, 1 / 0.88, len(baselines))))
@@ -914,7 +915,7 @@ def plot_beta_claim(claims: "pd.DataFrame", active: Sequence[float] = ()) -> plt
             x, m = part["beta"] * shift[base], part["advantage"]
             ax.errorbar(x, m, yerr=[m - part["lo"], part["hi"] - m], fmt="o-", ms=4, capsize=3, lw=1,
                         color=f"C{i + 1}", label=f"full vs {base}")
-        for b in active:
+        for b in shaded:
             ax.axvspan(b / 1.6, b * 1.6, color="0.9", zorder=0)
         ax.axhline(0, color="k", lw=0.8)
         ax.set(xscale="log", xlabel="β (KL weight)", title=metric)
@@ -923,5 +924,5 @@ def plot_beta_claim(claims: "pd.DataFrame", active: Sequence[float] = ()) -> plt
     axes[0, 0].set_ylabel("advantage of the additive prior\n(> 0: paper's prior better)")
     fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="outside lower center", ncol=len(baselines),
                frameon=False, fontsize=8, title="mean paired difference, 95 % bootstrap interval over the pairs"
-               + ("; shaded: prior active" if len(active) else ""))
+               + (f"; shaded: {shade_label}" if len(shaded) else ""))
     return fig

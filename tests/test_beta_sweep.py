@@ -72,8 +72,9 @@ def test_active_needs_both_kl_share_and_varied_samples_for_every_variant():
     assert bs.is_active(0.2, 0.8) and not bs.is_active(0.05, 0.8) and not bs.is_active(0.2, 0.1)
     table = pd.DataFrame({"beta": [1e-5, 1e-5, 1e-3, 1e-3, 1e-2, 1e-2], "active": [False, False, True, False,
                                                                                    True, True]})
-    assert bs.claim_beta(table) == 1e-2
-    assert bs.claim_beta(table.assign(active=False)) is None
+    assert bs.first_beta(table) == 1e-2
+    assert bs.first_beta(table.assign(active=False)) is None
+    assert bs.first_beta(table.rename(columns={"active": "varied"}), "varied") == 1e-2
 
 
 def test_sample_diversity_compares_prior_samples_with_posterior_swaps(tiny_cfg, batch):
