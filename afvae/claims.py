@@ -116,7 +116,9 @@ def compare(rows: pd.DataFrame, pairs: pd.DataFrame | None, base: str, others: l
                         "other": other, "other_value": b.mean(), "advantage": sign * (b.mean() - a.mean()),
                         "lo": lo, "hi": hi, "p_pairs": p, "n_seeds": n,
                         "verdict": verdict(lo, hi) if n > 1 else ONE_SEED})
-    return pd.DataFrame(out).rename(columns={base: "base_value"}).assign(base=base)
+    columns = ["claim", "metric", "better", "base_value", "other", "other_value", "advantage", "lo", "hi", "p_pairs",
+               "n_seeds", "verdict"]  # also when there is nothing to compare (e.g. real data: no ground truth)
+    return pd.DataFrame([{**r, "base_value": r.pop(base)} for r in out], columns=columns).assign(base=base)
 
 
 def claims_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
