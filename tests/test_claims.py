@@ -89,3 +89,9 @@ def test_claims_table_fills_the_verdicts_in_column_order():
     assert table["verdict"].tolist() == ["holds", "undecided (CI overlaps)"]
     with pytest.raises(ValueError, match="lack"):
         claims.claims_table([{k: v for k, v in base.items() if k != "paper"} | {"lo": 0.0, "hi": 1.0}])
+
+
+def test_compare_with_nothing_to_compare_keeps_its_columns():
+    out = claims.compare(_rows({"full": [0.05], "worse": [0.07]}), None, "full", ["worse"], {})
+    assert out.empty and {"other", "metric", "verdict", "lo", "hi"} <= set(out.columns)
+    assert out.pivot(index="other", columns="metric", values="verdict").reindex(index=["worse"]).shape == (1, 0)
