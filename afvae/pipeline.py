@@ -187,11 +187,12 @@ def _git_commit() -> str:
 
 def _merged(result: dict[str, Any], path: Path) -> dict[str, Any]:
     """A partial run (``--only``) keeps the wall times the manifest at ``path`` holds for the other notebooks
-    when scale, data and seed match; ``total`` becomes their sum and ``partial_runs`` counts the merges."""
+    when scale, data, seed and seed count match; ``total`` becomes their sum and ``partial_runs`` counts the merges."""
     if not path.exists():
         return result
     old = json.loads(path.read_text())
-    if any(old.get(k, 1 if k == "n_seeds" else None) != result[k] for k in ("scale", "data", "seed", "n_seeds")):
+    same = {"scale": None, "data": None, "seed": None, "n_seeds": 1}  # key -> its value when absent (older manifests)
+    if any(old.get(k, absent) != result.get(k, absent) for k, absent in same.items()):
         return result
     times = {k: v for k, v in old["wall_seconds"].items() if k != "total"} | result["wall_seconds"]
     times.pop("total")

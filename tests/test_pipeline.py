@@ -120,6 +120,8 @@ def test_partial_runs_merge_into_the_manifest(tmp_path):
     merged = pipeline._merged(new, path)
     assert merged["wall_seconds"] == {"00_data": 5.0, "03_ablation": 2.0, "total": 7.0} and merged["partial_runs"] == 2
     assert pipeline._merged({**new, "scale": "default"}, path)["wall_seconds"] == new["wall_seconds"]
+    assert pipeline._merged({**new, "n_seeds": 1}, path)["partial_runs"] == 2  # 1 seed: as before seeds existed
+    assert pipeline._merged({**new, "n_seeds": 3}, path)["wall_seconds"] == new["wall_seconds"]  # 3 seeds: not merged
 
 
 def test_a_notebook_run_shows_its_progress_bar_and_no_kernel_warning(tmp_path, capfd):
