@@ -358,10 +358,11 @@ def pair_scores(g: dict[str, Tensor | None], scorer: FeatureNet | None, schema: 
                 "gt_changed_l1": changed_region_l1(g["x_out"], g["x"], g["x_truth"]).numpy()}
     if scorer is not None:
         columns = factor_columns(int(scorer.meta["mean"].numel()), schema.n_points)
+        pred = {k: predict_factors(scorer, g[k]) for k in ("x", "x_out")}  # (N, T) each, read once
         if "appearance" in columns:
-            app = {k: predict_factors(scorer, g[k])[:, columns["appearance"]] for k in ("x", "x_out")}
-            out["identity_sim"] = identity_similarity(app["x"], app["x_out"]).numpy()
-        read = predicted_landmarks(scorer, predict_factors(scorer, g["x_out"]), g["x"].shape[-1], schema.n_points)
+            app = columns["appearance"]
+            out["identity_sim"] = identity_similarity(pred["x"][:, app], pred["x_out"][:, app]).numpy()
+        read = predicted_landmarks(scorer, pred["x_out"], g["x"].shape[-1], schema.n_points)
         out["landmark_nme"] = landmark_error(read, g["landmarks_target"].float(), schema.reference).numpy()
     return pd.DataFrame(out)
 
