@@ -16,6 +16,7 @@ as everywhere in afvae.
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -23,6 +24,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
+from afvae import claims
 from afvae.config import Config
 from afvae.data.synthetic import EXPRESSIONS, Structure
 from afvae.evaluate import has_ground_truth
@@ -91,15 +93,17 @@ def subset(n_items: int, n: int, seed: int) -> Tensor:
 
 @torch.no_grad()
 def appearance_embedding(factor_net: Any, x: Tensor, batch_size: int = 256) -> Tensor:
-    """FactorNet's standardised appearance predictions: (N, 3, H, W) in [-1, 1] -> (N, 63).
+    """Standardised appearance predictions: (N, 3, H, W) in [-1, 1] -> (N, 63).
 
-    ``factor_net`` is the FeatureNet of ``afvae.features.load_factor_net`` trained on synthetic factors
+    ``factor_net`` is a FeatureNet with the factor targets (``afvae.features.load_factor_net`` or the held-out
+    ``afvae.scorer.load_scorer``), trained on synthetic factors
     (targets: 136 landmark coordinates, then the 63 appearance factors, then 9 structure factors).
     """
     net = getattr(factor_net, "net", factor_net)
-    if net.head.out_features < N_LANDMARK_TARGETS + N_APPEARANCE_TARGETS:
-        raise ValueError("this FactorNet predicts landmarks only (no appearance factors: not synthetic data)")
-    return batched(net.predict, x, batch_size)[:, N_LANDMARK_TARGETS:N_LANDMARK_TARGETS + N_APPEARANCE_TARGETS]
+    preds = batched(net.predict, x, batch_size)  # (N, targets)
+    if preds.shape[1] < N_LANDMARK_TARGETS + N_APPEARANCE_TARGETS:
+        raise ValueError("this net predicts landmarks only (no appearance factors: not synthetic data)")
+    return preds[:, N_LANDMARK_TARGETS:N_LANDMARK_TARGETS + N_APPEARANCE_TARGETS]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -528,7 +532,8 @@ def identity_settings(model: AFVAE, dataset: Any, source: int) -> dict[str, Tens
 
 def identity_scores(results: Sequence[dict[str, Tensor]], factor_net: Any, model: AFVAE,
                     dataset: Any) -> pd.DataFrame:
-    """Identity similarity (cosine of FactorNet appearance predictions) of each ``identity_settings`` result.
+    """Identity similarity (cosine of the appearance predictions of ``factor_net``, a FeatureNet with the factor
+    targets: the factor net or the held-out scorer) of each ``identity_settings`` result.
 
     Columns: source, setting, donor, contour (jaw-contour distance), sim_output (source vs the model's
     output), sim_truth (source vs the true render: the reference), sim_donor (source vs the donor's image:
@@ -551,3 +556,39 @@ def identity_scores(results: Sequence[dict[str, Tensor]], factor_net: Any, model
         "sim_reconstruction": identity_similarity(e_src, e_rec).numpy(),
         "l1_output_truth": l1_error(cat["output"], cat["truth"]).numpy(),
     })
+
+
+IDENTITY_CLAIMS = {  # claim -> (setting, what it compares); the paper's Fig. 10 reading, as tested in notebook 08
+    "Fig. 10: identity survives a similar contour (output closer to the source than the donor is)":
+        (SETTINGS[1], "sim_output - sim_donor"),
+    "Fig. 10: identity survives a very different contour (output closer to the source than the donor is)":
+        (SETTINGS[2], "sim_output - sim_donor"),
+    "Fig. 10: a very different contour costs identity beyond what the pose change costs the true render":
+        (SETTINGS[2], "gap(c) - gap(b), gap = sim_truth - sim_output"),
+}
+
+
+def identity_claims(scores: pd.DataFrame, scorer: str, seed: str = "train_seed") -> pd.DataFrame:
+    """The Fig. 10 claims (``IDENTITY_CLAIMS``) as ``claims.claims_table`` rows from ``identity_scores`` rows of
+    one or more training seeds (column ``seed``): per seed the mean difference over the same sources, then the
+    mean and 95 % t-interval over seeds (no interval, "not tested", with one seed). Positive = the paper's side.
+
+    The third claim subtracts the true render's drop, because a different contour usually comes with another
+    yaw and expression, which lowers the similarity of the source's own true render too.
+    """
+    def per_source(setting: str) -> pd.DataFrame:
+        return scores[scores["setting"] == setting].set_index([seed, "source"])
+
+    b, c = per_source(SETTINGS[1]), per_source(SETTINGS[2])
+    gap_b, gap_c = b["sim_truth"] - b["sim_output"], c["sim_truth"] - c["sim_output"]
+    tests = [(b["sim_output"], b["sim_donor"]), (c["sim_output"], c["sim_donor"]), (gap_c, gap_b.reindex(gap_c.index))]
+    n_seeds = scores[seed].nunique()
+    rows = []
+    for (claim, (_, metric)), (ours, base) in zip(IDENTITY_CLAIMS.items(), tests):
+        diff = (ours - base).groupby(level=seed).mean()  # (n_seeds,) per-seed mean over the same sources
+        mean, lo, hi = claims.t_interval(diff)
+        rows.append({"claim": claim, "metric": f"{metric} ({scorer})", "paper": math.nan,
+                     "ours_method": float(ours.mean()), "ours_baseline": float(base.mean()), "diff": mean,
+                     "lo": lo, "hi": hi, "n_seeds": n_seeds,
+                     "interval": claims.INTERVAL if n_seeds > 1 else "none (1 seed)"})
+    return claims.claims_table(rows)

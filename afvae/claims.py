@@ -124,9 +124,10 @@ def compare(rows: pd.DataFrame, pairs: pd.DataFrame | None, base: str, others: l
 def claims_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
     """One row per tested claim and metric, the ``verdict`` filled in from each row's lo and hi, columns in
     ``COLUMNS`` order. rows: dicts with every column of ``COLUMNS`` but verdict (``paper`` NaN where the paper
-    gives no number)."""
+    gives no number; no interval from one seed reads "not tested (1 seed)")."""
     missing = [c for c in COLUMNS if c != "verdict" and any(c not in r for r in rows)]
     if missing:
         raise ValueError(f"claim rows lack {missing}")
-    table = pd.DataFrame(rows).assign(verdict=[verdict(r["lo"], r["hi"]) for r in rows])
+    table = pd.DataFrame(rows).assign(verdict=[
+        ONE_SEED if r["n_seeds"] < 2 and math.isnan(r["lo"]) else verdict(r["lo"], r["hi"]) for r in rows])
     return table[list(COLUMNS)]

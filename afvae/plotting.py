@@ -457,7 +457,7 @@ def plot_manipulation_errors(expression: "pd.DataFrame", yaw: "pd.DataFrame",
 def plot_identity_settings(results: list[dict[str, torch.Tensor]], scores: "pd.DataFrame",
                            settings: tuple[str, ...], cell: float = 0.95) -> plt.Figure:
     """Fig. 10: per source row, for each setting the donor face, the boundary given, the output and the truth,
-    with identity similarities (cosine of FactorNet appearance predictions to the source) under them.
+    with identity similarities (cosine of appearance predictions to the source) under them.
 
     results: ``analysis.identity_settings`` outputs; scores: ``analysis.identity_scores`` rows for them. The
     first setting is the source's own (edited) boundary: it has no donor face.
@@ -485,8 +485,41 @@ def plot_identity_settings(results: list[dict[str, torch.Tensor]], scores: "pd.D
                 left, right = a[0].get_position(), a[3].get_position()
                 fig.text((left.x0 + right.x1) / 2, left.y1 + 0.35 / fig.get_figheight(), name, ha="center",
                          va="bottom", fontsize=8, weight="bold")
-    fig.suptitle("Identity under three kinds of target boundary — sim: cosine similarity of FactorNet appearance "
-                 "predictions to the source; contour d: jaw-contour distance to the source", fontsize=8, y=0.995)
+    fig.suptitle("Identity under three kinds of target boundary — sim: cosine similarity of the held-out scorer's "
+                 "appearance predictions to the source; contour d: jaw-contour distance to the source", fontsize=8,
+                 y=0.995)
+    return fig
+
+
+def plot_identity_claims(scores: "pd.DataFrame", settings: Sequence[str]) -> plt.Figure:
+    """Fig. 10's similarities per setting, drawn with seaborn: AF-VAE's output, the true render (the ceiling) and
+    the donor's own image (another person), each the mean over training seeds of the per-seed mean over sources,
+    with its 95 % t-interval over seeds (none with one seed).
+
+    scores: ``analysis.identity_scores`` rows with a ``train_seed`` column.
+    """
+    import seaborn as sns
+
+    from afvae.claims import t_bounds
+
+    names = {"sim_output": "AF-VAE output", "sim_truth": "true render (ceiling)", "sim_donor": "donor (another person)"}
+    means = (scores.groupby(["train_seed", "setting"], sort=False)[list(names)].mean().reset_index()
+             .melt(id_vars=["train_seed", "setting"], var_name="image", value_name="similarity")
+             .replace({"image": names}).dropna())
+    many = scores["train_seed"].nunique() > 1
+    fig, ax = plt.subplots(figsize=(6.2, 3.2), layout="constrained")
+    palette = {"AF-VAE output": "tab:red", "true render (ceiling)": "0.2", "donor (another person)": "0.6"}
+    sns.stripplot(data=means, x="setting", y="similarity", hue="image", order=list(settings), ax=ax, dodge=True,
+                  palette=palette, size=3, alpha=0.5, legend=False, jitter=0.05)
+    sns.pointplot(data=means, x="setting", y="similarity", hue="image", order=list(settings), ax=ax,
+                  errorbar=t_bounds if many else None, dodge=0.53, markers=["D", "o", "s"], linestyle="none",
+                  palette=palette, markersize=5)
+    ax.set(xlabel="", ylabel="identity similarity to the source\n(cosine, held-out scorer) — higher: same person")
+    ax.legend(fontsize=7, frameon=False, loc="best")
+    ax.tick_params(labelsize=8)
+    n = scores["train_seed"].nunique()
+    ax.set_title(f"Fig. 10 over {n} training seeds (dots): mean and 95 % t-interval over seeds" if many
+                 else "Fig. 10, 1 training seed: no interval", fontsize=9)
     return fig
 
 

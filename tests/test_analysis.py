@@ -281,3 +281,28 @@ def test_identity_scores(model, test_set):
     assert np.allclose(scores["sim_truth"][3:], expected.numpy(), atol=1e-5)
     with pytest.raises(ValueError, match="landmarks only"):
         analysis.appearance_embedding(FactorNet(analysis.N_LANDMARK_TARGETS), results[0]["x"][None])
+
+
+def _identity_rows(seed: int, out_b: list[float], out_c: list[float], truth_c: float) -> pd.DataFrame:
+    """identity_scores-like rows of two sources: truth 0.9 in (a) and (b), donors at 0.1."""
+    rows = []
+    for src, (ob, oc) in enumerate(zip(out_b, out_c)):
+        rows += [{"source": src, "setting": analysis.SETTINGS[0], "sim_output": 0.8, "sim_truth": 0.9, "sim_donor": np.nan},
+                 {"source": src, "setting": analysis.SETTINGS[1], "sim_output": ob, "sim_truth": 0.9, "sim_donor": 0.1},
+                 {"source": src, "setting": analysis.SETTINGS[2], "sim_output": oc, "sim_truth": truth_c,
+                  "sim_donor": 0.1}]
+    return pd.DataFrame(rows).assign(train_seed=seed)
+
+
+def test_identity_claims_over_seeds_and_with_one_seed():
+    # output 0.8 in (b); in (c) it loses 0.3 while the truth loses 0.1: contour costs identity (claim 3 holds)
+    scores = pd.concat([_identity_rows(s, [0.8 + d, 0.8 - d], [0.5 + d, 0.5], 0.8) for s, d in enumerate((0, .01, .02))])
+    table = analysis.identity_claims(scores, "scorer")
+    assert table["verdict"].tolist() == ["holds"] * 3
+    assert table["diff"].tolist() == pytest.approx([0.7, 0.4 + 0.005, 0.2 - 0.005])
+    assert (table["n_seeds"] == 3).all() and table["metric"].str.endswith("(scorer)").all()
+    # the output's drop equal to the truth's: claim 3 undecided at best; one seed: not tested
+    flat = pd.concat([_identity_rows(s, [0.8, 0.8], [0.7 + d, 0.7 + d], 0.8) for s, d in enumerate((-.01, 0, .01))])
+    assert analysis.identity_claims(flat, "scorer")["verdict"].iloc[2] == "undecided (CI overlaps)"
+    one = analysis.identity_claims(scores[scores["train_seed"] == 0], "scorer")
+    assert (one["verdict"] == "not tested (1 seed)").all() and one[["lo", "hi"]].isna().all().all()

@@ -87,6 +87,8 @@ def test_claims_table_fills_the_verdicts_in_column_order():
     table = claims.claims_table([{**base, "lo": 0.05, "hi": 0.15}, {**base, "hi": 0.1, "lo": -0.1}])
     assert list(table.columns) == list(claims.COLUMNS)
     assert table["verdict"].tolist() == ["holds", "undecided (CI overlaps)"]
+    no_interval = claims.claims_table([{**base, "lo": math.nan, "hi": math.nan}])
+    assert no_interval["verdict"].tolist() == [claims.ONE_SEED]  # one seed: not tested, not "undecided"
     with pytest.raises(ValueError, match="lack"):
         claims.claims_table([{k: v for k, v in base.items() if k != "paper"} | {"lo": 0.0, "hi": 1.0}])
 
