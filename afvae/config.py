@@ -26,6 +26,10 @@ Decay = Literal["constant", "linear", "cosine"]
 FeatureNetName = Literal["auto", "vgg19", "factor", "none"]
 # Train fields that do not change the weights (left out of the hash), and those a resume may change.
 UNHASHED = ("device", "num_workers", "log_every", "sample_every", "checkpoint_every")
+# Fields added after runs and shipped weights were keyed: hashed only when set away from these defaults, so every
+# earlier config keeps its hash.
+HASHED_WHEN_SET: dict[tuple[str, str], Any] = {("model", "instance_features"): 3, ("loss", "recon"): 0.0,
+                                               ("loss", "attention"): 0.1}
 RESUMABLE = ("steps", "lr")  # run longer; lower the learning rate after a NaN stop
 
 # What a number must be, by field name (any section); every other number must be >= 0. Strings by pattern.
@@ -119,6 +123,7 @@ class ModelConfig(Checked):
     # Switches beyond the paper, off by default (README: "Deviations from the paper", with measured effects).
     z_film: bool = False  # z also scales and shifts the decoder's features at every scale (FiLM)
     full_res_width: int = 0  # > 0: convs of this width at full resolution, fed the boundary map c as well
+    instance_features: int = 3  # pix2pixHD baseline only: its encoder's instance-feature channels (the paper: 3)
 
 
 @dataclass(frozen=True)
@@ -130,6 +135,8 @@ class LossConfig(Checked):
     beta: float = 1e-5
     feature_weight: float = 0.1  # overall weight of the feature-matching term
     feature_net: FeatureNetName = "auto"
+    recon: float = 0.0  # GAN baselines only: weight of the generator's self-reconstruction L1 (afvae.baselines)
+    attention: float = 0.1  # GANimation baseline only: lambda_A, the weight of its mean attention (the paper: 0.1)
 
 
 @dataclass(frozen=True)
@@ -211,6 +218,9 @@ def config_hash(d: dict[str, Any]) -> str:
     """``Config.hash`` of a config's ``to_dict()``; also a key for parts of one (a data section with the other
     sections' defaults keys a feature network), which need not be a valid whole config."""
     d = {**d, "train": {k: v for k, v in d["train"].items() if k not in UNHASHED}}
+    for (section, key), default in HASHED_WHEN_SET.items():
+        if section in d and d[section].get(key, default) == default:
+            d = {**d, section: {k: v for k, v in d[section].items() if k != key}}
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
 

@@ -110,3 +110,14 @@ def test_a_bad_config_file_is_named(tmp_path):
     (tmp_path / "c.json").write_text(json.dumps({"train": 5}))
     with pytest.raises(ValueError, match=r"c.json: not a valid afvae config \(section train must be an object"):
         load_config(str(tmp_path / "c.json"))
+
+
+def test_fields_added_later_hash_only_when_set():
+    from afvae.config import HASHED_WHEN_SET
+
+    cfg = get_config("default", "full")
+    for (section, key), default in HASHED_WHEN_SET.items():
+        assert getattr(getattr(cfg, section), key) == default
+        assert cfg.replace(**{section: {key: default}}).hash() == cfg.hash()
+        changed = default + 1 if isinstance(default, int) else default + 0.5
+        assert cfg.replace(**{section: {key: changed}}).hash() != cfg.hash()

@@ -14,8 +14,9 @@ the same way.
 
 A baseline's config is AF-VAE's preset ``Config`` with ``name`` = the method, the same data and the same
 training budget in images seen (``train.steps * train.batch_size``); ``model.base_width`` is the baseline's
-width, ``train.lr`` = 2e-4 and Adam betas (0.5, 0.999), as in all three papers, and ``model.upsample`` the
-generators' upsampling (``UPSAMPLE``: transposed convolutions, as in the papers).
+width, ``train.lr`` = 2e-4 and Adam betas (0.5, 0.999), as in all three papers, and Table 1's ``RECIPE``: the
+generators' upsampling (``model.upsample``), an EMA of the weights (``train.ema``), a self-reconstruction L1
+(``loss.recon``) and pix2pixHD's instance features (``model.instance_features``); ``PAPER`` has the papers' values.
 """
 from __future__ import annotations
 
@@ -30,17 +31,32 @@ METHODS: dict[str, type[GANBaseline]] = {"pix2pixHD": Pix2PixHD, "StarGAN": Star
 # Widths at the default scale (64 px), sized so that each trains at roughly AF-VAE's speed on a CPU; other
 # scales multiply them by the preset's base_width / 32 (smoke: / 4, paper: x 2).
 DEFAULT_WIDTH = {"pix2pixHD": 16, "StarGAN": 12, "GANimation": 12}
-# The generators' x2 upsampling: the papers' transposed convolution. "pixel_shuffle" (AF-VAE's) is a switch; with
-# it and an EMA of the weights, pix2pixHD still painted colour noise at the default budget (README, Table 1).
-UPSAMPLE = "deconv"
+# The papers' settings that the recipe changes: transposed-convolution upsampling, no weight average, no
+# self-reconstruction term, pix2pixHD's 3 instance features.
+PAPER = {"upsample": "deconv", "ema": 0.0, "recon": dict.fromkeys(METHODS, 0.0), "instance_features": 3,
+         "attention": 0.1}
+# Table 1's recipe (README "Table 1": each change with what it measured on the quality benchmark's 400 edits):
+# AF-VAE's ICNR pixel-shuffle upsampling (the transposed convolution's checkerboard was most of the "noise"), an EMA
+# of the weights for evaluation, a self-reconstruction L1 (pix2pix's L1 for pix2pixHD; G(x, own condition) = x for
+# StarGAN and GANimation), 16 instance features for pix2pixHD, whose one-instance 3-vector cannot carry a face's
+# colours, and GANimation's attention penalty lambda_A at 1 (0.1 let A saturate into a copy of the source).
+# Every one is a config field, so ``paper=True`` gives the papers' settings.
+RECIPE = {"upsample": "pixel_shuffle", "ema": 0.99, "recon": {"pix2pixHD": 100.0, "StarGAN": 10.0, "GANimation": 10.0},
+          "instance_features": 16, "attention": 1.0}
 
 
-def config(scale: str, method: str, data: str = "synthetic", seed: int = 0) -> Config:
-    """The baseline ``method`` at preset ``scale``: AF-VAE's data and images-seen budget, the GAN optimiser."""
+def config(scale: str, method: str, data: str = "synthetic", seed: int = 0, paper: bool = False) -> Config:
+    """The baseline ``method`` at preset ``scale``: AF-VAE's data and images-seen budget, the GAN optimiser, and
+    Table 1's ``RECIPE`` (``paper=True``: the papers' settings, ``PAPER``)."""
     if method not in METHODS:
         raise ValueError(f"unknown baseline {method!r}; choose one of {sorted(METHODS)}")
     base = for_data(get_config(scale, "full"), data)  # a prepared folder's schema sets the boundary channels
     width = max(4, DEFAULT_WIDTH[method] * base.model.base_width // 32)
     perceptual = "auto" if method == "pix2pixHD" else "none"  # pix2pixHD's VGG loss, substituted like AF-VAE's
-    return base.replace(name=method, model={"base_width": width, "max_width": 16 * width, "upsample": UPSAMPLE},
-                        loss={"feature_net": perceptual}, train={"lr": LR, "betas": BETAS, "seed": seed})
+    r = PAPER if paper else RECIPE
+    return base.replace(name=method,
+                        model={"base_width": width, "max_width": 16 * width, "upsample": r["upsample"],
+                               "instance_features": r["instance_features"] if method == "pix2pixHD" else 3},
+                        loss={"feature_net": perceptual, "recon": r["recon"][method],
+                              "attention": r["attention"] if method == "GANimation" else PAPER["attention"]},
+                        train={"lr": LR, "betas": BETAS, "seed": seed, "ema": r["ema"]})

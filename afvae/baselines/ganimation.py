@@ -17,6 +17,9 @@ Substitution: the paper's condition is a vector of Action Unit intensities from 
 the boundary map is to each of the K focal points, continuous on the simplex. Target conditions are the
 batch's own, shuffled (the paper samples them from the training set). Changed: hinge loss with one D step
 per G step instead of WGAN-GP with five, lambda_y chosen for a K-vector on the simplex, smaller widths.
+Table 1's recipe (``afvae.baselines.RECIPE``, each a config field): the colour mask of the own-condition pass
+should paint the source itself, ||C(x, y_s) - x||_1 (``loss.recon``: it trains C even while A copies), lambda_A = 1
+instead of 0.1 (``loss.attention``), pixel-shuffle upsampling and an EMA of the weights.
 """
 from __future__ import annotations
 
@@ -28,7 +31,7 @@ from afvae.baselines.common import (GANBaseline, EncoderDecoder, hinge_d, hinge_
                                     to_image, trunk_width)
 from afvae.config import Config
 
-LAMBDA_IDT, LAMBDA_A, LAMBDA_TV = 10.0, 0.1, 1e-5  # the paper's values (TV summed over pixels)
+LAMBDA_IDT, LAMBDA_TV = 10.0, 1e-5  # the paper's values (TV summed over pixels); lambda_A is loss.attention
 LAMBDA_Y = 100.0  # on the mean squared error of a K-vector whose entries are mostly < 0.5
 N_RES = 3  # paper: 6
 
@@ -38,11 +41,11 @@ def composite(x: Tensor, colour: Tensor, attention: Tensor) -> Tensor:
     return (1 - attention) * colour + attention * x
 
 
-def attention_loss(attention: Tensor) -> Tensor:
-    """lambda_TV * total variation (summed per image, mean over the batch) + lambda_A * mean A: (B, 1, H, W)."""
+def attention_loss(attention: Tensor, lambda_a: float) -> Tensor:
+    """lambda_TV * total variation (summed per image, mean over the batch) + lambda_a * mean A: (B, 1, H, W)."""
     tv = ((attention[..., 1:, :] - attention[..., :-1, :]).square().sum(dim=(1, 2, 3))
           + (attention[..., :, 1:] - attention[..., :, :-1]).square().sum(dim=(1, 2, 3))).mean()
-    return LAMBDA_TV * tv + LAMBDA_A * attention.mean()
+    return LAMBDA_TV * tv + lambda_a * attention.mean()
 
 
 class Generator(nn.Module):
@@ -94,8 +97,11 @@ class GANimation(GANBaseline):
         y_target = y[perm]
         x_fake, a_fake = self.animate(batch["x"], y_target)
         x_cycle, a_cycle = self.animate(x_fake, y)
-        return {"x_fake": x_fake, "a_fake": a_fake, "x_cycle": x_cycle, "a_cycle": a_cycle, "y": y,
-                "y_target": y_target}
+        out = {"x_fake": x_fake, "a_fake": a_fake, "x_cycle": x_cycle, "a_cycle": a_cycle, "y": y,
+               "y_target": y_target}
+        if self.cfg.loss.recon > 0:  # the recipe: the colour mask of the own-condition pass should paint x itself
+            out["colour_own"] = self.G(batch["x"], y)[0]
+        return out
 
     def d_terms(self, batch: dict[str, Tensor], out: dict[str, Tensor]) -> dict[str, Tensor]:
         critic_real, y_real = self.D(batch["x"])
@@ -109,10 +115,14 @@ class GANimation(GANBaseline):
         adv = hinge_g(critic_fake)
         cond = (y_fake - out["y_target"]).square().mean()
         idt = (out["x_cycle"] - batch["x"]).abs().mean()
-        attn = attention_loss(out["a_fake"]) + attention_loss(out["a_cycle"])
+        lambda_a = self.cfg.loss.attention
+        attn = attention_loss(out["a_fake"], lambda_a) + attention_loss(out["a_cycle"], lambda_a)
         loss = adv + LAMBDA_Y * cond + LAMBDA_IDT * idt + attn
-        return {"loss": loss, "adv": adv, "cond": cond, "idt": idt, "attn": attn,
-                "attention_mean": out["a_fake"].detach().mean()}
+        terms = {"adv": adv, "cond": cond, "idt": idt, "attn": attn, "attention_mean": out["a_fake"].detach().mean()}
+        if "colour_own" in out:  # a copy through the attention would not train the colour mask: it is the target
+            terms["recon"] = (out["colour_own"] - batch["x"]).abs().mean()
+            loss = loss + self.cfg.loss.recon * terms["recon"]
+        return {"loss": loss, **terms}
 
     def translate(self, x: Tensor, c_source: Tensor, c_target: Tensor) -> Tensor:
         """I_y for y = w(c_target): only the target's focal weights reach the generator."""

@@ -16,6 +16,9 @@ What is kept from the paper (Sec. 3):
 Changed: widths and depths are cut to train in CPU minutes; the VGG perceptual loss (the paper's optional
 term) is the same feature network as AF-VAE's feature matching (VGG-19 when its weights are on disk, else
 the factor net), lambda = 10; one D and one G update per batch, like the other baselines.
+Table 1's recipe (``afvae.baselines.RECIPE``, each a config field): pix2pix's L1 to the real image
+(``loss.recon``), ``model.instance_features`` channels instead of 3 (one instance must carry the whole face's
+colours), pixel-shuffle upsampling and an EMA of the weights.
 """
 from __future__ import annotations
 
@@ -29,7 +32,6 @@ from afvae.baselines.common import (GANBaseline, EncoderDecoder, ResBlock, Stem,
                                    lsgan_g, to_image, up_in)
 from afvae.config import Config
 
-FEATURE_DIM = 3  # E's instance feature channels (the paper's value)
 LAMBDA_FM = 10.0  # feature-matching weight (the paper's value)
 LAMBDA_PERCEPTUAL = 10.0  # the paper's VGG loss weight, for the perceptual network training attaches
 N_SCALES = 2  # discriminators at R and R/2
@@ -42,15 +44,15 @@ def downsample(h: Tensor) -> Tensor:
 
 
 class FeatureEncoder(nn.Module):
-    """E: x (B, 3, R, R) -> instance features (B, FEATURE_DIM), the mean over the face (one instance)."""
+    """E: x (B, 3, R, R) -> instance features (B, F), the mean over the face (one instance)."""
 
-    def __init__(self, width: int):
+    def __init__(self, width: int, features: int):
         super().__init__()
         self.body = nn.Sequential(conv_in(3, width, k=7), down_in(width, 2 * width), down_in(2 * width, 4 * width),
-                                  nn.Conv2d(4 * width, FEATURE_DIM, 3, 1, 1))
+                                  nn.Conv2d(4 * width, features, 3, 1, 1))
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.body(x).mean(dim=(2, 3))  # (B, FEATURE_DIM): instance-wise average pooling
+        return self.body(x).mean(dim=(2, 3))  # (B, F): instance-wise average pooling
 
 
 class Generator(nn.Module):
@@ -60,18 +62,18 @@ class Generator(nn.Module):
     (w/2 at R, then w at R/2) can be summed.
     """
 
-    def __init__(self, c_channels: int, width: int, upsample: str = "deconv"):
+    def __init__(self, c_channels: int, width: int, upsample: str = "deconv", features: int = 3):
         super().__init__()
         w, h = width, width // 2
-        self.encoder = FeatureEncoder(h)
-        self.global_g = EncoderDecoder(c_channels, FEATURE_DIM, w, N_RES_GLOBAL, upsample)  # G1 without its output layer
-        self.local_stem = Stem(c_channels, FEATURE_DIM, h)  # G2's front end: R -> R/2 after local_down
+        self.encoder = FeatureEncoder(h, features)
+        self.global_g = EncoderDecoder(c_channels, features, w, N_RES_GLOBAL, upsample)  # G1 without its output layer
+        self.local_stem = Stem(c_channels, features, h)  # G2's front end: R -> R/2 after local_down
         self.local_down = down_in(h, w)
         self.local_back = nn.Sequential(*[ResBlock(w) for _ in range(N_RES_LOCAL)], up_in(w, h, upsample), to_image(h),
                                         nn.Tanh())
 
     def forward(self, c: Tensor, features: Tensor) -> Tensor:
-        """c (B, C_b, R, R) in [0, 1], features (B, FEATURE_DIM) -> (B, 3, R, R) in [-1, 1]."""
+        """c (B, C_b, R, R) in [0, 1], features (B, F) -> (B, 3, R, R) in [-1, 1]."""
         front = self.local_down(self.local_stem(c, features))  # (B, w, R/2, R/2)
         return self.local_back(front + self.global_g(downsample(c), features))  # G2 front + G1 at R/2
 
@@ -126,7 +128,7 @@ class Pix2PixHD(GANBaseline):
     def __init__(self, cfg: Config, centres: Tensor):
         super().__init__(cfg, centres)
         C, w = cfg.model.boundary_channels, cfg.model.base_width
-        self.G = Generator(C, w, cfg.model.upsample)
+        self.G = Generator(C, w, cfg.model.upsample, cfg.model.instance_features)
         self.D = MultiScaleD(C + 3, w)
 
     def generate(self, batch: dict[str, Tensor], generator: torch.Generator) -> dict[str, Tensor]:
@@ -143,8 +145,9 @@ class Pix2PixHD(GANBaseline):
             real = self.D(batch["c"], batch["x"])
         adv = sum(lsgan_g(f[-1]) for f in fake) / len(fake)
         fm = feature_matching(fake, real)
-        terms = {"adv": adv, "fm": fm, "l1": F.l1_loss(out["x_fake"].detach(), batch["x"])}  # l1: logged only
-        loss = adv + LAMBDA_FM * fm
+        l1 = F.l1_loss(out["x_fake"], batch["x"])  # the reconstruction's L1: in the loss with loss.recon > 0
+        terms = {"adv": adv, "fm": fm, "l1": l1.detach()}
+        loss = adv + LAMBDA_FM * fm + self.cfg.loss.recon * l1
         if self.feature_net is not None:  # the paper's perceptual loss on the frozen feature net
             fn = self.feature_net
             terms["perceptual"] = losses.feature_matching(feats_x=fn(batch["x"]), feats_x_hat=fn(out["x_fake"]),

@@ -13,6 +13,8 @@ What is kept from the paper (Sec. 3):
 Domains: the K focal clusters of AF-VAE (the label of c is argmax_k w_k(c)), which exist for every dataset;
 the paper's RaFD expression labels are not in our folder format. Changed: hinge loss with one D step per
 G step instead of WGAN-GP with five (the same images-seen budget as AF-VAE), and smaller widths.
+Table 1's recipe (``afvae.baselines.RECIPE``, each a config field): an identity-mapping L1, G(x, l_s) = x
+(``loss.recon``), pixel-shuffle upsampling and an EMA of the weights.
 """
 from __future__ import annotations
 
@@ -80,7 +82,10 @@ class StarGAN(GANBaseline):
         target = label[perm]  # the batch's labels, shuffled
         x_fake = self.G(batch["x"], self.one_hot(target))
         x_cycle = self.G(x_fake, self.one_hot(label))
-        return {"x_fake": x_fake, "x_cycle": x_cycle, "label": label, "target": target}
+        out = {"x_fake": x_fake, "x_cycle": x_cycle, "label": label, "target": target}
+        if self.cfg.loss.recon > 0:  # the recipe's identity mapping: G(x, own label) should return x
+            out["x_own"] = self.G(batch["x"], self.one_hot(label))
+        return out
 
     def d_terms(self, batch: dict[str, Tensor], out: dict[str, Tensor]) -> dict[str, Tensor]:
         src_real, cls_real = self.D(batch["x"])
@@ -94,7 +99,11 @@ class StarGAN(GANBaseline):
         adv = hinge_g(src_fake)
         cls = F.cross_entropy(cls_fake, out["target"])  # Eq. 3: fakes classified as the target domain
         rec = cycle_loss(batch["x"], out["x_cycle"])
-        return {"loss": adv + LAMBDA_CLS * cls + LAMBDA_REC * rec, "adv": adv, "cls": cls, "rec": rec}
+        terms = {"loss": adv + LAMBDA_CLS * cls + LAMBDA_REC * rec, "adv": adv, "cls": cls, "rec": rec}
+        if "x_own" in out:
+            terms["recon"] = (out["x_own"] - batch["x"]).abs().mean()
+            terms["loss"] = terms["loss"] + self.cfg.loss.recon * terms["recon"]
+        return terms
 
     def translate(self, x: Tensor, c_source: Tensor, c_target: Tensor) -> Tensor:
         """G(x, domain(c_target)): only the target's focal cluster reaches the generator."""
