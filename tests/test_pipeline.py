@@ -13,7 +13,7 @@ pytestmark = pytest.mark.notebooks
 
 FIGURES = ["data_samples", "fig2b_focal_clusters", "train_samples", "fig8_ablation", "table3_ablation",
            "fig3_pixel_shuffle_histograms", "fig3_entropy_intervals", "wn_convergence", "fig9_interpolation", "fig1_expressions",
-           "fig5_rotation", "fig6_rotation", "fig10_identity",
+           "fig5_rotation", "fig6_rotation", "fig10_identity", "fig10_identity_claims", "fig9_prior_samples",
            "tutorial_kl_checks", "tutorial_mean_face", "tutorial_prior_path", "explorer_strip",
            "fig4_comparison", "table1_comparison", "fig7_hands_cats", "fig11_failures",
            "prior_beta_metrics", "prior_beta_claim", "prior_beta_samples"]
@@ -88,6 +88,14 @@ def test_fig3_claims_are_sane(smoke_run):
     assert np.allclose(table["diff"], table["ours_baseline"] - table["ours_method"])
     assert table["verdict"].tolist() == [claims.verdict(lo, hi) for lo, hi in zip(table["lo"], table["hi"])]
     assert np.allclose(table["paper"], 0.0389)  # |7.6405 - 7.8267| - |7.6794 - 7.8267|
+
+
+def test_fig10_claims_without_seeds_are_not_tested(smoke_run):
+    out, _ = smoke_run
+    table = pd.read_csv(out / "results" / "claims_fig10.csv")
+    assert list(table.columns) == list(claims.COLUMNS) and len(table) == 3
+    assert (table["n_seeds"] == 1).all() and table[["lo", "hi"]].isna().all().all()
+    assert (table["verdict"] == claims.ONE_SEED).all()  # one seed: no interval, no verdict
 
 
 def test_beta_sweep_tables_are_sane(smoke_run):
