@@ -254,7 +254,8 @@ def plot_convergence(curves: "pd.DataFrame", final: "pd.DataFrame", *, ylabel: s
     return fig
 
 
-def plot_seeded_metrics(rows: "pd.DataFrame", better: dict[str, str], highlight: str | None = None) -> plt.Figure:
+def plot_seeded_metrics(rows: "pd.DataFrame", better: dict[str, str], highlight: str | None = None,
+                        table: str = "Table 3") -> plt.Figure:
     """One panel per metric, drawn with seaborn: each method's seeds (dots) and their mean with its 95 %
     t-interval over seeds (no interval with one seed), ``highlight`` in red; the better direction in the title.
 
@@ -292,7 +293,7 @@ def plot_seeded_metrics(rows: "pd.DataFrame", better: dict[str, str], highlight:
         ax.xaxis.set_major_locator(mticker.MaxNLocator(4))
     lines = {label: h for ax in axes[0] for h, label in zip(*ax.get_legend_handles_labels())}
     seeds = "dots: seeds; diamond and bar: mean and 95 % t-interval over seeds" if many else "1 seed: no interval"
-    fig.suptitle(f"Table 3 ({seeds}; lines: references)", fontsize=9)
+    fig.suptitle(f"{table} ({seeds}; lines: references)", fontsize=9)
     if lines:
         fig.legend(lines.values(), lines.keys(), loc="outside lower center", ncol=len(lines), fontsize=7,
                    frameon=False)
