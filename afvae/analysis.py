@@ -558,13 +558,13 @@ def identity_scores(results: Sequence[dict[str, Tensor]], factor_net: Any, model
     })
 
 
-IDENTITY_CLAIMS = {  # claim -> (setting, what it compares); the paper's Fig. 10 reading, as tested in notebook 08
+IDENTITY_CLAIMS = {  # claim -> what it compares; the paper's Fig. 10 reading, as tested in notebook 08
     "Fig. 10: identity survives a similar contour (output closer to the source than the donor is)":
-        (SETTINGS[1], "sim_output - sim_donor"),
+        "sim_output - sim_donor",
     "Fig. 10: identity survives a very different contour (output closer to the source than the donor is)":
-        (SETTINGS[2], "sim_output - sim_donor"),
+        "sim_output - sim_donor",
     "Fig. 10: a very different contour costs identity beyond what the pose change costs the true render":
-        (SETTINGS[2], "gap(c) - gap(b), gap = sim_truth - sim_output"),
+        "gap(c) - gap(b), gap = sim_truth - sim_output",
 }
 
 
@@ -584,7 +584,7 @@ def identity_claims(scores: pd.DataFrame, scorer: str, seed: str = "train_seed")
     tests = [(b["sim_output"], b["sim_donor"]), (c["sim_output"], c["sim_donor"]), (gap_c, gap_b.reindex(gap_c.index))]
     n_seeds = scores[seed].nunique()
     rows = []
-    for (claim, (_, metric)), (ours, base) in zip(IDENTITY_CLAIMS.items(), tests):
+    for (claim, metric), (ours, base) in zip(IDENTITY_CLAIMS.items(), tests):
         diff = (ours - base).groupby(level=seed).mean()  # (n_seeds,) per-seed mean over the same sources
         mean, lo, hi = claims.t_interval(diff)
         rows.append({"claim": claim, "metric": f"{metric} ({scorer})", "paper": math.nan,

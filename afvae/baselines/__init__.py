@@ -56,7 +56,7 @@ def config(scale: str, method: str, data: str = "synthetic", seed: int = 0, pape
     r = PAPER if paper else RECIPE
     return base.replace(name=method,
                         model={"base_width": width, "max_width": 16 * width, "upsample": r["upsample"],
-                               "instance_features": r["instance_features"] if method == "pix2pixHD" else 3},
+                               "instance_features": r["instance_features"] if method == "pix2pixHD" else PAPER["instance_features"]},
                         loss={"feature_net": perceptual, "recon": r["recon"][method],
                               "attention": r["attention"] if method == "GANimation" else PAPER["attention"]},
                         train={"lr": LR, "betas": BETAS, "seed": seed, "ema": r["ema"]})

@@ -101,7 +101,7 @@ class StarGAN(GANBaseline):
         rec = cycle_loss(batch["x"], out["x_cycle"])
         terms = {"loss": adv + LAMBDA_CLS * cls + LAMBDA_REC * rec, "adv": adv, "cls": cls, "rec": rec}
         if "x_own" in out:
-            terms["recon"] = (out["x_own"] - batch["x"]).abs().mean()
+            terms["recon"] = cycle_loss(batch["x"], out["x_own"])  # the same L1, to the own-label pass
             terms["loss"] = terms["loss"] + self.cfg.loss.recon * terms["recon"]
         return terms
 
