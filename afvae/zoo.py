@@ -44,12 +44,16 @@ def parser() -> argparse.ArgumentParser:
                    help=f"models to train, in order (default: all of {', '.join(NAMES)})")
     t.add_argument("--runs", required=True, help="folder of the runs (keep it outside the work tree)")
     t.add_argument("--cache", default="results/cache", help="feature and scoring networks' cache")
+    t.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N: where to train and score (not in the "
+                   "config hash: a run may move between machines)")
     e = sub.add_parser("export", help="write finished models to weights/ (safetensors + manifest.json)")
     e.add_argument("names", nargs="*", default=list(NAMES), metavar="NAME", help="models to export (default: all "
                    "that are finished)")
     e.add_argument("--runs", required=True, help="folder of the runs trained by `train`")
     e.add_argument("--cache", default="results/cache", help="feature and scoring networks' cache")
     e.add_argument("--weights", help="output folder (default: the repository's weights/)")
+    for q in (t, e):
+        q.add_argument("--scale", default=SCALE, help=f"preset (default {SCALE}; smoke tries the commands in a minute)")
     return add_debug(p)
 
 
@@ -146,11 +150,15 @@ def curve_callback(cfg: Config, run: Path, edits: EditSet, scorer: Any) -> Any:
     return score
 
 
-def train(name: str, runs: str | Path, cache: str | Path = "results/cache", scale: str = SCALE) -> Path:
-    """Train (or resume, or find finished) reference model ``name`` into ``runs/NAME-HASH`` -> that folder."""
-    cfg = zoo_config(name, scale)
+def train(name: str, runs: str | Path, cache: str | Path = "results/cache", scale: str = SCALE,
+          device: str = "cpu") -> Path:
+    """Train (or resume, or find finished) reference model ``name`` into ``runs/NAME-HASH`` -> that folder, on
+    ``device`` (the checkpoints' scoring too)."""
+    cfg = zoo_config(name, scale).replace(train={"device": device})
     run = run_dir(cfg, runs)
     scorer, edits = scorer_for(cfg, cache), benchmark(cfg)
+    if scorer is not None:
+        scorer.net.to(device)
     with torch.random.fork_rng(devices=[]):
         fit(cfg, run, resume=True, cache_root=cache, callback=curve_callback(cfg, run, edits, scorer))
     return run
@@ -179,13 +187,14 @@ def machine() -> str:
 
 
 def commit() -> str:
-    """The git commit of the code running (``unknown`` outside a clone)."""
+    """The git commit of the code running; outside a clone (a copy of the tree sent to another machine),
+    ``$AFVAE_COMMIT`` or ``unknown``."""
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
                              cwd=Path(__file__).resolve().parent)
         return out.stdout.strip()
     except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+        return os.environ.get("AFVAE_COMMIT", "unknown")
 
 
 def fp16_check(state: dict[str, Any], edits: EditSet, scorer: Any, keys: tuple[str, ...] = SCORED
@@ -296,10 +305,10 @@ def run(a: argparse.Namespace) -> None:
     try:
         for name in a.names:
             if a.command == "train":
-                print(f"{name}: {train(name, a.runs, a.cache)}", flush=True)
-            elif run_dir(zoo_config(name), a.runs).joinpath(CHECKPOINT).exists():
-                entry = export(name, a.runs, a.cache, a.weights)
-                key = scored(zoo_config(name))[0]
+                print(f"{name}: {train(name, a.runs, a.cache, a.scale, a.device)}", flush=True)
+            elif run_dir(zoo_config(name, a.scale), a.runs).joinpath(CHECKPOINT).exists():
+                entry = export(name, a.runs, a.cache, a.weights, a.scale)
+                key = scored(zoo_config(name, a.scale))[0]
                 print(f"{name}: {entry['file']} ({entry['dtype']}, {entry['bytes'] / 1e6:.1f} MB) "
                       f"{key} {entry['metrics'][key]:.3f}", flush=True)
         if a.command == "export" and (path := figure(a.weights)):
