@@ -12,6 +12,7 @@ OUT ?= .
 RETRAIN ?=
 SEEDS ?= 1
 RUNS ?= $(HOME)/.cache/afvae/runs
+DEVICE ?= cpu
 PYTEST_ARGS ?=
 UNLOCKED ?=
 UPGRADE ?=
@@ -65,7 +66,7 @@ paper: setup
 
 # The shipped reference models (weights/): train the long preset (resumable, in RUNS, outside the clone), export.
 weights: setup
-	$(PY) -m afvae.zoo train --runs $(RUNS)
+	$(PY) -m afvae.zoo train --runs $(RUNS) --device $(DEVICE)
 	$(PY) -m afvae.zoo export --runs $(RUNS)
 
 test: setup-dev
