@@ -160,3 +160,15 @@ def test_subject_models_are_notebook_12s(name):
     """The shipped hands and cats models have notebook 12's config, so its run cache installs them."""
     assert zoo.zoo_config(name).hash() == experiment.config("default", "full", zoo.SUBJECTS[name], 0).hash()
     assert zoo.scored(zoo.zoo_config(name)) == zoo.SWAP_SCORED and zoo.scored(zoo.zoo_config("full")) == zoo.SCORED
+
+
+def test_device_moves_a_run_without_renaming_it(monkeypatch):
+    """``zoo train --device`` trains the same run folder on another machine, and a copied tree (no git) names
+    its commit with AFVAE_COMMIT."""
+    a = zoo.parser().parse_args(["train", "no_kl", "--runs", "r", "--device", "cuda", "--scale", "smoke"])
+    assert (a.device, a.scale) == ("cuda", "smoke")
+    cfg = zoo.zoo_config("no_kl", "smoke")
+    assert cfg.replace(train={"device": "cuda"}).hash() == cfg.hash()
+    monkeypatch.setattr(zoo.subprocess, "run", lambda *_, **__: (_ for _ in ()).throw(OSError("no git")))
+    monkeypatch.setenv("AFVAE_COMMIT", "abc123")
+    assert zoo.commit() == "abc123"
