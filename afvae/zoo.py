@@ -112,8 +112,13 @@ def benchmark(cfg: Config, check: bool = False) -> EditSet:
 
 
 def scorer_for(cfg: Config, cache: str | Path) -> Any:
-    """The faces' factor net (identity and landmark scores); None for hands and cats (pixel scores only)."""
-    return load_factor_net(cfg.data, cache) if is_face(cfg) else None
+    """The faces' factor net (identity and landmark scores) on ``cfg.train.device``; None for hands and cats
+    (pixel scores only)."""
+    if not is_face(cfg):
+        return None
+    scorer = load_factor_net(cfg.data, cache)
+    scorer.net.to(cfg.train.device)
+    return scorer
 
 
 def scored(cfg: Config) -> tuple[str, ...]:
@@ -157,8 +162,6 @@ def train(name: str, runs: str | Path, cache: str | Path = "results/cache", scal
     cfg = zoo_config(name, scale).replace(train={"device": device})
     run = run_dir(cfg, runs)
     scorer, edits = scorer_for(cfg, cache), benchmark(cfg)
-    if scorer is not None:
-        scorer.net.to(device)
     with torch.random.fork_rng(devices=[]):
         fit(cfg, run, resume=True, cache_root=cache, callback=curve_callback(cfg, run, edits, scorer))
     return run
@@ -306,9 +309,9 @@ def run(a: argparse.Namespace) -> None:
         for name in a.names:
             if a.command == "train":
                 print(f"{name}: {train(name, a.runs, a.cache, a.scale, a.device)}", flush=True)
-            elif run_dir(zoo_config(name, a.scale), a.runs).joinpath(CHECKPOINT).exists():
+            elif run_dir(cfg := zoo_config(name, a.scale), a.runs).joinpath(CHECKPOINT).exists():
                 entry = export(name, a.runs, a.cache, a.weights, a.scale)
-                key = scored(zoo_config(name, a.scale))[0]
+                key = scored(cfg)[0]
                 print(f"{name}: {entry['file']} ({entry['dtype']}, {entry['bytes'] / 1e6:.1f} MB) "
                       f"{key} {entry['metrics'][key]:.3f}", flush=True)
         if a.command == "export" and (path := figure(a.weights)):
