@@ -830,6 +830,10 @@ QUALITY_PANELS = (
 )
 
 
+# the curves' colours: the tab10 cycle without red (C3), which marks the bars
+CURVE_COLOURS = [f"C{i}" for i in range(10) if i != 3]
+
+
 def plot_time_to_quality(curves: dict[str, list[dict]],
                          x_keys: Sequence[str] = ("train_tflop", "train_minutes")) -> plt.Figure:
     """Each recipe's quality curve (``afvae.bench quality``) against training TFLOP and CPU minutes: one row per
@@ -842,8 +846,8 @@ def plot_time_to_quality(curves: dict[str, list[dict]],
                              squeeze=False)
     for row, x_key in zip(axes, x_keys):
         for ax, (metric, ref, bar, better) in zip(row, QUALITY_PANELS):
-            for i, (name, curve) in enumerate(curves.items()):
-                ax.plot([r[x_key] for r in curve], [r[metric] for r in curve], "o-", color=f"C{i}", label=name, ms=3)
+            for colour, (name, curve) in zip(CURVE_COLOURS, curves.items()):
+                ax.plot([r[x_key] for r in curve], [r[metric] for r in curve], "o-", color=colour, label=name, ms=3)
             last = next(iter(curves.values()))[-1]
             ax.axhline(last[ref], color="0.4", ls=":", lw=1, label="source unchanged" if "copy" in ref else "truth")
             ax.axhline(bar if bar is not None else 0.5 * last[ref], color="C3", ls="--", lw=1, label="bar")
@@ -855,8 +859,10 @@ def plot_time_to_quality(curves: dict[str, list[dict]],
                 ax.xaxis.set_major_formatter(mticker.FuncFormatter(lambda v, _: f"{v / 1e3:g}k"))
                 ax.xaxis.set_minor_formatter(mticker.NullFormatter())
     handles, names = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, names, fontsize=8, loc="lower center", ncol=min(len(names), 4), frameon=False)
-    fig.tight_layout(rect=(0, 0.06 + 0.03 * (len(names) > 4), 1, 1))
+    ncol = min(len(names), 4)
+    fig.legend(handles, names, fontsize=8, loc="lower center", ncol=ncol, frameon=False)
+    legend_inches = 0.25 + 0.2 * -(-len(names) // ncol)  # the legend's rows, below the panels' axis labels
+    fig.tight_layout(rect=(0, legend_inches / fig.get_figheight(), 1, 1))
     return fig
 
 
