@@ -11,6 +11,7 @@ DATA ?= synthetic
 OUT ?= .
 RETRAIN ?=
 SEEDS ?= 1
+JOBS ?=
 RUNS ?= $(HOME)/.cache/afvae/runs
 DEVICE ?= cpu
 PYTEST_ARGS ?=
@@ -62,7 +63,7 @@ lock: | $(PY)
 	$(UV) pip compile pyproject.toml --extra dev -c requirements/runtime.lock $(LOCK_FLAGS) -o requirements/dev.lock
 
 paper: setup
-	$(PY) -m afvae.pipeline --scale $(SCALE) --data $(DATA) --out $(OUT) --seeds $(SEEDS) $(if $(RETRAIN),--retrain)
+	$(PY) -m afvae.pipeline --scale $(SCALE) --data $(DATA) --out $(OUT) --seeds $(SEEDS) $(if $(RETRAIN),--retrain) $(if $(JOBS),--jobs $(JOBS))
 
 # The shipped reference models (weights/): train the long preset (resumable, in RUNS, outside the clone), export.
 weights: setup

@@ -29,6 +29,8 @@ from afvae.preflight import SYNTHETIC_ONLY, minimum_folder, shortfalls
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"  # the repository's, from any working folder
 PER_VARIANT = {"02_train"}  # executed once per ablation variant (Table 3)
+# the notebooks whose runs are trained up front, several at once (afvae.pool.STEMS, which imports torch)
+POOLED = {"02_train", "03_ablation", "05_weight_norm", "09_comparison", "14_prior_beta"}
 LOCK = Path(__file__).resolve().parents[1] / "requirements" / "runtime.lock"
 PACKAGES = ("torch", "torchvision", "numpy", "scikit-learn", "papermill", "torch-fidelity", "face-alignment")
 
@@ -222,12 +224,33 @@ def preflight(scale: str, data: str, stems: list[str]) -> dict[str, str]:
     return skipped
 
 
+def train_up_front(stems: list[str], scale: str, data: str, seed: int, n_seeds: int, results: Path,
+                   jobs: int | None, t0: float) -> dict[str, Any]:
+    """Train every run the notebooks ``stems`` need, ``jobs`` at a time (``afvae.pool``), before the first of them
+    runs -> {"seconds": wall seconds, "runs": {"jobs", "seconds" per run trained}}."""
+    from afvae import pool  # imports torch: after the pre-flight has spoken
+
+    cfgs = pool.needed(stems, scale, data, seed, n_seeds)
+    jobs = jobs or pool.default_jobs(cfgs)
+    print(f"[{time.perf_counter() - t0:7.1f} s] training the notebooks' {len(cfgs)} runs, {jobs} at a time "
+          "(finished and shipped ones are skipped)", flush=True)
+    t1 = time.perf_counter()
+    try:
+        trained = pool.train_all(cfgs, results / "runs", jobs)
+    except RuntimeError as e:
+        raise SystemExit(str(e)) from None
+    seconds = time.perf_counter() - t1
+    print(f"[{time.perf_counter() - t0:7.1f} s] {len(trained)} runs trained in {seconds:.1f} s", flush=True)
+    return {"seconds": seconds, "runs": {"jobs": jobs, "seconds": {k: round(v, 1) for k, v in trained.items()}}}
+
+
 def run(scale: str, data: str = "synthetic", seed: int = 0, only: list[str] | None = None,
-        out: str | Path = ".", retrain: bool = False, n_seeds: int = 1) -> dict[str, Any]:
+        out: str | Path = ".", retrain: bool = False, n_seeds: int = 1, jobs: int | None = None) -> dict[str, Any]:
     """Execute every notebook in order at ``scale``, writing under ``out`` (figures/, results/); notebooks
     the data cannot serve (``preflight``) are skipped and listed in the manifest's ``skipped``. Models the
     repository ships (``weights/``) are used as they are, unless ``retrain``. ``n_seeds``: training seeds per
-    Table 3 variant (1: no intervals)."""
+    Table 3 variant (1: no intervals). Before the first notebook that trains, every run the selected notebooks
+    need is trained ``jobs`` at a time (``train_up_front``; default: one single-threaded worker per core)."""
     out = Path(out).resolve()
     os.environ["AFVAE_RETRAIN"] = "1" if retrain else "0"  # read by afvae.experiment in the notebooks' kernels
     results = out / "results"
@@ -243,9 +266,14 @@ def run(scale: str, data: str = "synthetic", seed: int = 0, only: list[str] | No
             folder_schema(data)  # an unknown keypoint schema fails here, before any notebook runs
         except (OSError, ValueError) as e:
             raise SystemExit(f"--data {data!r}: {e}") from None
+    pooled: dict[str, Any] = {}
     for nb in selected:
         if nb.stem in skipped:
             continue
+        if not pooled and nb.stem in POOLED:
+            pooled = train_up_front([p.stem for p in selected if p.stem not in skipped], scale, data, seed, n_seeds,
+                                    results, jobs, t0)
+            times["train_pool"] = pooled["seconds"]
         for params in runs_of(nb, base, n_seeds):
             key = run_key(nb, params, seed)
             print(f"[{time.perf_counter() - t0:7.1f} s] {key} ...", end="", flush=True)
@@ -253,8 +281,8 @@ def run(scale: str, data: str = "synthetic", seed: int = 0, only: list[str] | No
             times[key] = execute(nb, params, echo, key)
             again = f"[{time.perf_counter() - t0:7.1f} s] {key}" if echo.used else ""
             print(f"{again} done in {times[key]:.1f} s", flush=True)
-    result = manifest(scale, data, seed, times, time.perf_counter() - t0, results, n_seeds) | {"skipped": skipped,
-                                                                                       "retrain": retrain}
+    result = manifest(scale, data, seed, times, time.perf_counter() - t0, results, n_seeds) | {
+        "skipped": skipped, "retrain": retrain, "train_pool": pooled.get("runs")}
     path = results / "manifest.json"
     if only:
         result = _merged(result, path)
@@ -273,13 +301,17 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--only", nargs="*", help="notebook stems to run (default: all)")
     p.add_argument("--out", default=".", help="root for figures/ and results/ (default: the repository)")
     p.add_argument("--retrain", action="store_true", help="train every model, even those weights/ ships")
+    p.add_argument("--jobs", type=int, help="runs trained at once before the notebooks (default: one per CPU core, "
+                   "1 on a GPU)")
     a = p.parse_args(argv)
     if a.data != "synthetic" and not Path(a.data).is_dir():
         raise SystemExit(f"--data {a.data!r}: no such folder; use 'synthetic' or a folder made by "
                          "python -m afvae.data.real.prepare")
     if a.seeds < 1:
         raise SystemExit(f"--seeds {a.seeds}: give at least 1 (3 for intervals)")
-    run(a.scale, a.data, a.seed, a.only, a.out, a.retrain, a.seeds)
+    if a.jobs is not None and a.jobs < 1:
+        raise SystemExit(f"--jobs {a.jobs}: give at least 1")
+    run(a.scale, a.data, a.seed, a.only, a.out, a.retrain, a.seeds, a.jobs)
 
 
 if __name__ == "__main__":

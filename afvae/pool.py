@@ -1,0 +1,126 @@
+"""Training every model the notebooks need before they run, several at once: the first stage of ``make paper``.
+
+At 64 px one training process barely gains from a second CPU thread (its small convolutions do not split
+well), so on a 2-core machine two single-threaded workers train two runs in about the time of one: measured,
+1,700 default-preset steps take ~380 s at one thread beside another run, and ~320 s alone at two threads. The
+notebooks then find every run finished in the cache (``experiment.trained``) and only evaluate and plot.
+
+    train_all(needed(["02_train", "09_comparison"], "default", "synthetic"), "results/runs", jobs=2)
+
+Runs already finished, or shipped in ``weights/`` (unless ``$AFVAE_RETRAIN=1``), are skipped, an interrupted
+one resumes exactly (``experiment.train_cached``), and each run folder is locked while a worker trains it.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterable, Sequence
+from multiprocessing import get_context
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from afvae import baselines, beta_sweep, experiment
+from afvae.checkpoint import METRICS, finished, run_dir
+from afvae.config import VARIANTS, Config
+from afvae.features import build_feature_net
+
+POLL_SECONDS = 2.0  # how often the progress bar reads the workers' metrics.jsonl
+
+
+TABLE3 = {"02_train", "03_ablation", "05_weight_norm"}  # the notebooks that use every Table 3 variant's runs
+TABLE1 = {"09_comparison"}  # the GAN baselines
+BETA_SWEEP = {"14_prior_beta"}
+STEMS = TABLE3 | TABLE1 | BETA_SWEEP  # the notebooks whose runs ``needed`` lists
+
+
+def needed(stems: Iterable[str], scale: str, data: str = "synthetic", seed: int = 0, n_seeds: int = 1
+           ) -> list[Config]:
+    """The configs that the notebooks ``stems`` train, the slowest kind first: the GAN baselines of
+    ``09_comparison``, the Table 3 variants (``02_train`` and the notebooks that read its runs), then
+    ``14_prior_beta``'s β sweep (synthetic data only); each seed of ``seed .. seed + n_seeds - 1``, each run once.
+    """
+    stems, seeds = set(stems), range(seed, seed + n_seeds)
+    cfgs: list[Config] = []
+    if stems & TABLE1:
+        cfgs += [baselines.config(scale, m, data, s) for s in seeds for m in baselines.METHODS]
+    if stems & TABLE3:
+        cfgs += [experiment.config(scale, v, data, s) for s in seeds for v in VARIANTS]
+    if stems & BETA_SWEEP and data == "synthetic":
+        cfgs += list(beta_sweep.configs(scale, data, seed).values())
+    return list({run_dir(c, "").name: c for c in cfgs}.values())
+
+
+def default_jobs(cfgs: Sequence[Config]) -> int:
+    """One single-threaded worker per CPU core; one process when any run trains on a GPU."""
+    if any(c.train.device != "cpu" for c in cfgs):
+        return 1
+    return max(1, len(os.sched_getaffinity(0)))
+
+
+def _init_worker(threads: int) -> None:
+    torch.set_num_threads(threads)
+
+
+def _train_one(cfg: Config, root: str) -> float:
+    """Train one config in a worker -> wall seconds."""
+    t0 = time.perf_counter()
+    experiment.train_cached(cfg, root, progress=False)
+    return time.perf_counter() - t0
+
+
+def _step(run: Path) -> int:
+    """The last step a run folder has logged (0 before its first log)."""
+    path = run / METRICS
+    try:
+        last = path.read_text().rstrip().rpartition("\n")[2]
+        return int(json.loads(last)["step"]) if last else 0
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
+def train_all(cfgs: Sequence[Config], root: str | Path, jobs: int | None = None, progress: bool = True
+              ) -> dict[str, float]:
+    """Train ``cfgs`` into ``root`` with ``jobs`` worker processes (default ``default_jobs``) of
+    cores // jobs torch threads each, with one progress bar over all their steps.
+
+    Returns run name -> wall seconds for the runs trained here (finished and shipped ones are not listed).
+    A run that fails stops the others (each resumes from its last checkpoint) and raises RuntimeError naming it.
+    """
+    root = Path(root)
+    todo = [c for c in cfgs if not finished(c, root)]
+    if not todo:
+        return {}
+    jobs = min(jobs or default_jobs(todo), len(todo))
+    cores = len(os.sched_getaffinity(0))
+    for cfg in todo:  # the shared feature net, trained once here rather than by two workers at a time
+        build_feature_net(cfg.loss.feature_net, cfg.data, progress=progress, cache_root=root.parent / "cache")
+    if jobs == 1:
+        return {run_dir(c, root).name: _train_one(c, str(root)) for c in todo}
+    bar = tqdm(total=sum(c.train.steps for c in todo), desc=f"training {len(todo)} runs, {jobs} at a time",
+               unit="step", disable=not progress)
+    seconds: dict[str, float] = {}
+    pool = get_context("spawn").Pool(jobs, _init_worker, (max(1, cores // jobs),))
+    try:
+        running = {run_dir(c, root).name: (c, pool.apply_async(_train_one, (c, str(root)))) for c in todo}
+        while len(seconds) < len(todo):
+            time.sleep(POLL_SECONDS)
+            for name, (cfg, result) in running.items():
+                if name not in seconds and result.ready():
+                    try:
+                        seconds[name] = result.get()
+                    except Exception as e:  # the worker's exception, re-raised here
+                        raise RuntimeError(f"training {name} failed ({type(e).__name__}: {e}); "
+                                           "run again to resume it") from e
+            bar.n = sum(_step(run_dir(c, root)) for c in todo)
+            bar.set_postfix_str(f"{len(seconds)}/{len(todo)} done")
+        pool.close()
+    except BaseException:
+        pool.terminate()  # a failure or an interrupt stops the other runs too; each resumes from its checkpoint
+        raise
+    finally:
+        pool.join()
+        bar.close()
+    return seconds

@@ -1,0 +1,49 @@
+"""afvae.pool: the runs make paper's notebooks need, trained several at once before they run."""
+import ast
+import json
+
+import pytest
+
+from afvae import baselines, beta_sweep, experiment, pipeline, pool
+from afvae.checkpoint import finished, lock_run, run_dir
+from afvae.config import VARIANTS
+
+
+def test_needed_lists_each_run_once_the_slowest_kind_first():
+    cfgs = pool.needed(["00_data", "02_train", "09_comparison", "14_prior_beta"], "smoke", n_seeds=2)
+    names = [run_dir(c, "").name for c in cfgs]
+    assert len(names) == len(set(names))
+    assert [c.name for c in cfgs[:2 * len(baselines.METHODS)]] == 2 * list(baselines.METHODS)  # the GANs: longest
+    table3 = {run_dir(experiment.config("smoke", v, seed=s), "").name for v in VARIANTS for s in (0, 1)}
+    sweep = {run_dir(c, "").name for c in beta_sweep.configs("smoke").values()}
+    assert set(names) == set(names[:2 * len(baselines.METHODS)]) | table3 | sweep
+    assert pool.needed(["00_data", "07_manipulation"], "smoke") == []  # they train nothing of their own
+    assert len(pool.needed(["14_prior_beta"], "smoke", data="elsewhere")) == 0  # the sweep needs the synthetic truth
+
+
+def test_the_pipeline_trains_up_front_what_the_pool_knows():
+    assert pipeline.POOLED == pool.STEMS
+
+
+def test_prior_beta_notebook_sweeps_the_betas_the_pool_trains():
+    [nb] = pipeline.notebooks(["14_prior_beta"])
+    assert "BETAS" in pipeline.declared(nb)
+    cells = json.loads(nb.read_text())["cells"]
+    source = "".join(next(c["source"] for c in cells if "parameters" in c["metadata"].get("tags", [])))
+    betas = next(ast.literal_eval(node.value) for node in ast.parse(source).body
+                 if isinstance(node, ast.Assign) and node.targets[0].id == "BETAS")
+    assert tuple(betas) == beta_sweep.BETAS
+
+
+@pytest.mark.slow
+def test_train_all_trains_in_workers_skips_finished_runs_and_names_a_failure(tiny_cfg, tmp_path):
+    cfgs = [tiny_cfg.replace(train={"seed": s}) for s in (0, 1)]
+    trained = pool.train_all(cfgs, tmp_path / "runs", jobs=2, progress=False)
+    assert sorted(trained) == sorted(run_dir(c, "").name for c in cfgs)
+    assert all(finished(c, tmp_path / "runs") for c in cfgs)
+    assert pool.train_all(cfgs, tmp_path / "runs", jobs=2, progress=False) == {}  # nothing left to train
+
+    busy = tiny_cfg.replace(train={"seed": 2})
+    with lock_run(run_dir(busy, tmp_path / "runs")):  # another training holds this run's folder
+        with pytest.raises(RuntimeError, match=f"training {run_dir(busy, '').name} failed.*in use"):
+            pool.train_all([busy, tiny_cfg.replace(train={"seed": 3})], tmp_path / "runs", jobs=2, progress=False)
