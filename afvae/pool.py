@@ -3,7 +3,8 @@
 At 64 px one training process barely gains from a second CPU thread (its small convolutions do not split
 well), so on a 2-core machine two single-threaded workers train two runs in about the time of one: measured,
 1,700 default-preset steps take ~380 s at one thread beside another run, and ~320 s alone at two threads. The
-notebooks then find every run finished in the cache (``experiment.trained``) and only evaluate and plot.
+notebooks then find every run finished in the cache (``experiment.trained``), and the evaluation nets trained
+beside the runs (``evaluate.load_scorers``), and only evaluate and plot.
 
     train_all(needed(["02_train", "09_comparison"], "default", "synthetic"), "results/runs", jobs=2)
 
@@ -15,7 +16,8 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -25,7 +27,9 @@ from tqdm.auto import tqdm
 from afvae import baselines, beta_sweep, experiment
 from afvae.checkpoint import METRICS, finished, run_dir
 from afvae.config import VARIANTS, Config
-from afvae.features import build_feature_net
+from afvae.data.datasets import SYNTHETIC
+from afvae.features import build_feature_net, landmark_net_path, load_landmark_net
+from afvae.scorer import load_scorer, scorer_path
 
 POLL_SECONDS = 2.0  # how often the progress bar reads the workers' metrics.jsonl
 
@@ -64,11 +68,27 @@ def _init_worker(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def _train_one(cfg: Config, root: str) -> float:
-    """Train one config in a worker -> wall seconds."""
+def _timed(fn: Callable[..., Any], *args: Any) -> float:
+    """Run ``fn(*args)`` -> wall seconds (in a worker)."""
     t0 = time.perf_counter()
-    experiment.train_cached(cfg, root, progress=False)
+    fn(*args)
     return time.perf_counter() - t0
+
+
+def _train(cfg: Config, root: str) -> None:
+    experiment.train_cached(cfg, root, progress=False)
+
+
+def _scorer_tasks(cfgs: Sequence[Config], cache: Path) -> list[tuple[str, Callable[..., Any], tuple]]:
+    """The evaluation nets of the runs' data that ``cache`` lacks (``evaluate.load_scorers``: the landmark net,
+    and the held-out scorer for synthetic data), as tasks: trained beside the runs rather than by a notebook."""
+    tasks: dict[str, tuple[str, Callable[..., Any], tuple]] = {}
+    for data in {repr(c.data): c.data for c in cfgs}.values():
+        nets = [(landmark_net_path, load_landmark_net)] + [(scorer_path, load_scorer)] * (data.source in SYNTHETIC)
+        for path, load in nets:
+            if not path(data, cache).exists():
+                tasks[path(data, cache).name] = (path(data, cache).name, load, (data, str(cache), False))
+    return list(tasks.values())
 
 
 def _step(run: Path) -> int:
@@ -81,33 +101,37 @@ def _step(run: Path) -> int:
         return 0
 
 
-def train_all(cfgs: Sequence[Config], root: str | Path, jobs: int | None = None, progress: bool = True
-              ) -> dict[str, float]:
-    """Train ``cfgs`` into ``root`` with ``jobs`` worker processes (default ``default_jobs``) of
-    cores // jobs torch threads each, with one progress bar over all their steps.
+def train_all(cfgs: Sequence[Config], root: str | Path, jobs: int | None = None, progress: bool = True,
+              scorers: bool = True) -> dict[str, float]:
+    """Train ``cfgs`` into ``root``, and (``scorers``, with more than one job) the evaluation nets of their data
+    into ``root/../cache``, with ``jobs`` worker processes (default ``default_jobs``) of cores // jobs torch threads each; one progress bar over the
+    runs' steps.
 
-    Returns run name -> wall seconds for the runs trained here (finished and shipped ones are not listed).
-    A run that fails stops the others (each resumes from its last checkpoint) and raises RuntimeError naming it.
+    Returns name -> wall seconds of each run and net trained here (finished, cached and shipped ones are not
+    listed). A failure stops the other workers (each run resumes from its last checkpoint) and raises
+    RuntimeError naming it.
     """
     root = Path(root)
+    cache = root.parent / "cache"
     todo = [c for c in cfgs if not finished(c, root)]
     if not todo:
         return {}
     jobs = min(jobs or default_jobs(todo), len(todo))
-    cores = len(os.sched_getaffinity(0))
-    for cfg in todo:  # the shared feature net, trained once here rather than by two workers at a time
-        build_feature_net(cfg.loss.feature_net, cfg.data, progress=progress, cache_root=root.parent / "cache")
+    for cfg in todo:  # the shared loss net first, here, so that no two workers train it at once
+        build_feature_net(cfg.loss.feature_net, cfg.data, progress=progress, cache_root=cache)
+    tasks = [(run_dir(c, root).name, _train, (c, str(root))) for c in todo]
+    tasks = tasks[:1] + _scorer_tasks(todo, cache) + tasks[1:] if jobs > 1 and scorers else tasks
     if jobs == 1:
-        return {run_dir(c, root).name: _train_one(c, str(root)) for c in todo}
-    bar = tqdm(total=sum(c.train.steps for c in todo), desc=f"training {len(todo)} runs, {jobs} at a time",
+        return {name: _timed(fn, *args) for name, fn, args in tasks}
+    bar = tqdm(total=sum(c.train.steps for c in todo), desc=f"training {len(tasks)} runs and nets, {jobs} at a time",
                unit="step", disable=not progress)
     seconds: dict[str, float] = {}
-    pool = get_context("spawn").Pool(jobs, _init_worker, (max(1, cores // jobs),))
+    pool = get_context("spawn").Pool(jobs, _init_worker, (max(1, len(os.sched_getaffinity(0)) // jobs),))
     try:
-        running = {run_dir(c, root).name: (c, pool.apply_async(_train_one, (c, str(root)))) for c in todo}
-        while len(seconds) < len(todo):
+        running = {name: pool.apply_async(_timed, (fn, *args)) for name, fn, args in tasks}
+        while len(seconds) < len(tasks):
             time.sleep(POLL_SECONDS)
-            for name, (cfg, result) in running.items():
+            for name, result in running.items():
                 if name not in seconds and result.ready():
                     try:
                         seconds[name] = result.get()
@@ -115,7 +139,7 @@ def train_all(cfgs: Sequence[Config], root: str | Path, jobs: int | None = None,
                         raise RuntimeError(f"training {name} failed ({type(e).__name__}: {e}); "
                                            "run again to resume it") from e
             bar.n = sum(_step(run_dir(c, root)) for c in todo)
-            bar.set_postfix_str(f"{len(seconds)}/{len(todo)} done")
+            bar.set_postfix_str(f"{len(seconds)}/{len(tasks)} done")
         pool.close()
     except BaseException:
         pool.terminate()  # a failure or an interrupt stops the other runs too; each resumes from its checkpoint

@@ -38,12 +38,25 @@ def test_prior_beta_notebook_sweeps_the_betas_the_pool_trains():
 @pytest.mark.slow
 def test_train_all_trains_in_workers_skips_finished_runs_and_names_a_failure(tiny_cfg, tmp_path):
     cfgs = [tiny_cfg.replace(train={"seed": s}) for s in (0, 1)]
-    trained = pool.train_all(cfgs, tmp_path / "runs", jobs=2, progress=False)
+    trained = pool.train_all(cfgs, tmp_path / "runs", jobs=2, progress=False, scorers=False)
     assert sorted(trained) == sorted(run_dir(c, "").name for c in cfgs)
     assert all(finished(c, tmp_path / "runs") for c in cfgs)
-    assert pool.train_all(cfgs, tmp_path / "runs", jobs=2, progress=False) == {}  # nothing left to train
+    assert pool.train_all(cfgs, tmp_path / "runs", jobs=2, progress=False, scorers=False) == {}  # nothing left to train
 
     busy = tiny_cfg.replace(train={"seed": 2})
     with lock_run(run_dir(busy, tmp_path / "runs")):  # another training holds this run's folder
         with pytest.raises(RuntimeError, match=f"training {run_dir(busy, '').name} failed.*in use"):
-            pool.train_all([busy, tiny_cfg.replace(train={"seed": 3})], tmp_path / "runs", jobs=2, progress=False)
+            pool.train_all([busy, tiny_cfg.replace(train={"seed": 3})], tmp_path / "runs", jobs=2, progress=False, scorers=False)
+
+
+def test_the_evaluation_nets_train_beside_the_runs_unless_cached(tiny_cfg, tmp_path):
+    from afvae.features import landmark_net_path
+    from afvae.scorer import scorer_path
+
+    cfgs = [tiny_cfg, tiny_cfg.replace(train={"seed": 1})]  # one data config: its nets once
+    paths = [landmark_net_path(tiny_cfg.data, tmp_path), scorer_path(tiny_cfg.data, tmp_path)]
+    assert [name for name, _, _ in pool._scorer_tasks(cfgs, tmp_path)] == [p.name for p in paths]
+    paths[0].touch()
+    assert [name for name, _, _ in pool._scorer_tasks(cfgs, tmp_path)] == [paths[1].name]
+    paths[1].touch()
+    assert pool._scorer_tasks(cfgs, tmp_path) == []
