@@ -1,8 +1,9 @@
 """Training every model the notebooks need before they run, several at once: the first stage of ``make paper``.
 
 At 64 px one training process barely gains from a second CPU thread (its small convolutions do not split
-well), so on a 2-core machine two single-threaded workers train two runs in about the time of one: measured,
-1,700 default-preset steps take ~380 s at one thread beside another run, and ~320 s alone at two threads. The
+well), so on a 2-core machine two single-threaded workers side by side finish ~1.5x sooner than one run after
+the other at two threads: 1,700 default-preset steps took 383-441 s each at one thread beside another run (make
+paper from a clean clone), against ~320 s alone at two threads. The
 notebooks then find every run finished in the cache (``experiment.trained``), and the evaluation nets trained
 beside the runs (``evaluate.load_scorers``), and only evaluate and plot.
 
