@@ -33,6 +33,8 @@ def executed(monkeypatch, tmp_path):
     ran = []
     monkeypatch.setattr(pipeline, "execute", lambda nb, params, *echo: ran.append(nb.stem) or 0.0)
     monkeypatch.setattr(pipeline, "manifest", lambda *a, **k: {"wall_seconds": {}})
+    monkeypatch.setattr(pipeline, "train_up_front",  # the training pool: recorded as one step, trains nothing
+                        lambda stems, *a: ran.append("train_pool") or {"seconds": 0.0, "runs": {"stems": stems}})
     return ran
 
 
@@ -57,7 +59,10 @@ def test_thirteen_photos_list_every_shortfall_at_once_and_skip(tmp_path, execute
 def test_seven_people_train_but_skip_what_needs_more_test_faces(tmp_path, executed):
     data = _folder(tmp_path / "seven", [4] * 7)  # 7 people x 4 photos: 24 train, 1 test person with 4
     result = pipeline.run("smoke", str(data), out=tmp_path / "out")
-    assert executed == ["00_data", "01_focal_points", *["02_train"] * 7, "04_pixel_shuffle", "05_weight_norm"]
+    assert executed == ["00_data", "01_focal_points", "train_pool", *["02_train"] * 7, "04_pixel_shuffle",
+                        "05_weight_norm"]
+    assert result["train_pool"] == {"stems": ["00_data", "01_focal_points", "02_train", "04_pixel_shuffle",
+                                              "05_weight_norm"]}  # what runs, skipped notebooks left out
     assert set(result["skipped"]) == {"03_ablation", "06_interpolation", "07_manipulation", "08_identity",
                                       "09_comparison", "10_explorer", "11_cvae_tutorial", "12_hands_cats",
                                       "13_failures", "14_prior_beta"}
