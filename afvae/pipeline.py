@@ -56,11 +56,15 @@ def runs_of(nb: Path, base: dict[str, Any], n_seeds: int = 1) -> list[dict[str, 
     return [{**base, "N_SEEDS": n_seeds} if "N_SEEDS" in declared(nb) else base]
 
 
+def parameters_source(nb: Path) -> str:
+    """The source of a notebook's ``parameters`` cell ("" when it has none)."""
+    cells = json.loads(nb.read_text())["cells"]
+    return "".join(next((c["source"] for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])), []))
+
+
 def declared(nb: Path) -> set[str]:
     """The names a notebook's ``parameters`` cell assigns."""
-    cells = json.loads(nb.read_text())["cells"]
-    source = "".join(next((c["source"] for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])), []))
-    return set(re.findall(r"^([A-Za-z_]\w*)\s*=", source, re.MULTILINE))
+    return set(re.findall(r"^([A-Za-z_]\w*)\s*=", parameters_source(nb), re.MULTILINE))
 
 
 def run_key(nb: Path, params: dict[str, Any], base_seed: int) -> str:

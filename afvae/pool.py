@@ -3,9 +3,9 @@
 At 64 px one training process barely gains from a second CPU thread (its small convolutions do not split
 well), so on a 2-core machine two single-threaded workers side by side finish ~1.5x sooner than one run after
 the other at two threads: 1,700 default-preset steps took 383-441 s each at one thread beside another run (make
-paper from a clean clone), against ~320 s alone at two threads. The
-notebooks then find every run finished in the cache (``experiment.trained``), and the evaluation nets trained
-beside the runs (``evaluate.load_scorers``), and only evaluate and plot.
+paper from a clean clone), against ~320 s alone at two threads. The notebooks then find every run finished in
+the cache (``experiment.trained``), and the evaluation nets trained beside the runs (``evaluate.load_scorers``),
+and only evaluate and plot.
 
     train_all(needed(["02_train", "09_comparison"], "default", "synthetic"), "results/runs", jobs=2)
 
@@ -18,9 +18,9 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
 from multiprocessing import get_context
 from pathlib import Path
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
@@ -33,8 +33,6 @@ from afvae.features import build_feature_net, landmark_net_path, load_landmark_n
 from afvae.scorer import load_scorer, scorer_path
 
 POLL_SECONDS = 2.0  # how often the progress bar reads the workers' metrics.jsonl
-
-
 TABLE3 = {"02_train", "03_ablation", "05_weight_norm"}  # the notebooks that use every Table 3 variant's runs
 TABLE1 = {"09_comparison"}  # the GAN baselines
 BETA_SWEEP = {"14_prior_beta"}
@@ -58,11 +56,13 @@ def needed(stems: Iterable[str], scale: str, data: str = "synthetic", seed: int 
     return list({run_dir(c, "").name: c for c in cfgs}.values())
 
 
+def _cores() -> int:
+    return max(1, len(os.sched_getaffinity(0)))
+
+
 def default_jobs(cfgs: Sequence[Config]) -> int:
     """One single-threaded worker per CPU core; one process when any run trains on a GPU."""
-    if any(c.train.device != "cpu" for c in cfgs):
-        return 1
-    return max(1, len(os.sched_getaffinity(0)))
+    return 1 if any(c.train.device != "cpu" for c in cfgs) else _cores()
 
 
 def _init_worker(threads: int) -> None:
@@ -87,8 +87,8 @@ def _scorer_tasks(cfgs: Sequence[Config], cache: Path) -> list[tuple[str, Callab
     for data in {repr(c.data): c.data for c in cfgs}.values():
         nets = [(landmark_net_path, load_landmark_net)] + [(scorer_path, load_scorer)] * (data.source in SYNTHETIC)
         for path, load in nets:
-            if not path(data, cache).exists():
-                tasks[path(data, cache).name] = (path(data, cache).name, load, (data, str(cache), False))
+            if not (file := path(data, cache)).exists():
+                tasks[file.name] = (file.name, load, (data, str(cache), False))
     return list(tasks.values())
 
 
@@ -105,8 +105,8 @@ def _step(run: Path) -> int:
 def train_all(cfgs: Sequence[Config], root: str | Path, jobs: int | None = None, progress: bool = True,
               scorers: bool = True) -> dict[str, float]:
     """Train ``cfgs`` into ``root``, and (``scorers``, with more than one job) the evaluation nets of their data
-    into ``root/../cache``, with ``jobs`` worker processes (default ``default_jobs``) of cores // jobs torch threads each; one progress bar over the
-    runs' steps.
+    into ``root/../cache``, with ``jobs`` worker processes (default ``default_jobs``) of cores // jobs torch
+    threads each; one progress bar over the runs' steps.
 
     Returns name -> wall seconds of each run and net trained here (finished, cached and shipped ones are not
     listed). A failure stops the other workers (each run resumes from its last checkpoint) and raises
@@ -127,7 +127,7 @@ def train_all(cfgs: Sequence[Config], root: str | Path, jobs: int | None = None,
     bar = tqdm(total=sum(c.train.steps for c in todo), desc=f"training {len(tasks)} runs and nets, {jobs} at a time",
                unit="step", disable=not progress)
     seconds: dict[str, float] = {}
-    pool = get_context("spawn").Pool(jobs, _init_worker, (max(1, len(os.sched_getaffinity(0)) // jobs),))
+    pool = get_context("spawn").Pool(jobs, _init_worker, (max(1, _cores() // jobs),))
     try:
         running = {name: pool.apply_async(_timed, (fn, *args)) for name, fn, args in tasks}
         while len(seconds) < len(tasks):

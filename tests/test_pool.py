@@ -1,6 +1,5 @@
 """afvae.pool: the runs make paper's notebooks need, trained several at once before they run."""
 import ast
-import json
 
 import pytest
 
@@ -28,9 +27,7 @@ def test_the_pipeline_trains_up_front_what_the_pool_knows():
 def test_prior_beta_notebook_sweeps_the_betas_the_pool_trains():
     [nb] = pipeline.notebooks(["14_prior_beta"])
     assert "BETAS" in pipeline.declared(nb)
-    cells = json.loads(nb.read_text())["cells"]
-    source = "".join(next(c["source"] for c in cells if "parameters" in c["metadata"].get("tags", [])))
-    betas = next(ast.literal_eval(node.value) for node in ast.parse(source).body
+    betas = next(ast.literal_eval(node.value) for node in ast.parse(pipeline.parameters_source(nb)).body
                  if isinstance(node, ast.Assign) and node.targets[0].id == "BETAS")
     assert tuple(betas) == beta_sweep.BETAS
 
