@@ -159,6 +159,12 @@ def manifest(scale: str, data: str, seed: int, times: dict[str, float], t_total:
     }
 
 
+def notebooks_ran(result: dict[str, Any]) -> set[str]:
+    """The notebooks a manifest timed: its ``wall_seconds`` keys less the run suffixes, ``total`` and the
+    training pool's ``train_pool``."""
+    return {k.split("-")[0] for k in result["wall_seconds"]} - {"total", "train_pool"}
+
+
 def lock_pins(path: Path) -> dict[str, str]:
     """``name -> version`` of every ``name==version`` line of a requirements (lock) file."""
     return dict(re.findall(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;\\]+)", path.read_text(), re.MULTILINE))
@@ -291,7 +297,7 @@ def run(scale: str, data: str = "synthetic", seed: int = 0, only: list[str] | No
     if only:
         result = _merged(result, path)
     write_text(path, json.dumps(result, indent=2) + "\n")
-    print(f"{len(times)} notebook runs done in {time.perf_counter() - t0:.0f} s; manifest: {path}")
+    print(f"{len(times) - ('train_pool' in times)} notebook runs done in {time.perf_counter() - t0:.0f} s; manifest: {path}")
     return result
 
 
