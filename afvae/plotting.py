@@ -846,23 +846,60 @@ def plot_time_to_quality(curves: dict[str, list[dict]],
                              squeeze=False)
     for row, x_key in zip(axes, x_keys):
         for ax, (metric, ref, bar, better) in zip(row, QUALITY_PANELS):
-            for colour, (name, curve) in zip(CURVE_COLOURS, curves.items()):
-                ax.plot([r[x_key] for r in curve], [r[metric] for r in curve], "o-", color=colour, label=name, ms=3)
+            for i, (name, curve) in enumerate(curves.items()):  # past nine curves the colours repeat, dashed
+                ax.plot([r[x_key] for r in curve], [r[metric] for r in curve], "o-" if i < len(CURVE_COLOURS) else "o--",
+                        color=CURVE_COLOURS[i % len(CURVE_COLOURS)], label=name, ms=3)
             last = next(iter(curves.values()))[-1]
             ax.axhline(last[ref], color="0.4", ls=":", lw=1, label="source unchanged" if "copy" in ref else "truth")
             ax.axhline(bar if bar is not None else 0.5 * last[ref], color="C3", ls="--", lw=1, label="bar")
             ax.set_title(f"{metric} ({better} is better)")
             ax.set_xlabel(labels.get(x_key, x_key))
             if x_key == "images_seen":  # log scale, ticks in thousands
-                ax.set_xscale("log")
-                ax.xaxis.set_major_locator(mticker.LogLocator(subs=(1.0, 2.0, 5.0)))
-                ax.xaxis.set_major_formatter(mticker.FuncFormatter(lambda v, _: f"{v / 1e3:g}k"))
-                ax.xaxis.set_minor_formatter(mticker.NullFormatter())
+                _images_axis(ax)
     handles, names = axes[0][0].get_legend_handles_labels()
     ncol = min(len(names), 4)
     fig.legend(handles, names, fontsize=8, loc="lower center", ncol=ncol, frameon=False)
     legend_inches = 0.25 + 0.2 * -(-len(names) // ncol)  # the legend's rows, below the panels' axis labels
     fig.tight_layout(rect=(0, legend_inches / fig.get_figheight(), 1, 1))
+    return fig
+
+
+def _images_axis(ax: plt.Axes) -> None:
+    """A log x axis of images seen, ticked in thousands."""
+    ax.set_xscale("log")
+    ax.set_xlabel("images seen")
+    ax.xaxis.set_major_locator(mticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(mticker.FuncFormatter(lambda v, _: f"{v / 1e3:g}k"))
+    ax.xaxis.set_minor_formatter(mticker.NullFormatter())
+
+
+def plot_ablation_gaps(curves: dict[str, list[dict]], reference: str, halfwidth: dict[str, float], start: int = 0
+                       ) -> plt.Figure:
+    """Each variant's advantage over ``reference`` along training, one panel per metric of ``QUALITY_PANELS``:
+    variant − reference where higher is better, reference − variant where lower is, at the checkpoints from
+    ``start`` images on that both curves scored (``images_seen``). Above 0: the variant is ahead. Grey band:
+    ± ``halfwidth[metric]``, the reference's final 95 % interval, the size of a gap one model's evaluation can
+    resolve.
+    """
+    use_style()
+    ref = {r["images_seen"]: r for r in curves[reference] if r["images_seen"] >= start}
+    fig, axes = plt.subplots(1, len(QUALITY_PANELS), figsize=(3.3 * len(QUALITY_PANELS), 3.0))
+    for ax, (metric, _, _, better) in zip(axes, QUALITY_PANELS):
+        sign = 1.0 if better == "higher" else -1.0
+        ax.axhspan(-halfwidth[metric], halfwidth[metric], color="0.85", lw=0,
+                   label=f"{reference}'s 95 % interval (final, ±)")
+        ax.axhline(0.0, color="0.3", lw=1)
+        for i, (name, curve) in enumerate((n, c) for n, c in curves.items() if n != reference):
+            rows = [r for r in curve if r["images_seen"] in ref]
+            ax.plot([r["images_seen"] for r in rows], [sign * (r[metric] - ref[r["images_seen"]][metric]) for r in rows],
+                    "o-", color=CURVE_COLOURS[i % len(CURVE_COLOURS)], label=name, ms=3)
+        ax.set_title(f"{metric}: ahead of {reference} ↑", fontsize=10)
+        _images_axis(ax)
+    axes[0].set_ylabel(f"advantage over {reference}")
+    handles, names = axes[0].get_legend_handles_labels()
+    fig.legend(handles, names, fontsize=8, loc="lower center", ncol=min(len(names), 4), frameon=False)
+    rows = -(-len(names) // min(len(names), 4))
+    fig.tight_layout(rect=(0, (0.25 + 0.2 * rows) / fig.get_figheight(), 1, 1))
     return fig
 
 

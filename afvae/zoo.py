@@ -283,7 +283,8 @@ def write_manifest(entries: dict[str, dict[str, Any]], folder: Path) -> Path:
 def figure(folder: str | Path | None = None, bench: str | Path = "results/bench", figures: str | Path = "figures"
            ) -> Path | None:
     """``figures/quality_vs_images.png``: the edit benchmark against images seen, for the default recipe
-    (``python -m afvae.bench quality``) and each shipped AF-VAE model's long run (EMA and raw weights)."""
+    (``python -m afvae.bench quality``) and each shipped AF-VAE model's long run (EMA weights; the full model's
+    raw weights too)."""
     from afvae.plotting import plot_time_to_quality, save_figure
 
     curves: dict[str, list[dict]] = {}
@@ -295,11 +296,29 @@ def figure(folder: str | Path | None = None, bench: str | Path = "results/bench"
             curves[f"{name}, long (EMA)"] = entry["curve"]
             raw = [{**r, **{k.removeprefix("raw_"): v for k, v in r.items() if k.startswith("raw_")}}
                    for r in entry["curve"] if "raw_yaw_ssim" in r]
-            if raw:
+            if raw and name == "full":
                 curves[f"{name}, long (raw weights)"] = raw
     if not any("long" in k for k in curves):
         return None
     return save_figure(plot_time_to_quality(curves, x_keys=("images_seen",)), "quality_vs_images", figures)
+
+
+def gap_figure(folder: str | Path | None = None, figures: str | Path = "figures", reference: str = "full"
+               ) -> Path | None:
+    """``figures/ablation_gaps.png``: each shipped Table 3 variant's advantage over the full model along its
+    long run (EMA weights; ``plot_ablation_gaps``), from the default budget on: do the ablation gaps grow or
+    shrink with training?"""
+    from afvae.plotting import QUALITY_PANELS, plot_ablation_gaps, save_figure
+
+    shipped = {n: e for n, e in manifest(folder).items() if n in AFVAE_NAMES and e.get("curve")}
+    if reference not in shipped or len(shipped) < 2:
+        return None
+    lo_hi = {m: shipped[reference]["metrics_ci95"][m] for m, *_ in QUALITY_PANELS}
+    curves = {n: shipped[n]["curve"] for n in AFVAE_NAMES if n in shipped}
+    default = get_config("default").train
+    fig = plot_ablation_gaps(curves, reference, {m: (hi - lo) / 2 for m, (lo, hi) in lo_hi.items()},
+                             start=default.steps * default.batch_size)
+    return save_figure(fig, "ablation_gaps", figures)
 
 
 def run(a: argparse.Namespace) -> None:
@@ -314,8 +333,9 @@ def run(a: argparse.Namespace) -> None:
                 key = scored(cfg)[0]
                 print(f"{name}: {entry['file']} ({entry['dtype']}, {entry['bytes'] / 1e6:.1f} MB) "
                       f"{key} {entry['metrics'][key]:.3f}", flush=True)
-        if a.command == "export" and (path := figure(a.weights)):
-            print(f"figure: {path}")
+        if a.command == "export":
+            for path in filter(None, (figure(a.weights), gap_figure(a.weights))):
+                print(f"figure: {path}")
     except (ValueError, OSError, FloatingPointError) as e:
         fail("python -m afvae.zoo", e, a.debug)
 

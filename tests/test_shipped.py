@@ -172,3 +172,18 @@ def test_device_moves_a_run_without_renaming_it(monkeypatch):
     monkeypatch.setattr(zoo.subprocess, "run", lambda *_, **__: (_ for _ in ()).throw(OSError("no git")))
     monkeypatch.setenv("AFVAE_COMMIT", "abc123")
     assert zoo.commit() == "abc123"
+
+
+def test_ablation_gaps_are_advantages_over_the_full_model(tmp_path):
+    from afvae.plotting import QUALITY_PANELS, plot_ablation_gaps
+
+    full = [{"images_seen": n, "yaw_ssim": 0.7, "expr_changed_l1": 0.06, "identity_sim": 0.8, "landmark_nme": 0.08}
+            for n in (100, 200, 400)]
+    better = [{**r, "yaw_ssim": 0.72, "expr_changed_l1": 0.05, "identity_sim": 0.79, "landmark_nme": 0.07} for r in full]
+    fig = plot_ablation_gaps({"full": full, "v": better}, "full", {m: 0.01 for m, *_ in QUALITY_PANELS}, start=200)
+    gaps = {ax.get_title().split(":")[0]: ax.get_lines()[-1].get_data() for ax in fig.axes}
+    assert list(gaps["yaw_ssim"][0]) == [200, 400]  # from ``start`` on
+    assert gaps["yaw_ssim"][1] == pytest.approx([0.02, 0.02]) and gaps["identity_sim"][1] == pytest.approx([-0.01] * 2)
+    assert gaps["expr_changed_l1"][1] == pytest.approx([0.01] * 2)  # lower is better: a smaller error is ahead
+    assert gaps["landmark_nme"][1] == pytest.approx([0.01] * 2)
+    assert zoo.gap_figure(figures=tmp_path) == tmp_path / "ablation_gaps.png"  # the shipped variants' curves
