@@ -875,28 +875,37 @@ def _images_axis(ax: plt.Axes) -> None:
 
 def plot_ablation_gaps(curves: dict[str, list[dict]], reference: str, halfwidth: dict[str, float], start: int = 0
                        ) -> plt.Figure:
-    """Each variant's advantage over ``reference`` along training, one panel per metric of ``QUALITY_PANELS``:
+    """Each variant's advantage over ``reference`` along training, one column per metric of ``QUALITY_PANELS``:
     variant − reference where higher is better, reference − variant where lower is, at the checkpoints from
-    ``start`` images on that both curves scored (``images_seen``). Above 0: the variant is ahead. Grey band:
+    ``start`` images on that both curves scored (``images_seen``). Above 0: the variant is ahead. Top row: the
+    whole run (log x); bottom row: its second half, zoomed, where the early transients are over. Grey band:
     ± ``halfwidth[metric]``, the reference's final 95 % interval, the size of a gap one model's evaluation can
     resolve.
     """
     use_style()
     ref = {r["images_seen"]: r for r in curves[reference] if r["images_seen"] >= start}
-    fig, axes = plt.subplots(1, len(QUALITY_PANELS), figsize=(3.3 * len(QUALITY_PANELS), 3.0))
-    for ax, (metric, _, _, better) in zip(axes, QUALITY_PANELS):
+    half = max(ref) / 2
+    fig, axes = plt.subplots(2, len(QUALITY_PANELS), figsize=(3.3 * len(QUALITY_PANELS), 5.4))
+    for col, (metric, _, _, better) in enumerate(QUALITY_PANELS):
         sign = 1.0 if better == "higher" else -1.0
-        ax.axhspan(-halfwidth[metric], halfwidth[metric], color="0.85", lw=0,
-                   label=f"{reference}'s 95 % interval (final, ±)")
-        ax.axhline(0.0, color="0.3", lw=1)
-        for i, (name, curve) in enumerate((n, c) for n, c in curves.items() if n != reference):
-            rows = [r for r in curve if r["images_seen"] in ref]
-            ax.plot([r["images_seen"] for r in rows], [sign * (r[metric] - ref[r["images_seen"]][metric]) for r in rows],
-                    "o-", color=CURVE_COLOURS[i % len(CURVE_COLOURS)], label=name, ms=3)
-        ax.set_title(f"{metric}: ahead of {reference} ↑", fontsize=10)
-        _images_axis(ax)
-    axes[0].set_ylabel(f"advantage over {reference}")
-    handles, names = axes[0].get_legend_handles_labels()
+        for row, lo in enumerate((start, half)):
+            ax = axes[row, col]
+            ax.axhspan(-halfwidth[metric], halfwidth[metric], color="0.85", lw=0,
+                       label=f"{reference}'s 95 % interval (final, ±)")
+            ax.axhline(0.0, color="0.3", lw=1)
+            for i, (name, curve) in enumerate((n, c) for n, c in curves.items() if n != reference):
+                pts = [r for r in curve if r["images_seen"] in ref and r["images_seen"] >= lo]
+                ax.plot([r["images_seen"] for r in pts], [sign * (r[metric] - ref[r["images_seen"]][metric]) for r in pts],
+                        "o-", color=CURVE_COLOURS[i % len(CURVE_COLOURS)], label=name, ms=3)
+            if row == 0:
+                ax.set_title(f"{metric}: ahead of {reference} ↑", fontsize=10)
+                _images_axis(ax)
+            else:
+                ax.set_xlabel("images seen (second half)")
+                ax.xaxis.set_major_formatter(mticker.FuncFormatter(lambda v, _: f"{v / 1e3:g}k"))
+    for row, what in enumerate(("whole run", "second half")):
+        axes[row, 0].set_ylabel(f"advantage over {reference}\n({what})")
+    handles, names = axes[0, 0].get_legend_handles_labels()
     fig.legend(handles, names, fontsize=8, loc="lower center", ncol=min(len(names), 4), frameon=False)
     rows = -(-len(names) // min(len(names), 4))
     fig.tight_layout(rect=(0, (0.25 + 0.2 * rows) / fig.get_figheight(), 1, 1))

@@ -243,7 +243,7 @@ def export(name: str, runs: str | Path, cache: str | Path = "results/cache", fol
         save_file({**weights, CENTRES: state["centres"].contiguous()}, str(tmp),
                   metadata={"name": name, "config_hash": cfg.hash(), "history": json.dumps(history)})
         tmp.chmod(0o644)
-    entry = manifest_entry(name, cfg, run, path, half, fp16, state)
+    entry = manifest_entry(name, cfg, run, path, half, fp16, state, cache)
     shipped, _ = model_from_state(load_state(entry, folder))  # the file as every consumer will read it
     scores = edit_scores(shipped, edits, scorer)  # once: the means and their intervals
     entry["metrics"] = {k: float(v.float().nanmean()) for k, v in scores.items()}
@@ -253,9 +253,10 @@ def export(name: str, runs: str | Path, cache: str | Path = "results/cache", fol
     return entry
 
 
-def manifest_entry(name: str, cfg: Config, run: Path, path: Path, half: bool, fp16: dict, state: dict
-                   ) -> dict[str, Any]:
-    """The manifest's record of the file ``path`` exported from ``run`` (metrics are added after)."""
+def manifest_entry(name: str, cfg: Config, run: Path, path: Path, half: bool, fp16: dict, state: dict,
+                   cache: str | Path = "results/cache") -> dict[str, Any]:
+    """The manifest's record of the file ``path`` exported from ``run`` (metrics are added after; ``cache``: the
+    feature net the FLOP count builds)."""
     from afvae.bench.quality import flops_per_image
 
     sittings = [json.loads(line) for line in (run / SITTINGS).read_text().splitlines()] if (run / SITTINGS).exists() else []
@@ -265,7 +266,7 @@ def manifest_entry(name: str, cfg: Config, run: Path, path: Path, half: bool, fp
         "variant": cfg.name, "data": cfg.data.source, "config": cfg.to_dict(), "config_hash": cfg.hash(), "sha256": sha256(path),
         "bytes": path.stat().st_size, "dtype": "float16" if half else "float32", "fp16_check": fp16,
         "feature_net": state.get("feature_net", "none"), "images_seen": images,
-        "train_tflop": flops_per_image(cfg) * images / 1e12,
+        "train_tflop": flops_per_image(cfg, str(cache)) * images / 1e12,
         "wall_minutes": sum(s["seconds"] for s in sittings) / 60 if sittings else None,
         "machine": sorted({s["machine"] for s in sittings}), "trained_at": sorted({s["commit"] for s in sittings}),
         "exported_at": commit(), "curve": read_curve(run),
