@@ -864,12 +864,17 @@ def plot_time_to_quality(curves: dict[str, list[dict]],
     return fig
 
 
+def _thousands() -> mticker.Formatter:
+    """Tick labels in thousands: 20000 -> "20k" (a new formatter per axis)."""
+    return mticker.FuncFormatter(lambda v, _: f"{v / 1e3:g}k")
+
+
 def _images_axis(ax: plt.Axes) -> None:
     """A log x axis of images seen, ticked in thousands."""
     ax.set_xscale("log")
     ax.set_xlabel("images seen")
     ax.xaxis.set_major_locator(mticker.LogLocator(subs=(1.0, 2.0, 5.0)))
-    ax.xaxis.set_major_formatter(mticker.FuncFormatter(lambda v, _: f"{v / 1e3:g}k"))
+    ax.xaxis.set_major_formatter(_thousands())
     ax.xaxis.set_minor_formatter(mticker.NullFormatter())
 
 
@@ -902,7 +907,7 @@ def plot_ablation_gaps(curves: dict[str, list[dict]], reference: str, halfwidth:
                 _images_axis(ax)
             else:
                 ax.set_xlabel("images seen (second half)")
-                ax.xaxis.set_major_formatter(mticker.FuncFormatter(lambda v, _: f"{v / 1e3:g}k"))
+                ax.xaxis.set_major_formatter(_thousands())
     for row, what in enumerate(("whole run", "second half")):
         axes[row, 0].set_ylabel(f"advantage over {reference}\n({what})")
     handles, names = axes[0, 0].get_legend_handles_labels()
