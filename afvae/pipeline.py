@@ -29,6 +29,7 @@ from afvae.preflight import SYNTHETIC_ONLY, minimum_folder, shortfalls
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"  # the repository's, from any working folder
 PER_VARIANT = {"02_train"}  # executed once per ablation variant (Table 3)
+POOL_KEY = "train_pool"  # the training pool's entry in the manifest's wall_seconds (not a notebook)
 # the notebooks whose runs are trained up front, several at once (afvae.pool.STEMS, which imports torch)
 POOLED = {"02_train", "03_ablation", "05_weight_norm", "09_comparison", "14_prior_beta"}
 LOCK = Path(__file__).resolve().parents[1] / "requirements" / "runtime.lock"
@@ -162,7 +163,7 @@ def manifest(scale: str, data: str, seed: int, times: dict[str, float], t_total:
 def notebooks_ran(result: dict[str, Any]) -> set[str]:
     """The notebooks a manifest timed: its ``wall_seconds`` keys less the run suffixes, ``total`` and the
     training pool's ``train_pool``."""
-    return {k.split("-")[0] for k in result["wall_seconds"]} - {"total", "train_pool"}
+    return {k.split("-")[0] for k in result["wall_seconds"]} - {"total", POOL_KEY}
 
 
 def lock_pins(path: Path) -> dict[str, str]:
@@ -283,7 +284,7 @@ def run(scale: str, data: str = "synthetic", seed: int = 0, only: list[str] | No
         if not pooled and nb.stem in POOLED:
             pooled = train_up_front([p.stem for p in selected if p.stem not in skipped], scale, data, seed, n_seeds,
                                     results, jobs, t0)
-            times["train_pool"] = pooled["seconds"]
+            times[POOL_KEY] = pooled["seconds"]
         for params in runs_of(nb, base, n_seeds):
             key = run_key(nb, params, seed)
             print(f"[{time.perf_counter() - t0:7.1f} s] {key} ...", end="", flush=True)
@@ -292,12 +293,12 @@ def run(scale: str, data: str = "synthetic", seed: int = 0, only: list[str] | No
             again = f"[{time.perf_counter() - t0:7.1f} s] {key}" if echo.used else ""
             print(f"{again} done in {times[key]:.1f} s", flush=True)
     result = manifest(scale, data, seed, times, time.perf_counter() - t0, results, n_seeds) | {
-        "skipped": skipped, "retrain": retrain, "train_pool": pooled.get("runs")}
+        "skipped": skipped, "retrain": retrain, POOL_KEY: pooled.get("runs")}
     path = results / "manifest.json"
     if only:
         result = _merged(result, path)
     write_text(path, json.dumps(result, indent=2) + "\n")
-    print(f"{len(times) - ('train_pool' in times)} notebook runs done in {time.perf_counter() - t0:.0f} s; manifest: {path}")
+    print(f"{len(times.keys() - {POOL_KEY})} notebook runs done in {time.perf_counter() - t0:.0f} s; manifest: {path}")
     return result
 
 

@@ -74,6 +74,7 @@ from safetensors.torch import save_file
 
 from afvae.atomic import atomic_path, write_text
 from afvae.baselines import config as baseline_config
+from afvae.baselines.compare import images_seen
 from afvae.checkpoint import CHECKPOINT, evaluated_weights, load_checkpoint, model_from_state, read_history, run_dir
 from afvae.config import Config, get_config
 from afvae.data.datasets import build_dataset, for_data
@@ -260,7 +261,7 @@ def manifest_entry(name: str, cfg: Config, run: Path, path: Path, half: bool, fp
     from afvae.bench.quality import flops_per_image
 
     sittings = [json.loads(line) for line in (run / SITTINGS).read_text().splitlines()] if (run / SITTINGS).exists() else []
-    images = cfg.train.steps * cfg.train.batch_size
+    images = images_seen(cfg)
     return {
         "name": name, "file": path.name, "method": cfg.name if name in BASELINE_NAMES else "AF-VAE",
         "variant": cfg.name, "data": cfg.data.source, "config": cfg.to_dict(), "config_hash": cfg.hash(), "sha256": sha256(path),
@@ -281,6 +282,11 @@ def write_manifest(entries: dict[str, dict[str, Any]], folder: Path) -> Path:
     return write_text(folder / MANIFEST, json.dumps(body, indent=1) + "\n")
 
 
+def long_curves(folder: str | Path | None = None) -> dict[str, dict[str, Any]]:
+    """The shipped AF-VAE models that carry a quality curve: name -> manifest entry, in ``NAMES`` order."""
+    return {n: e for n, e in manifest(folder).items() if n in AFVAE_NAMES and e.get("curve")}
+
+
 def figure(folder: str | Path | None = None, bench: str | Path = "results/bench", figures: str | Path = "figures"
            ) -> Path | None:
     """``figures/quality_vs_images.png``: the edit benchmark against images seen, for the default recipe
@@ -292,13 +298,12 @@ def figure(folder: str | Path | None = None, bench: str | Path = "results/bench"
     default = Path(bench) / "quality.json"
     if default.exists():
         curves["default preset (27,200 images)"] = json.loads(default.read_text())["curve"]
-    for name, entry in manifest(folder).items():
-        if name in AFVAE_NAMES and entry.get("curve"):
-            curves[f"{name}, long (EMA)"] = entry["curve"]
-            raw = [{**r, **{k.removeprefix("raw_"): v for k, v in r.items() if k.startswith("raw_")}}
-                   for r in entry["curve"] if "raw_yaw_ssim" in r]
-            if raw and name == "full":
-                curves[f"{name}, long (raw weights)"] = raw
+    for name, entry in long_curves(folder).items():
+        curves[f"{name}, long (EMA)"] = entry["curve"]
+        raw = [{**r, **{k.removeprefix("raw_"): v for k, v in r.items() if k.startswith("raw_")}}
+               for r in entry["curve"] if "raw_yaw_ssim" in r]
+        if raw and name == "full":
+            curves[f"{name}, long (raw weights)"] = raw
     if not any("long" in k for k in curves):
         return None
     return save_figure(plot_time_to_quality(curves, x_keys=("images_seen",)), "quality_vs_images", figures)
@@ -311,14 +316,13 @@ def gap_figure(folder: str | Path | None = None, figures: str | Path = "figures"
     shrink with training?"""
     from afvae.plotting import QUALITY_PANELS, plot_ablation_gaps, save_figure
 
-    shipped = {n: e for n, e in manifest(folder).items() if n in AFVAE_NAMES and e.get("curve")}
+    shipped = long_curves(folder)
     if reference not in shipped or len(shipped) < 2:
         return None
     lo_hi = {m: shipped[reference]["metrics_ci95"][m] for m, *_ in QUALITY_PANELS}
-    curves = {n: shipped[n]["curve"] for n in AFVAE_NAMES if n in shipped}
-    default = get_config("default").train
-    fig = plot_ablation_gaps(curves, reference, {m: (hi - lo) / 2 for m, (lo, hi) in lo_hi.items()},
-                             start=default.steps * default.batch_size)
+    fig = plot_ablation_gaps({n: e["curve"] for n, e in shipped.items()}, reference,
+                             {m: (hi - lo) / 2 for m, (lo, hi) in lo_hi.items()},
+                             start=images_seen(get_config("default")))
     return save_figure(fig, "ablation_gaps", figures)
 
 
