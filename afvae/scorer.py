@@ -40,6 +40,7 @@ NAME = "heldout"  # the scorer's name in tables: heldout_fd, heldout_kid, heldou
 HELD_OUT_SEED = 7919  # data.seed + this renders the scorer's faces: a population no method trains or tests on
 RECIPE = {"widths": (24, 48, 96, 192), "steps": 1800, "smoke_steps": 400, "batch_size": 64, "lr": 2e-3, "seed": 1,
           "images_per_identity": 40}
+MIN_IDENTITIES = 200  # the scorer learns from at least this many people (the default preset's number)
 
 
 class ResBlock(nn.Module):
@@ -83,13 +84,15 @@ class ScorerNet(nn.Module):
 
 
 def scorer_data(data: DataConfig) -> DataConfig:
-    """The faces the scorer learns from: ``data``'s subject and size rendered from another seed."""
+    """The faces the scorer learns from: ``data``'s subject and size rendered from another seed, at least
+    ``MIN_IDENTITIES`` people (the smoke preset's 24 teach landmarks that do not carry to new faces)."""
     from afvae.data.datasets import SYNTHETIC
 
     if data.source not in SYNTHETIC:
         raise ValueError(f"data {data.source!r}: the held-out scorer renders faces of another seed, which only the "
                          f"synthetic sources ({', '.join(SYNTHETIC)}) can do")
-    return dataclasses.replace(data, seed=data.seed + HELD_OUT_SEED, images_per_identity=RECIPE["images_per_identity"])
+    return dataclasses.replace(data, seed=data.seed + HELD_OUT_SEED, images_per_identity=RECIPE["images_per_identity"],
+                               n_identities=max(data.n_identities, MIN_IDENTITIES))
 
 
 def recipe(data: DataConfig) -> dict[str, Any]:

@@ -5,7 +5,7 @@ import torch
 from afvae.config import get_config
 from afvae.data.datasets import build_dataset
 from afvae.features import FactorNet, cached_net
-from afvae.scorer import HELD_OUT_SEED, ScorerNet, scorer_data, scorer_path
+from afvae.scorer import HELD_OUT_SEED, MIN_IDENTITIES, ScorerNet, scorer_data, scorer_path
 from afvae.scorer_accuracy import accuracy_items, identity_separation
 
 
@@ -24,6 +24,9 @@ def test_scorer_is_another_architecture_on_another_population():
     data = get_config("smoke").data
     held = scorer_data(data)
     assert held.seed == data.seed + HELD_OUT_SEED and held.size == data.size and held.source == data.source
+    assert held.n_identities == MIN_IDENTITIES > data.n_identities  # the smoke preset's 24 people do not generalise
+    paper = get_config("paper").data
+    assert scorer_data(paper).n_identities == paper.n_identities > MIN_IDENTITIES
     kinds = lambda net: {type(m) for m in net.modules()}  # noqa: E731
     assert torch.nn.BatchNorm2d in kinds(FactorNet(10)) and torch.nn.BatchNorm2d not in kinds(ScorerNet(10))
     assert torch.nn.GroupNorm in kinds(ScorerNet(10)) and torch.nn.GroupNorm not in kinds(FactorNet(10))
