@@ -8,12 +8,12 @@ from afvae.data import synthetic as S
 from afvae.data.datasets import SyntheticFaces
 from afvae.data.synthetic import geometry
 
-# Fingerprint of the renders and landmarks of 8 identities x 8 sampled structures (seed 0, |yaw| <= 60), as the
-# renderer draws them since before it was extended to profile (``fingerprint``; recorded when a sha256 of the uint8
-# renders kept since then still held on one CPU, then rounded to 6 decimals). Changing it is changing every data
-# set, run and figure of the project: it must be deliberate. Another CPU's vector kernels move the render by a few
-# 1e-3 on ~0.1 % of the pixels and these statistics by < 1e-5 (measured with ATEN_CPU_CAPABILITY=default), far
-# inside the tolerances; any visible change to a face moves its identity's mean by > 1e-4.
+# ``fingerprint`` of the renders and landmarks of 8 identities x 8 sampled structures (seed 0, |yaw| <= 60): the
+# default data, unchanged since before the renderer was extended to profile (checked until now by a sha256 of the
+# uint8 renders, which holds on one CPU only), rounded to 6 decimals. Changing it is changing every data set, run
+# and figure of the project: it must be deliberate. Another CPU's vector kernels move the render by a few 1e-3 on
+# ~0.1 % of the pixels and these statistics by < 1e-5 (measured with ATEN_CPU_CAPABILITY=default), far inside the
+# tolerances; one grey level more on a quarter of one identity's pixels moves its mean by 2e-3.
 DEFAULT_DATA_FINGERPRINT = {
     32: [-0.066684, -0.025638, 0.26995, 0.016856, -0.135273, -0.172114, 0.003187, -0.120658,  # mean x
          0.261142, 0.167926, 0.159164, 0.210502, 0.133979, 0.20883, 0.093484, 0.150171,  # mean x^2
