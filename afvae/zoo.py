@@ -300,9 +300,11 @@ def figure(folder: str | Path | None = None, bench: str | Path = "results/bench"
         curves["default preset (27,200 images)"] = json.loads(default.read_text())["curve"]
     for name, entry in long_curves(folder).items():
         curves[f"{name}, long (EMA)"] = entry["curve"]
+        if name != "full":  # the raw weights of the full model only
+            continue
         raw = [{**r, **{k.removeprefix("raw_"): v for k, v in r.items() if k.startswith("raw_")}}
                for r in entry["curve"] if "raw_yaw_ssim" in r]
-        if raw and name == "full":
+        if raw:
             curves[f"{name}, long (raw weights)"] = raw
     if not any("long" in k for k in curves):
         return None
