@@ -17,6 +17,7 @@ import torch
 from afvae.checkpoint import CHECKPOINT, METRICS, finished, load_model, run_dir
 from afvae.config import Config, get_config
 from afvae.data.datasets import for_data
+from afvae.preflight import SHIPPED_SCALE
 from afvae.shipped import entry_for, install
 from afvae.train import train
 
@@ -50,6 +51,16 @@ def train_cached(cfg: Config, root: str | Path = "results/runs", progress: bool 
 def retraining() -> bool:
     """Whether shipped weights are to be ignored (``$AFVAE_RETRAIN`` set to 1)."""
     return os.environ.get("AFVAE_RETRAIN", "0") == "1"
+
+
+def trains_nothing(scale: str) -> bool:
+    """Whether notebooks at ``scale`` must not train: the shipped models' preset (``long``), unless retraining."""
+    return scale == SHIPPED_SCALE and not retraining()
+
+
+def available(cfg: Config, results: str | Path = "results") -> bool:
+    """Whether ``trained(cfg, results)`` trains nothing: a finished run is cached, or (unless retraining) shipped."""
+    return finished(cfg, runs_root(results)) or (not retraining() and entry_for(cfg) is not None)
 
 
 def trained(cfg: Config, results: str | Path = "results", progress: bool = True

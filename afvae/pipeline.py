@@ -25,7 +25,7 @@ from typing import Any
 
 from afvae.atomic import write_text
 from afvae.config import PRESETS, VARIANTS
-from afvae.preflight import SYNTHETIC_ONLY, minimum_folder, shortfalls
+from afvae.preflight import NOT_SHIPPED, SYNTHETIC_ONLY, minimum_folder, shortfalls
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"  # the repository's, from any working folder
 PER_VARIANT = {"02_train"}  # executed once per ablation variant (Table 3)
@@ -213,21 +213,22 @@ def _merged(result: dict[str, Any], path: Path) -> dict[str, Any]:
     return {**result, "wall_seconds": times, "partial_runs": old.get("partial_runs", 1) + 1}
 
 
-def preflight(scale: str, data: str, stems: list[str]) -> dict[str, str]:
+def preflight(scale: str, data: str, stems: list[str], retrain: bool = False) -> dict[str, str]:
     """Every notebook's data needs, checked before the first one runs: prints each notebook that cannot run
-    and why (all at once), with the smallest folder that runs them all; exits 2 when none can run.
+    and why (all at once), with the smallest folder that runs them all; exits 2 when none can run. At the
+    shipped models' scale (``long``) without ``retrain``, notebooks whose models are not shipped are skipped too.
 
     Returns the skipped notebooks -> reason.
     """
     try:
-        skipped = shortfalls(scale, data, stems)
+        skipped = shortfalls(scale, data, stems, retrain)
     except (OSError, ValueError) as e:
         raise SystemExit(f"--data {data!r}: {e}") from None
     nothing = len(skipped) == len(stems)
     stream = sys.stderr if nothing else sys.stdout
     for stem, why in skipped.items():
         print(f"[pre-flight] {stem} skipped: {why}", file=stream)
-    if set(skipped) - SYNTHETIC_ONLY:
+    if set(skipped) - SYNTHETIC_ONLY - NOT_SHIPPED.keys():  # a data shortfall
         print(f"[pre-flight] every notebook runs at {scale} scale on {minimum_folder(scale)}", file=stream, flush=True)
     if nothing:
         print(f"no notebook can run on {data} at {scale} scale: prepare a larger folder", file=sys.stderr)
@@ -269,7 +270,7 @@ def run(scale: str, data: str = "synthetic", seed: int = 0, only: list[str] | No
     times: dict[str, float] = {}
     t0 = time.perf_counter()
     selected = notebooks(only)
-    skipped = preflight(scale, data, [nb.stem for nb in selected])
+    skipped = preflight(scale, data, [nb.stem for nb in selected], retrain)
     if data != "synthetic":
         from afvae.data.datasets import folder_schema  # imports torch: after the pre-flight has spoken
 

@@ -12,8 +12,9 @@ moves beyond its 95 % bootstrap interval, else fp32; the metrics at export; and 
 64 fixed edits that the tests recompute from the shipped file.
 
 Beside them ship Fig. 7's models (``SUBJECTS``: the full model trained on the procedural hands and cats at the
-default preset, by notebook 12), scored on structure swaps of unseen identities (``afvae.quality.swap_set``), so
-that ``make paper`` installs them instead of training.
+default preset, by notebook 12) and the tutorial's four small C-VAEs (``TUTORIAL``: notebook 11's, 32 px), scored
+on structure swaps of unseen identities (``afvae.quality.swap_set``), so that ``make paper`` installs them instead
+of training, and ``make paper SCALE=long`` trains nothing.
 """
 from __future__ import annotations
 
@@ -24,7 +25,9 @@ from afvae.cli import add_debug, fail
 AFVAE_NAMES = ("full", "no_kl", "standard_prior", "gmm_sampled", "deconv", "batchnorm", "no_norm")
 BASELINE_NAMES = ("pix2pixHD", "StarGAN", "GANimation")
 SUBJECTS = {"hands": "synthetic-hands", "cats": "synthetic-cats"}  # Fig. 7's models: name -> data source
-NAMES = AFVAE_NAMES + BASELINE_NAMES + tuple(SUBJECTS)
+TUTORIAL = {f"tutorial_{prior}_{name}": (prior, beta)  # notebook 11's models: name -> (prior, beta)
+            for name, beta in (("beta1e-5", 1e-5), ("beta1e-3", 1e-3)) for prior in ("standard", "additive")}
+NAMES = AFVAE_NAMES + BASELINE_NAMES + tuple(SUBJECTS) + tuple(TUTORIAL)
 SCALE = "long"
 SUBJECT_SCALE = "default"  # the preset of SUBJECTS' models (notebook 12's)
 CURVE, SITTINGS = "curve.jsonl", "sittings.jsonl"
@@ -83,6 +86,7 @@ from afvae.methods import Method
 from afvae.quality import EditSet, edit_quality, edit_scores, edit_set, interval, swap_set
 from afvae.shipped import CENTRES, MANIFEST, load_state, manifest, sha256, weights_dir
 from afvae.train import fit
+from afvae.tutorial import tiny_config
 
 log = logging.getLogger(__name__)
 
@@ -95,12 +99,15 @@ def zoo_config(name: str, scale: str = SCALE) -> Config:
         return get_config(scale, name)
     if name in SUBJECTS:  # always notebook 12's config, whatever ``scale``
         return for_data(get_config(SUBJECT_SCALE, "full"), SUBJECTS[name]).replace(train={"seed": 0})
+    if name in TUTORIAL:  # notebook 11's, the same at every scale but smoke
+        return tiny_config("smoke" if scale == "smoke" else SUBJECT_SCALE, *TUTORIAL[name])
     raise ValueError(f"unknown reference model {name!r}; choose one of {', '.join(NAMES)}")
 
 
 def is_face(cfg: Config) -> bool:
-    """Whether ``cfg`` trains on the synthetic faces (scored on yaw and expression edits, with a scorer)."""
-    return cfg.data.source == "synthetic"
+    """Whether ``cfg`` is a face model of the paper's size (scored on yaw and expression edits, with a scorer);
+    hands, cats and the tutorial's small models are scored on structure swaps."""
+    return cfg.data.source == "synthetic" and not cfg.name.startswith("tutorial_")
 
 
 def benchmark(cfg: Config, check: bool = False) -> EditSet:

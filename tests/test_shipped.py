@@ -187,3 +187,30 @@ def test_ablation_gaps_are_advantages_over_the_full_model(tmp_path):
     assert gaps["expr_changed_l1"][1] == pytest.approx([0.01] * 2)  # lower is better: a smaller error is ahead
     assert gaps["landmark_nme"][1] == pytest.approx([0.01] * 2)
     assert zoo.gap_figure(figures=tmp_path) == tmp_path / "ablation_gaps.png"  # the shipped variants' curves
+
+
+def test_the_long_scale_finds_every_model_it_needs_in_weights():
+    """``make paper SCALE=long`` trains nothing: every model its notebooks ask for is shipped, but for the
+    notebooks the pre-flight skips there (``preflight.NOT_SHIPPED``), and notebook 06's optional row."""
+    from afvae import pipeline, pool, preflight, tutorial
+
+    stems = [p.stem for p in pipeline.notebooks()]
+    skipped = preflight.shortfalls("long", "synthetic", stems)
+    assert set(skipped) == set(preflight.NOT_SHIPPED) and experiment.trains_nothing("long")
+    cfgs = pool.needed([s for s in stems if s not in skipped], "long")  # Table 3, Table 1 and what reads them
+    cfgs += [experiment.config(zoo.SUBJECT_SCALE, "full", source) for source in zoo.SUBJECTS.values()]  # 12
+    cfgs += [tutorial.tiny_config("long", prior, beta) for prior, beta in zoo.TUTORIAL.values()]  # 11
+    assert len(cfgs) == 7 + 3 + 2 + 4
+    assert [c.name for c in cfgs if shipped.entry_for(c) is None] == []
+    assert preflight.shortfalls("long", "synthetic", stems, retrain=True) == {}  # RETRAIN=1 trains them instead
+
+
+@pytest.mark.parametrize("name", sorted(zoo.TUTORIAL))
+def test_tutorial_models_are_notebook_11s(name):
+    """The shipped tutorial models have notebook 11's configs at every scale but smoke, so it installs them."""
+    from afvae import tutorial
+
+    for scale in ("default", "long"):
+        assert zoo.zoo_config(name).hash() == tutorial.tiny_config(scale, *zoo.TUTORIAL[name]).hash()
+    assert zoo.zoo_config(name, "smoke").hash() == tutorial.tiny_config("smoke", *zoo.TUTORIAL[name]).hash()
+    assert zoo.scored(zoo.zoo_config(name)) == zoo.SWAP_SCORED
