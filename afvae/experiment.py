@@ -8,18 +8,17 @@ file; an unfinished one is resumed, a new one trained. AF-VAE variants and the G
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pandas as pd
 import torch
 
 from afvae.checkpoint import CHECKPOINT, METRICS, finished, load_model, run_dir
-from afvae.config import Config, get_config
+from afvae.config import SHIPPED_SCALE, Config, get_config
 from afvae.data.datasets import for_data
-from afvae.preflight import SHIPPED_SCALE
 from afvae.shipped import entry_for, install
 from afvae.train import train
+from afvae.weights_manifest import retraining
 
 
 def config(scale: str, variant: str = "full", data: str = "synthetic", seed: int = 0) -> Config:
@@ -42,15 +41,16 @@ def train_cached(cfg: Config, root: str | Path = "results/runs", progress: bool 
     Feature networks are cached beside the runs, in ``root/../cache``.
     """
     out = run_dir(cfg, root)
-    if finished(cfg, root) or (not retraining() and not (out / CHECKPOINT).exists() and install(cfg, root)):
-        return out
-    train(cfg, out, resume=True, progress=progress, cache_root=Path(root).parent / "cache")
+    if not ready(cfg, root):
+        train(cfg, out, resume=True, progress=progress, cache_root=Path(root).parent / "cache")
     return out
 
 
-def retraining() -> bool:
-    """Whether shipped weights are to be ignored (``$AFVAE_RETRAIN`` set to 1)."""
-    return os.environ.get("AFVAE_RETRAIN", "0") == "1"
+def ready(cfg: Config, root: str | Path = "results/runs") -> bool:
+    """Whether ``root`` holds a finished run of ``cfg``, once a shipped one is installed there (unless retraining,
+    or a run of it was started here: that one resumes)."""
+    started = (run_dir(cfg, root) / CHECKPOINT).exists()
+    return finished(cfg, root) or (not retraining() and not started and install(cfg, root) is not None)
 
 
 def trains_nothing(scale: str) -> bool:

@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from afvae.atomic import atomic_path
 from afvae.config import DataConfig
 from afvae.weights import resolve_weights, weights_available
+from afvae.weights_manifest import install_net
 
 log = logging.getLogger(__name__)
 VGG19_FILE = "vgg19-dcbb9e9d.pth"
@@ -163,8 +164,9 @@ def load_factor_net(data: DataConfig, root: str | Path = "results/cache", progre
 def cached_net(path: Path, train: Callable[[], tuple[nn.Module, dict[str, Any]]],
                build: Callable[[int], nn.Module] = FactorNet) -> tuple[nn.Module, dict[str, Any]]:
     """A net and its meta from ``path``, or ``train()``-ed and saved there first. ``build(n_targets)`` makes the
-    empty net a saved state loads into (its meta's ``mean`` has one entry per target)."""
-    if path.exists():
+    empty net a saved state loads into (its meta's ``mean`` has one entry per target). A net that ``weights/``
+    ships (``afvae.weights_manifest.install_net``) is copied into the cache instead of trained."""
+    if path.exists() or install_net(path):
         state = torch.load(path, map_location="cpu", weights_only=True)
         net = build(state["mean"].numel())
         net.load_state_dict(state["model"])

@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from afvae.atomic import write_text
-from afvae.config import PRESETS, VARIANTS
-from afvae.preflight import NOT_SHIPPED, SYNTHETIC_ONLY, minimum_folder, shortfalls
+from afvae.config import PRESETS, SHIPPED_SCALE, VARIANTS
+from afvae.preflight import SYNTHETIC_ONLY, minimum_folder, shortfalls
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"  # the repository's, from any working folder
 PER_VARIANT = {"02_train"}  # executed once per ablation variant (Table 3)
@@ -213,22 +213,21 @@ def _merged(result: dict[str, Any], path: Path) -> dict[str, Any]:
     return {**result, "wall_seconds": times, "partial_runs": old.get("partial_runs", 1) + 1}
 
 
-def preflight(scale: str, data: str, stems: list[str], retrain: bool = False) -> dict[str, str]:
+def preflight(scale: str, data: str, stems: list[str]) -> dict[str, str]:
     """Every notebook's data needs, checked before the first one runs: prints each notebook that cannot run
-    and why (all at once), with the smallest folder that runs them all; exits 2 when none can run. At the
-    shipped models' scale (``long``) without ``retrain``, notebooks whose models are not shipped are skipped too.
+    and why (all at once), with the smallest folder that runs them all; exits 2 when none can run.
 
     Returns the skipped notebooks -> reason.
     """
     try:
-        skipped = shortfalls(scale, data, stems, retrain)
+        skipped = shortfalls(scale, data, stems)
     except (OSError, ValueError) as e:
         raise SystemExit(f"--data {data!r}: {e}") from None
     nothing = len(skipped) == len(stems)
     stream = sys.stderr if nothing else sys.stdout
     for stem, why in skipped.items():
         print(f"[pre-flight] {stem} skipped: {why}", file=stream)
-    if set(skipped) - SYNTHETIC_ONLY - NOT_SHIPPED.keys():  # a data shortfall
+    if set(skipped) - SYNTHETIC_ONLY:
         print(f"[pre-flight] every notebook runs at {scale} scale on {minimum_folder(scale)}", file=stream, flush=True)
     if nothing:
         print(f"no notebook can run on {data} at {scale} scale: prepare a larger folder", file=sys.stderr)
@@ -262,7 +261,9 @@ def run(scale: str, data: str = "synthetic", seed: int = 0, only: list[str] | No
     the data cannot serve (``preflight``) are skipped and listed in the manifest's ``skipped``. Models the
     repository ships (``weights/``) are used as they are, unless ``retrain``. ``n_seeds``: training seeds per
     Table 3 variant (1: no intervals). Before the first notebook that trains, every run the selected notebooks
-    need is trained ``jobs`` at a time (``train_up_front``; default: one single-threaded worker per core)."""
+    need is trained ``jobs`` at a time (``train_up_front``; default: one single-threaded worker per core). At
+    ``SHIPPED_SCALE`` (``long``) nothing is trained unless ``retrain``: notebooks with runs that ``weights/``
+    does not ship are skipped (``afvae.pool.unshipped``)."""
     out = Path(out).resolve()
     os.environ["AFVAE_RETRAIN"] = "1" if retrain else "0"  # read by afvae.experiment in the notebooks' kernels
     results = out / "results"
@@ -270,7 +271,7 @@ def run(scale: str, data: str = "synthetic", seed: int = 0, only: list[str] | No
     times: dict[str, float] = {}
     t0 = time.perf_counter()
     selected = notebooks(only)
-    skipped = preflight(scale, data, [nb.stem for nb in selected], retrain)
+    skipped = preflight(scale, data, [nb.stem for nb in selected])
     if data != "synthetic":
         from afvae.data.datasets import folder_schema  # imports torch: after the pre-flight has spoken
 
@@ -278,6 +279,14 @@ def run(scale: str, data: str = "synthetic", seed: int = 0, only: list[str] | No
             folder_schema(data)  # an unknown keypoint schema fails here, before any notebook runs
         except (OSError, ValueError) as e:
             raise SystemExit(f"--data {data!r}: {e}") from None
+    if scale == SHIPPED_SCALE and not retrain:  # trains nothing: notebooks with unshipped runs are skipped
+        from afvae import pool  # imports torch: after the pre-flight has spoken
+
+        missing = pool.unshipped([nb.stem for nb in selected if nb.stem not in skipped], scale, data, seed, n_seeds,
+                                 results)
+        for stem, why in missing.items():
+            print(f"[pre-flight] {stem} skipped: {why}", flush=True)
+        skipped |= missing
     pooled: dict[str, Any] = {}
     for nb in selected:
         if nb.stem in skipped:
@@ -321,6 +330,9 @@ def main(argv: list[str] | None = None) -> None:
                          "python -m afvae.data.real.prepare")
     if a.seeds < 1:
         raise SystemExit(f"--seeds {a.seeds}: give at least 1 (3 for intervals)")
+    if a.scale == SHIPPED_SCALE and a.seeds > 1 and not a.retrain:
+        raise SystemExit(f"--scale {a.scale} --seeds {a.seeds}: weights/ ships one training seed per model; use "
+                         "--seeds 1, or --retrain to train the others")
     if a.jobs is not None and a.jobs < 1:
         raise SystemExit(f"--jobs {a.jobs}: give at least 1")
     run(a.scale, a.data, a.seed, a.only, a.out, a.retrain, a.seeds, a.jobs)

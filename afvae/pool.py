@@ -26,7 +26,7 @@ import torch
 from tqdm.auto import tqdm
 
 from afvae import baselines, beta_sweep, experiment
-from afvae.checkpoint import METRICS, finished, run_dir
+from afvae.checkpoint import METRICS, run_dir
 from afvae.config import VARIANTS, Config
 from afvae.data.datasets import SYNTHETIC
 from afvae.features import build_feature_net, landmark_net_path, load_landmark_net
@@ -54,6 +54,22 @@ def needed(stems: Iterable[str], scale: str, data: str = "synthetic", seed: int 
     if stems & BETA_SWEEP and data == "synthetic":
         cfgs += list(beta_sweep.configs(scale, data, seed).values())
     return list({run_dir(c, "").name: c for c in cfgs}.values())
+
+
+def unshipped(stems: Iterable[str], scale: str, data: str = "synthetic", seed: int = 0, n_seeds: int = 1,
+              results: str | Path = "results", most: int = 4) -> dict[str, str]:
+    """The notebooks of ``stems`` (those that ``needed`` lists runs for) with a run that is neither finished in
+    ``results/runs`` nor shipped -> why, naming up to ``most`` of them: at ``SHIPPED_SCALE``, which trains
+    nothing, the pipeline skips them."""
+    out = {}
+    for stem in sorted(set(stems) & STEMS):
+        missing = [run_dir(c, "").name for c in needed([stem], scale, data, seed, n_seeds)
+                   if not experiment.available(c, results)]
+        if missing:
+            names = ", ".join(missing[:most]) + (f" and {len(missing) - most} more" if len(missing) > most else "")
+            out[stem] = (f"weights/ ships no {scale}-preset model for {len(missing)} of its runs ({names}); "
+                         "RETRAIN=1 trains them, or python -m afvae.zoo train / export ships them")
+    return out
 
 
 def _cores() -> int:
@@ -114,7 +130,7 @@ def train_all(cfgs: Sequence[Config], root: str | Path, jobs: int | None = None,
     """
     root = Path(root)
     cache = root.parent / "cache"
-    todo = [c for c in cfgs if not finished(c, root)]
+    todo = [c for c in cfgs if not experiment.ready(c, root)]  # shipped runs are installed here
     if not todo:
         return {}
     jobs = min(jobs or default_jobs(todo), len(todo))

@@ -18,11 +18,6 @@ from afvae.config import PRESETS, TUTORIAL_SIZES
 
 SYNTHETIC_ONLY = {"07_manipulation", "08_identity", "12_hands_cats", "13_failures",
                   "14_prior_beta"}  # need the renderer: its truth, hands and cats
-SHIPPED_SCALE = "long"  # the preset of the shipped reference models (afvae.zoo.SCALE): run from weights/, no training
-NOT_SHIPPED = {  # notebooks whose models weights/ does not ship at SHIPPED_SCALE -> why they are skipped there
-    "14_prior_beta": "its beta sweep (12 runs) is a default-budget experiment that weights/ does not ship; "
-                     "make paper (SCALE=default) runs it, RETRAIN=1 trains it at the long preset (~18 CPU-hours)",
-}
 FIG4_TARGETS = 3  # 09_comparison: TARGET_EXPRESSIONS, each a test item of another identity per source
 POSTERIOR_SWAPS = 6  # 11_cvae_tutorial: N_SAMPLES test faces encoded for the posterior swaps
 MIN_PAIR_IMAGES = 2  # Frechet distance and KID fit statistics of at least two test images
@@ -80,16 +75,12 @@ def needs(scale: str) -> dict[str, dict[str, int]]:
     }
 
 
-def shortfalls(scale: str, data: str, stems: list[str], retrain: bool = False) -> dict[str, str]:
-    """Notebooks of ``stems`` that cannot run on ``data`` at ``scale`` -> why (every need missed, with minima).
-
-    At ``SHIPPED_SCALE`` without ``retrain``, the notebooks of ``NOT_SHIPPED`` too: that scale trains nothing.
-    """
-    out = {s: why for s, why in NOT_SHIPPED.items() if s in stems and scale == SHIPPED_SCALE and not retrain}
+def shortfalls(scale: str, data: str, stems: list[str]) -> dict[str, str]:
+    """Notebooks of ``stems`` that cannot run on ``data`` at ``scale`` -> why (every need missed, with minima)."""
     if data == "synthetic":
-        return out
+        return {}
     counts = folder_counts(data)
-    out |= {s: "needs the synthetic renderer's ground truth (DATA=synthetic)" for s in stems if s in SYNTHETIC_ONLY}
+    out = {s: "needs the synthetic renderer's ground truth (DATA=synthetic)" for s in stems if s in SYNTHETIC_ONLY}
     for stem, need in needs(scale).items():
         missed = [f">= {n} {LABELS[k]} (has {getattr(counts, k)})" for k, n in need.items() if getattr(counts, k) < n]
         if stem in stems and missed:

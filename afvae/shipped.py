@@ -9,78 +9,28 @@ images seen, TFLOP, wall time, machine, commit and the metrics measured at expor
 the file is checked (SHA-256, config hash) and written out as the finished run ``runs/NAME-HASH``, which every
 reader of runs (``afvae.experiment``, the notebooks, the explorer, the study) then loads as if it had trained
 it. A shipped run holds no optimiser state: it cannot be resumed.
+
+The manifest, the files' checksums and the shipped evaluation nets are ``afvae.weights_manifest``'s.
 """
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from afvae.atomic import write_text
-from afvae.checkpoint import CHECKPOINT, METRICS, RunFolderError, run_dir, save_checkpoint
+from afvae.checkpoint import CHECKPOINT, METRICS, run_dir, save_checkpoint
 from afvae.config import Config
+from afvae.weights_manifest import MANIFEST, REGENERATE, manifest, verified_file, weights_dir
 
-WEIGHTS = Path(__file__).resolve().parents[1] / "weights"  # the repository's weights/ (AFVAE_WEIGHTS overrides)
-MANIFEST = "manifest.json"
-REGENERATE = "make weights (or: python -m afvae.zoo train NAME --runs DIR, then python -m afvae.zoo export)"
 CENTRES = "focal_points"  # the safetensors key of the focal points (K, F), beside the network's own keys
-
-
-class ShippedMismatch(RunFolderError):
-    """A shipped file that is not what its manifest entry says: refused, never loaded."""
-
-
-def weights_dir() -> Path:
-    """The folder of the shipped weights: ``$AFVAE_WEIGHTS`` or the repository's ``weights/``."""
-    return Path(os.environ.get("AFVAE_WEIGHTS", WEIGHTS))
-
-
-def manifest(folder: str | Path | None = None) -> dict[str, dict[str, Any]]:
-    """The manifest's entries by model name; {} when nothing is shipped."""
-    path = Path(folder or weights_dir()) / MANIFEST
-    if not path.exists():
-        return {}
-    try:
-        entries = json.loads(path.read_text())["models"]
-    except (json.JSONDecodeError, KeyError, TypeError) as e:
-        raise ValueError(f"{path} is not a weights manifest ({e}); restore it from the repository (git checkout "
-                         f"{path.name})") from e
-    return {e["name"]: e for e in entries}
-
-
-def sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def entry_for(cfg: Config, folder: str | Path | None = None) -> dict[str, Any] | None:
     """The manifest entry shipped for ``cfg`` (same config hash), or None."""
     return next((e for e in manifest(folder).values() if e["config_hash"] == cfg.hash()), None)
-
-
-def verified_file(entry: dict[str, Any], folder: str | Path | None = None) -> Path:
-    """The path of ``entry``'s file, once its SHA-256 and its config's hash are what the manifest says."""
-    path = Path(folder or weights_dir()) / entry["file"]
-    if not path.exists():
-        raise FileNotFoundError(f"{path} is missing (the manifest lists it): regenerate it with {REGENERATE}, or "
-                                f"restore it from the repository")
-    actual = sha256(path)
-    if actual != entry["sha256"]:
-        raise ShippedMismatch(f"{path}: SHA-256 {actual[:16]}... is not the manifest's {entry['sha256'][:16]}...: "
-                              f"a corrupt or replaced file; restore it (git checkout) or regenerate it with {REGENERATE}")
-    cfg_hash = Config.from_dict(entry["config"]).hash()
-    if cfg_hash != entry["config_hash"]:
-        raise ShippedMismatch(f"{path}: its manifest config hashes to {cfg_hash}, not the recorded "
-                              f"{entry['config_hash']}: the config code changed since export; regenerate with "
-                              f"{REGENERATE}")
-    return path
 
 
 def load_state(entry: dict[str, Any], folder: str | Path | None = None) -> dict[str, Any]:
@@ -134,3 +84,5 @@ def load(name: str = "full", folder: str | Path | None = None, device: str = "cp
         raise FileNotFoundError(f"{where} ships no model {name!r} (it has {', '.join(entries) or 'none'}): make it "
                                 f"with {REGENERATE}, or pass a run folder you trained")
     return model_from_state(load_state(entries[name], folder), device)
+
+

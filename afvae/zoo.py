@@ -9,7 +9,8 @@ from the default budget to the long one. Each sitting's wall time, machine and c
 ``python -m afvae.zoo export [NAME ...] --runs DIR`` writes each finished model to ``weights/NAME.safetensors``
 and its entry in ``weights/manifest.json`` (``afvae.shipped`` reads them): fp16 when no metric of the benchmark
 moves beyond its 95 % bootstrap interval, else fp32; the metrics at export; and ``check``, the pixel metrics of
-64 fixed edits that the tests recompute from the shipped file.
+64 fixed edits that the tests recompute from the shipped file. With them it ships the evaluation nets of the
+faces' data from ``--cache`` (``export_nets``: factor net, landmark net, held-out scorer; ``weights/nets/``).
 
 Beside them ship Fig. 7's models (``SUBJECTS``: the full model trained on the procedural hands and cats at the
 default preset, by notebook 12) and the tutorial's four small C-VAEs (``TUTORIAL``: notebook 11's, 32 px), scored
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 
 from afvae.cli import add_debug, fail
+from afvae.config import SHIPPED_SCALE
 
 AFVAE_NAMES = ("full", "no_kl", "standard_prior", "gmm_sampled", "deconv", "batchnorm", "no_norm")
 BASELINE_NAMES = ("pix2pixHD", "StarGAN", "GANimation")
@@ -28,7 +30,7 @@ SUBJECTS = {"hands": "synthetic-hands", "cats": "synthetic-cats"}  # Fig. 7's mo
 TUTORIAL = {f"tutorial_{prior}_{name}": (prior, beta)  # notebook 11's models: name -> (prior, beta)
             for name, beta in (("beta1e-5", 1e-5), ("beta1e-3", 1e-3)) for prior in ("standard", "additive")}
 NAMES = AFVAE_NAMES + BASELINE_NAMES + tuple(SUBJECTS) + tuple(TUTORIAL)
-SCALE = "long"
+SCALE = SHIPPED_SCALE
 SUBJECT_SCALE = "default"  # the preset of SUBJECTS' models (notebook 12's)
 CURVE, SITTINGS = "curve.jsonl", "sittings.jsonl"
 SCORED = ("yaw_ssim", "expr_changed_l1", "identity_sim", "landmark_nme", "rec_ssim")  # a model's own scores
@@ -84,9 +86,10 @@ from afvae.data.datasets import build_dataset, for_data
 from afvae.features import load_factor_net
 from afvae.methods import Method
 from afvae.quality import EditSet, edit_quality, edit_scores, edit_set, interval, swap_set
-from afvae.shipped import CENTRES, MANIFEST, load_state, manifest, sha256, weights_dir
+from afvae.shipped import CENTRES, load_state
 from afvae.train import fit
 from afvae.tutorial import tiny_config
+from afvae.weights_manifest import MANIFEST, NETS, export_net, manifest, nets, sha256, weights_dir
 
 log = logging.getLogger(__name__)
 
@@ -281,12 +284,33 @@ def manifest_entry(name: str, cfg: Config, run: Path, path: Path, half: bool, fp
     }
 
 
-def write_manifest(entries: dict[str, dict[str, Any]], folder: Path) -> Path:
-    """``folder/manifest.json``: the entries in ``NAMES`` order, and their total size."""
+def write_manifest(entries: dict[str, dict[str, Any]], folder: Path,
+                   net_entries: dict[str, dict[str, Any]] | None = None) -> Path:
+    """``folder/manifest.json``: the model entries in ``NAMES`` order, the evaluation nets (``net_entries``,
+    default: those it lists now), and the total size of every file."""
     models = [entries[n] for n in NAMES if n in entries]
-    body = {"about": "Reference models of afvae (python -m afvae.zoo); read with afvae.shipped.",
-            "total_bytes": sum(e["bytes"] for e in models), "models": models}
+    shipped_nets = list((nets(folder) if net_entries is None else net_entries).values())
+    body = {"about": "Reference models of afvae (python -m afvae.zoo) and the evaluation nets of their data; read "
+                     "with afvae.shipped.",
+            "total_bytes": sum(e["bytes"] for e in models + shipped_nets), "models": models, NETS: shipped_nets}
     return write_text(folder / MANIFEST, json.dumps(body, indent=1) + "\n")
+
+
+def export_nets(cache: str | Path = "results/cache", folder: str | Path | None = None, scale: str = SCALE
+                ) -> dict[str, dict[str, Any]]:
+    """Ship the evaluation nets of the faces at ``scale`` (factor net, landmark net, held-out scorer; trained into
+    ``cache`` first if missing) to ``folder/nets/`` and the manifest -> their entries, by cache file."""
+    from afvae.features import factor_net_path, landmark_net_path, load_landmark_net
+    from afvae.scorer import load_scorer, scorer_path
+
+    folder, data = Path(folder or weights_dir()), zoo_config("full", scale).data
+    entries = {}
+    for path_of, load in ((factor_net_path, load_factor_net), (landmark_net_path, load_landmark_net),
+                          (scorer_path, load_scorer)):
+        load(data, cache)  # cached (or installed from weights/) -> the cache file exists
+        entries[path_of(data, cache).name] = export_net(path_of(data, cache), folder)
+    write_manifest(manifest(folder), folder, entries)
+    return entries
 
 
 def long_curves(folder: str | Path | None = None) -> dict[str, dict[str, Any]]:
@@ -348,6 +372,9 @@ def run(a: argparse.Namespace) -> None:
                 print(f"{name}: {entry['file']} ({entry['dtype']}, {entry['bytes'] / 1e6:.1f} MB) "
                       f"{key} {entry['metrics'][key]:.3f}", flush=True)
         if a.command == "export":
+            if a.scale == SCALE:  # the evaluation nets of the shipped faces' data
+                for entry in export_nets(a.cache, a.weights).values():
+                    print(f"{entry['kind']}: {entry['file']} ({entry['bytes'] / 1e6:.1f} MB)", flush=True)
             for path in filter(None, (figure(a.weights), gap_figure(a.weights))):
                 print(f"figure: {path}")
     except (ValueError, OSError, FloatingPointError) as e:

@@ -109,3 +109,18 @@ def test_needs_follow_the_notebooks_own_numbers():
     for scale in ("smoke", "default"):
         assert preflight.needs(scale)["11_cvae_tutorial"]["train_images"] == \
             tiny_config(scale, "standard", 1e-5).train.batch_size
+
+
+def test_the_long_scale_skips_notebooks_whose_runs_are_not_shipped(tmp_path, executed, capsys, monkeypatch):
+    """At SCALE=long (the shipped models) nothing trains: the beta sweep, which weights/ does not ship, is
+    skipped with what is missing; RETRAIN=1 runs it. Several seeds at long need training: refused."""
+    stems = ["02_train", "14_prior_beta"]
+    result = pipeline.run("long", only=stems, out=tmp_path / "out")
+    assert "14_prior_beta" in result["skipped"] and "14_prior_beta" not in executed and "02_train" in executed
+    assert "14_prior_beta skipped: weights/ ships no long-preset model for 9 of its runs" in capsys.readouterr().out
+    executed.clear()
+    monkeypatch.setenv("AFVAE_RETRAIN", "0")  # run() sets it for the notebooks' kernels; restored after the test
+    assert pipeline.run("long", only=stems, out=tmp_path / "again", retrain=True)["skipped"] == {}
+    assert "14_prior_beta" in executed
+    with pytest.raises(SystemExit, match="one training seed per model"):
+        pipeline.main(["--scale", "long", "--seeds", "3"])
