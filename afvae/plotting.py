@@ -632,9 +632,12 @@ def plot_prior_samples(c: torch.Tensor, rows: dict[str, torch.Tensor], notes: di
     mean_face (3, H, W), drawn in the top-left corner.
     """
     B, n = next(iter(rows.values())).shape[:2]
-    fig = plt.figure(figsize=(cell * (B * (n + 0.3) + 3.2), cell * (len(rows) + 1.4)))
+    head = 0.75  # inches above the grid: the title, and the two-line label of the mean face, for any row count
+    height = cell * (len(rows) + 1.15) + head
+    fig = plt.figure(figsize=(cell * (B * (n + 0.3) + 3.2), height))
     ratios = [3.0] + ([0.3] + [1] * n) * B
-    gs = fig.add_gridspec(len(rows) + 1, len(ratios), width_ratios=ratios, wspace=0.04, hspace=0.08)
+    gs = fig.add_gridspec(len(rows) + 1, len(ratios), width_ratios=ratios, wspace=0.04, hspace=0.08,
+                          top=1 - head / height, bottom=0.02)
     _show(fig.add_subplot(gs[0, 0].subgridspec(1, 3)[0, 2]), mean_face, title="dataset\nmean face")
     for b in range(B):
         _show(fig.add_subplot(gs[0, 2 + b * (n + 1)]), c[b], title=f"target map {b + 1}")
@@ -646,7 +649,8 @@ def plot_prior_samples(c: torch.Tensor, rows: dict[str, torch.Tensor], notes: di
         for b in range(B):
             for j in range(n):
                 _show(fig.add_subplot(gs[i + 1, 2 + b * (n + 1) + j]), x[b, j])
-    fig.suptitle("Decoded samples: each row one model, each group of columns one target boundary map", fontsize=9)
+    fig.suptitle("Decoded samples: each row one model, each group of columns one target boundary map", fontsize=9,
+                 y=1 - 0.1 / height, va="top")
     return fig
 
 
