@@ -85,7 +85,6 @@ from afvae.data.datasets import SYNTHETIC, build_dataset, collate
 from afvae.features import FeatureNet, load_factor_net, load_landmark_net
 from afvae.metrics import (
     INCEPTION_ENV,
-    batched,
     changed_region_l1,
     factor_class_probs,
     factor_metrics,
@@ -94,7 +93,9 @@ from afvae.metrics import (
     identity_similarity,
     l1_error,
     landmark_error,
+    predict,
     psnr,
+    read_once,
     summarise,
 )
 from afvae.scorer import NAME, load_scorer
@@ -142,7 +143,7 @@ def factor_columns(n_targets: int, n_points: int = 68) -> dict[str, list[int]]:
 
 def predict_factors(net: FeatureNet, x: Tensor, batch_size: int = 256) -> Tensor:
     """Standardised FactorNet predictions: (N, 3, H, W) in [-1, 1] -> (N, T) float32 on the CPU."""
-    return batched(net.net.predict, x, batch_size, next(net.net.parameters()).device)
+    return predict(net, x, batch_size)
 
 
 def predicted_landmarks(net: FeatureNet, pred: Tensor, size: int, n_points: int = 68) -> Tensor:
@@ -398,6 +399,7 @@ def score(g: dict[str, Tensor | None], cfg: Config, dataset: Any, scorers: Score
     return row | {"note": "; ".join(notes)}
 
 
+@read_once()  # the nets read each image set once
 def evaluate(model: torch.nn.Module, cfg: Config, *, n: int = 500, seed: int = 0, factor_net: FeatureNet | None = None,
              landmark_net: FeatureNet | None = None, scorer: FeatureNet | None = None,
              inception_weights: str | Path | None = None, download: bool = True, real_limit: int = 5000,
@@ -452,6 +454,7 @@ def run_name(run: str | Path) -> str:
     return (path if path.is_dir() else path.parent).resolve().name
 
 
+@read_once()  # the nets read each image set once
 def evaluate_runs(runs: dict[str, str | Path], *, device: str = "cpu", cache_root: str | Path = "results/cache",
                   progress: bool = True, references: str | Sequence[str] | None = None,
                   pairs: list[pd.DataFrame] | None = None, **kwargs: Any) -> pd.DataFrame:
@@ -491,6 +494,7 @@ def evaluate_runs(runs: dict[str, str | Path], *, device: str = "cpu", cache_roo
 # Per-pair scores, for intervals paired over the same pairs
 
 
+@read_once()  # the nets read each image set once
 def evaluate_pairs(runs: dict[str, str | Path], *, n: int = 500, seed: int = 0, references: Sequence[str] = (),
                    cache_root: str | Path = "results/cache", batch_size: int = 128, progress: bool = True
                    ) -> pd.DataFrame:

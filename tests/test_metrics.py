@@ -345,6 +345,30 @@ def test_factor_metrics_names_and_class_probs():
         frechet_distance(mu, sigma, *gaussian_stats(net.embed(fake).detach())), rel=1e-4)
 
 
+
+def test_read_once_reads_each_image_set_once_and_predict_is_the_nets_own():
+    torch.manual_seed(0)
+    net = FactorNet(6, widths=(8, 8)).eval()
+    x = _smooth_images(10, 16, seed=3)
+    calls = []
+    count = lambda b: calls.append(b.shape[0]) or net.embed(b)  # noqa: E731
+    assert torch.equal(metrics.batched(count, x, 4), metrics.batched(count, x, 4)) and len(calls) == 6  # no scope
+    calls.clear()
+    with metrics.read_once():
+        first = metrics.batched(count, x, 4)
+        kept = first.clone()
+        first += 1  # a caller changing its copy changes no later reading
+        again = metrics.batched(count, x.clone(), 4)  # equal content, another tensor: read once
+        other = metrics.batched(count, x.flip(0), 4)  # other images: read
+        with metrics.read_once():  # nested: the outer scope's readings still hold
+            assert torch.equal(metrics.batched(count, x, 4), again)
+    assert calls == [4, 4, 2] * 2 and torch.equal(kept, again) and not torch.equal(other, again)
+    with torch.no_grad():
+        assert torch.equal(metrics.predict(net, x, 4), torch.cat([net.predict(b) for b in x.split(4)]))
+    calls.clear()
+    metrics.batched(count, x, 4)
+    assert len(calls) == 3  # leaving the scope forgets
+
 # ----------------------------------------------------------------------------------------------------------
 # dlib descriptor (optional dependency)
 
