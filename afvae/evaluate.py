@@ -89,6 +89,7 @@ from afvae.metrics import (
     factor_class_probs,
     factor_metrics,
     fidelity_metrics,
+    fingerprint,
     ground_truth_errors,
     identity_similarity,
     l1_error,
@@ -96,6 +97,7 @@ from afvae.metrics import (
     predict,
     psnr,
     read_once,
+    recall,
     summarise,
 )
 from afvae.scorer import NAME, load_scorer
@@ -200,7 +202,8 @@ def generate(model: torch.nn.Module, dataset: Any, src: Tensor, tgt: Tensor, *, 
                      disable=not progress, dynamic_ncols=True):
         b = collate(dataset, s, ["x", "c"])
         other = collate(dataset, t, ["x", "landmarks"] if truth else ["x", "c", "landmarks"])
-        ref = dataset.render_pair(s, t) if truth else {"c_target": other["c"], "landmarks_target": other["landmarks"]}
+        ref = (recall(dataset, ("render_pair", *fingerprint(s), *fingerprint(t)), lambda: dataset.render_pair(s, t))
+               if truth else {"c_target": other["c"], "landmarks_target": other["landmarks"]})  # every run: the same truths
         x, c, ct = b["x"].to(device), b["c"].to(device), ref["c_target"].to(device)
         batch = {"x": b["x"], "x_out": model.translate(x, c, ct).float().cpu(),
                  "x_rec": model.translate(x, c, c).float().cpu(), "x_other": other["x"],  # own z, own c

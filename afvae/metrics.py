@@ -69,7 +69,7 @@ class UInt8Images(Dataset):
         return self.images[i]  # (3, H, W) uint8
 
 
-_readings: dict[tuple[Any, ...], tuple[Any, Tensor]] | None = None  # the open scope of ``read_once``, else None
+_readings: dict[tuple[Any, ...], tuple[Any, Any]] | None = None  # the open scope of ``read_once``, else None
 
 
 @contextlib.contextmanager
@@ -78,8 +78,9 @@ def read_once() -> Iterator[None]:
     after, so an evaluation's nets read each image set once however many metrics use it (a table row reads the
     sources, true targets and real test images with three nets, and every reference row reads them again).
 
-    Only for nets that do not change inside the scope: evaluation, never training. Scopes nest (the outermost
-    keeps the readings); leaving it forgets them.
+    ``recall`` keeps any other computation the same way (``afvae.evaluate.generate``: the true targets, rendered
+    once for every run scored on the same pairs). Only for nets and data that do not change inside the scope:
+    evaluation, never training. Scopes nest (the outermost keeps the readings); leaving it forgets them.
     """
     global _readings
     outer = _readings
@@ -90,7 +91,7 @@ def read_once() -> Iterator[None]:
         _readings = outer
 
 
-def _fingerprint(x: Tensor) -> tuple[str, tuple[int, ...], str]:
+def fingerprint(x: Tensor) -> tuple[str, tuple[int, ...], str]:
     """(content digest, shape, dtype) of ``x``: equal only for the same values."""
     data = x.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy()
     return hashlib.blake2b(data, digest_size=16).hexdigest(), tuple(x.shape), str(x.dtype)
@@ -104,17 +105,27 @@ def batched(fn: Callable[[Tensor], Tensor], x: Tensor, batch_size: int = 256,
     x: (N, ...) -> (N, ...) whatever ``fn`` returns per batch. Inside ``read_once`` a repeated call returns a
     copy of the first one's result.
     """
-    key = None
-    if _readings is not None:
-        owner = getattr(fn, "__self__", fn)  # the net of a bound method (kept alive with the entry)
-        key = (id(owner), getattr(fn, "__qualname__", repr(fn)), batch_size, str(device), *_fingerprint(x))
-        if key in _readings:
-            return _readings[key][1].clone()
-    out = torch.cat([fn(x[i:i + batch_size].to(device) if device is not None else x[i:i + batch_size]).float().cpu()
-                     for i in range(0, x.shape[0], batch_size)])
-    if key is not None:
-        _readings[key] = (owner, out.clone())
-    return out
+    def run() -> Tensor:
+        parts = [x[i:i + batch_size] for i in range(0, x.shape[0], batch_size)]
+        return torch.cat([fn(p.to(device) if device is not None else p).float().cpu() for p in parts])
+
+    if _readings is None:
+        return run()
+    owner = getattr(fn, "__self__", fn)  # the net of a bound method
+    key = (getattr(fn, "__qualname__", repr(fn)), batch_size, str(device), *fingerprint(x))
+    return recall(owner, key, run).clone()
+
+
+def recall(owner: Any, key: tuple[Any, ...], compute: Callable[[], Any]) -> Any:
+    """Inside ``read_once``: the value ``compute()`` first gave for (``owner``, ``key``), where ``owner`` is the
+    object that computes (a net, a dataset; kept alive with the entry) and ``key`` names its input; outside the
+    scope: ``compute()``. Callers must not change what it returns."""
+    if _readings is None:
+        return compute()
+    full = (id(owner), *key)
+    if full not in _readings:
+        _readings[full] = (owner, compute())
+    return _readings[full][1]
 
 
 def _embedder(net: Any) -> tuple[Embedder, torch.device | None, str]:

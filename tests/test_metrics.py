@@ -368,6 +368,13 @@ def test_read_once_reads_each_image_set_once_and_predict_is_the_nets_own():
     calls.clear()
     metrics.batched(count, x, 4)
     assert len(calls) == 3  # leaving the scope forgets
+    renders = []
+    render = lambda: renders.append(1) or {"x": x}  # noqa: E731
+    with metrics.read_once():
+        assert metrics.recall(net, ("render", 1), render) is metrics.recall(net, ("render", 1), render)
+        metrics.recall(net, ("render", 2), render)
+    metrics.recall(net, ("render", 1), render)
+    assert len(renders) == 3
 
 # ----------------------------------------------------------------------------------------------------------
 # dlib descriptor (optional dependency)
