@@ -84,5 +84,3 @@ def load(name: str = "full", folder: str | Path | None = None, device: str = "cp
         raise FileNotFoundError(f"{where} ships no model {name!r} (it has {', '.join(entries) or 'none'}): make it "
                                 f"with {REGENERATE}, or pass a run folder you trained")
     return model_from_state(load_state(entries[name], folder), device)
-
-

@@ -308,7 +308,8 @@ def export_nets(cache: str | Path = "results/cache", folder: str | Path | None =
     for path_of, load in ((factor_net_path, load_factor_net), (landmark_net_path, load_landmark_net),
                           (scorer_path, load_scorer)):
         load(data, cache)  # cached (or installed from weights/) -> the cache file exists
-        entries[path_of(data, cache).name] = export_net(path_of(data, cache), folder)
+        path = path_of(data, cache)
+        entries[path.name] = export_net(path, folder)
     write_manifest(manifest(folder), folder, entries)
     return entries
 
