@@ -11,7 +11,6 @@ import numpy as np
 import torch
 from PIL import Image
 from torch import Tensor
-from torchvision.utils import save_image
 
 from afvae.atomic import atomic_path
 
@@ -41,6 +40,7 @@ def to_numpy_image(x: Tensor) -> np.ndarray:
 
 def save_grid(x: Tensor, path: str | Path, nrow: int) -> Path:
     """Images (N, 3, H, W) in [-1, 1] as one PNG grid of ``nrow`` columns, written atomically."""
+    from torchvision.utils import save_image  # here, not at the top: importing torchvision costs seconds
     with atomic_path(path) as tmp:
         save_image(to_unit(x.float()), tmp, nrow=nrow, format="png")
     return Path(path)
