@@ -25,6 +25,7 @@ from typing import Any
 
 from afvae.atomic import write_text
 from afvae.config import PRESETS, SHIPPED_SCALE, VARIANTS
+from afvae.data.synthetic import render_cache
 from afvae.preflight import SYNTHETIC_ONLY, minimum_folder, shortfalls
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"  # the repository's, from any working folder
@@ -263,9 +264,22 @@ def run(scale: str, data: str = "synthetic", seed: int = 0, only: list[str] | No
     Table 3 variant (1: no intervals). Before the first notebook that trains, every run the selected notebooks
     need is trained ``jobs`` at a time (``train_up_front``; default: one single-threaded worker per core). At
     ``SHIPPED_SCALE`` (``long``) nothing is trained unless ``retrain``: notebooks with runs that ``weights/``
-    does not ship are skipped (``afvae.pool.unshipped``)."""
+    does not ship are skipped (``afvae.pool.unshipped``). The notebooks and training workers share one render
+    of each image set through ``results/cache/renders`` (``$AFVAE_RENDER_CACHE``, unless already set)."""
     out = Path(out).resolve()
     os.environ["AFVAE_RETRAIN"] = "1" if retrain else "0"  # read by afvae.experiment in the notebooks' kernels
+    before = os.environ.get(render_cache.ENV)
+    os.environ[render_cache.ENV] = before or str(out / "results" / "cache" / "renders")  # inherited by kernels
+    try:
+        return _run(scale, data, seed, only, out, retrain, n_seeds, jobs)
+    finally:
+        if before is None:
+            del os.environ[render_cache.ENV]
+
+
+def _run(scale: str, data: str, seed: int, only: list[str] | None, out: Path, retrain: bool, n_seeds: int,
+         jobs: int | None) -> dict[str, Any]:
+    """``run``'s body, with its environment set."""
     results = out / "results"
     base = {"SCALE": scale, "DATA": data, "SEED": seed, "FIGURES": str(out / "figures"), "RESULTS": str(results)}
     times: dict[str, float] = {}

@@ -7,7 +7,7 @@ import torch
 
 from afvae.data import synthetic as S
 from afvae.data.datasets import FolderFaces, SyntheticFaces, collate, export_synthetic
-from afvae.data.synthetic import raster, shading
+from afvae.data.synthetic import raster, render_cache, shading
 from afvae.images import to_uint8
 
 
@@ -206,6 +206,45 @@ def test_export_round_trips_through_folder_faces(tmp_path):
     export_synthetic(out, size=32, n_identities=4, images_per_identity=1, seed=3)  # replaces the folder
     assert json.loads((out / "meta.json").read_text())["n_images"] == 4
     assert len(list(out.glob("images/*.png"))) == 4 and not list(tmp_path.glob(".synthetic*"))
+
+
+def test_export_is_one_render_of_all_identities_in_identity_order(tmp_path):
+    """export_synthetic renders split by split (for the render cache) and matches rendering every id at once."""
+    out = export_synthetic(tmp_path / "f", size=32, n_identities=30, images_per_identity=3, seed=0)
+    whole = S.make_faces(32, range(30), 3, 0)
+    folder = FolderFaces(out, "all")
+    assert torch.equal(folder.identity, whole.identity) and torch.equal(folder.images[torch.arange(90)], whole.images)
+
+
+def test_render_cache_serves_a_second_render_and_keys_on_code_and_factors(tmp_path, monkeypatch, caplog):
+    calls = []
+
+    def counted(*args, **kw):
+        calls.append(1)
+        return S.FACES.render(*args, **kw)
+
+    subject = S.FACES._replace(render=counted)
+    monkeypatch.delenv(render_cache.ENV, raising=False)
+    first = S.make_faces(32, [3, 7], 2, 0, subject=subject)
+    assert len(calls) == 1 and not list(tmp_path.iterdir()), "no variable, no disk cache"
+    monkeypatch.setenv(render_cache.ENV, str(tmp_path))
+    S.make_faces(32, [3, 7], 2, 0, subject=subject)
+    again = S.make_faces(32, [3, 7], 2, 0, subject=subject)
+    assert len(calls) == 2 and len(list(tmp_path.glob("*.safetensors"))) == 1
+    assert torch.equal(again.images, first.images) and torch.equal(again.landmarks, first.landmarks)
+    S.make_faces(32, [3, 8], 2, 0, subject=subject)  # other factors: another entry
+    assert len(calls) == 3
+    monkeypatch.setattr(render_cache, "code_digest", lambda: "changed renderer")
+    S.make_faces(32, [3, 7], 2, 0, subject=subject)  # changed code: never the old pixels
+    assert len(calls) == 4 and len(list(tmp_path.glob("*.safetensors"))) == 3
+    for f in tmp_path.glob("*.safetensors"):
+        f.write_bytes(b"torn")
+    with caplog.at_level("WARNING"):
+        torn = S.make_faces(32, [3, 7], 2, 0, subject=subject)
+    assert len(calls) == 5 and torch.equal(torn.images, first.images) and "unreadable render cache" in caplog.text
+    monkeypatch.setattr(render_cache, "MAX_BYTES", 10)  # too large to keep: rendered, not written
+    S.make_faces(32, [1], 2, 0, subject=subject)
+    assert len(list(tmp_path.glob("*.safetensors"))) == 3
 
 
 def test_camera_rays_through_landmarks_hit_the_surface_at_them():

@@ -224,9 +224,16 @@ def write_folder(out_dir: str | Path, images: Tensor, landmarks: Tensor, identit
 
 def export_synthetic(out_dir: str | Path, size: int = 64, n_identities: int = 200, images_per_identity: int = 40,
                      seed: int = 0, progress: bool = False) -> Path:
-    """Render the whole synthetic dataset (all identities) and write it as a face folder."""
+    """Render the whole synthetic dataset (all identities) and write it as a face folder.
+
+    Rendered split by split, as ``SyntheticFaces`` renders them, so that a render cache (``$AFVAE_RENDER_CACHE``)
+    serves the export from the training and test sets' renders; then put back in identity order."""
     test = syn.held_out_identities(n_identities, seed)
-    faces = syn.make_faces(size, range(n_identities), images_per_identity, seed, progress=progress)
+    ids = torch.arange(n_identities)
+    parts = [syn.make_faces(size, ids[keep], images_per_identity, seed, progress=progress)
+             for keep in (~test, test) if keep.any()]
+    faces = syn.FaceSet.cat(parts)
+    faces = faces.index(torch.argsort(faces.identity, stable=True))  # identity-major, as one render of all
     split = ["test" if test[i] else "train" for i in faces.identity.tolist()]
     factors = pd.DataFrame(torch.cat([faces.appearance.to_vector(), faces.structure.to_vector()], 1).numpy(),
                            columns=syn.appearance_columns() + syn.structure_columns())
