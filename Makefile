@@ -15,6 +15,9 @@ JOBS ?=
 RUNS ?= $(HOME)/.cache/afvae/runs
 DEVICE ?= cpu
 PYTEST_ARGS ?=
+# make test spreads the test files over TEST_JOBS processes (pytest-xdist; auto: one per core), longest first
+TEST_JOBS ?= auto
+XDIST = -n $(TEST_JOBS) --dist loadfile --no-loadscope-reorder
 UNLOCKED ?=
 UPGRADE ?=
 MODE := $(if $(UNLOCKED),unlocked,locked)
@@ -71,10 +74,10 @@ weights: setup
 	$(PY) -m afvae.zoo export --runs $(RUNS)
 
 test: setup-dev
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest $(XDIST) $(PYTEST_ARGS)
 
 test-fast: setup-dev
-	$(PY) -m pytest -m "not slow and not notebooks" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not slow and not notebooks" $(XDIST) $(PYTEST_ARGS)
 
 bench: setup
 	for b in $$($(PY) -c "from afvae.bench import available; print(*available())"); do $(PY) -m afvae.bench $$b; done

@@ -1,4 +1,7 @@
-"""Shared fixtures: a tiny config and a batch of synthetic faces."""
+"""Shared fixtures: a tiny config and a batch of synthetic faces; under pytest-xdist, each worker's share of the
+cores and the longest test files first."""
+import os
+
 import pytest
 import torch
 
@@ -21,8 +24,30 @@ def batch() -> dict[str, torch.Tensor]:
     return collate(ds, torch.arange(8))
 
 
+# The longest files (each runs the pipeline at smoke scale, or trains evaluation nets), in the order xdist should
+# start them (make test: --dist loadfile --no-loadscope-reorder), so that no worker begins one near the end.
+LONGEST = ("test_pipeline.py", "test_data_sources.py", "test_evaluate.py", "test_data_hands.py")
+
+
+def _workers() -> int:
+    return int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+
+
+def pytest_configure(config):
+    """Under xdist each worker gets its share of the cores (torch threads, and OMP_NUM_THREADS for the notebook
+    kernels it starts), so that two workers do not run four threads on two cores."""
+    if _workers() > 1:
+        share = max(1, (os.cpu_count() or 1) // _workers())
+        os.environ["OMP_NUM_THREADS"] = str(share)
+        torch.set_num_threads(share)
+
+
 def pytest_collection_modifyitems(config, items):
-    """Tests marked ``gpu`` are skipped where no CUDA device exists (CI, laptops)."""
+    """Under xdist, the ``LONGEST`` files first; tests marked ``gpu`` are skipped where no CUDA device exists (CI,
+    laptops)."""
+    if _workers() > 1:
+        rank = {name: i for i, name in enumerate(LONGEST)}
+        items.sort(key=lambda item: rank.get(item.path.name, len(LONGEST)))  # stable: the rest keep their order
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="needs a CUDA device")
