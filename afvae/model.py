@@ -247,6 +247,15 @@ class AFVAE(nn.Module):
         mu, _ = self.encode(x, c_source)
         return self.decode(mu, c_target)
 
+    @torch.no_grad()
+    def translate_and_reconstruct(self, x: torch.Tensor, c_source: torch.Tensor, c_target: torch.Tensor
+                                  ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``translate(x, c_source, c_target)`` and ``translate(x, c_source, c_source)`` from one encoding of x and
+        c_source (the same numbers, a third fewer encoder passes): (B, 3, R, R) twice."""
+        y, skips = self.structure(c_source)
+        mu, _ = self.appearance_encoder(x, y)
+        return self.decode(mu, c_target), self.decoder(mu, y, skips, c_source)
+
 
 @torch.no_grad()
 def translate_all(model: nn.Module, x: torch.Tensor, c_source: torch.Tensor, c_target: torch.Tensor,

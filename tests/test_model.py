@@ -103,6 +103,8 @@ def test_translate_uses_source_appearance_and_target_structure():
     assert moved.shape == x.shape and not torch.allclose(moved, same)
     # The decoder sees the image only through z: other z, same structure -> another image.
     assert not torch.allclose(model.decode(mu.roll(1, 0), c), same)
+    out, rec = model.eval().translate_and_reconstruct(x, c, c.roll(1, 0))  # one encoding, the same numbers
+    assert torch.equal(out, model.translate(x, c, c.roll(1, 0))) and torch.equal(rec, model.translate(x, c, c))
 
 
 def test_interpolate_grid_corners():
