@@ -39,7 +39,7 @@ if sys.version_info[:2] != (3, 11) or (platform.system(), platform.machine()) !=
 endef
 export LOCK_PLATFORM_CHECK
 
-.PHONY: paper test test-fast bench setup setup-dev lock clean-results weights
+.PHONY: paper test test-fast bench setup setup-dev lock weights
 
 setup: $(VENV)/.runtime-$(MODE)
 setup-dev: $(VENV)/.dev-$(MODE)

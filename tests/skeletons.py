@@ -2,7 +2,8 @@
 
 Each identity has its own skin, background and stroke width (appearance); each image its own rotation, spread
 and finger curls (structure). ``write_hands`` writes ``ROOT/hand_*.png`` and ``ROOT/keypoints.csv`` for
-``python -m afvae.data.real.prepare keypoints --schema hand21``.
+``python -m afvae.data.real.prepare keypoints --schema hand21``. ``blank`` checks the figures the folder pipelines
+write.
 """
 from __future__ import annotations
 
@@ -65,3 +66,9 @@ def write_hands(root: str | Path, n_identities: int = 20, per_identity: int = 8,
                          **{f"{a}{p}": pts[p, j] for p in range(21) for j, a in enumerate("xy")}})
     pd.DataFrame(rows).to_csv(root / "keypoints.csv", index=False, float_format="%.3f")
     return root
+
+
+def blank(path: str | Path) -> bool:
+    """Whether the image at ``path`` is (nearly) one flat grey level: what a figure that drew nothing looks like."""
+    img = np.asarray(Image.open(path).convert("L"), dtype=float)
+    return img.std() < 5

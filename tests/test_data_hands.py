@@ -2,24 +2,17 @@
 (hand21), the real-data work's second done-when."""
 import math
 
-import numpy as np
 import pandas as pd
 import pytest
-from PIL import Image
 
 from afvae import pipeline
 from afvae.boundaries import HAND21
 from afvae.data.datasets import FolderFaces, folder_schema
 from afvae.data.real import prepare
 from afvae.experiment import config
-from skeletons import write_hands
+from skeletons import blank, write_hands
 
 pytestmark = pytest.mark.notebooks
-
-
-def _blank(path):
-    img = np.asarray(Image.open(path).convert("L"), dtype=float)
-    return img.std() < 5
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +42,6 @@ def test_manipulation_figures_rerun_on_hands(hands_run):
     assert pipeline.notebooks_ran(manifest) == {
         "00_data", "01_focal_points", "02_train", "03_ablation", "06_interpolation"}
     for name in ("data_samples", "boundary_channels", "train_samples", "fig8_ablation", "fig9_interpolation"):
-        assert not _blank(tmp / "out" / "figures" / f"{name}.png"), name
+        assert not blank(tmp / "out" / "figures" / f"{name}.png"), name
     table = pd.read_csv(tmp / "out" / "results" / "table3_ablation.csv")
     assert table["landmark_nme_factor"].map(math.isfinite).all()  # normalised by the palm length (wrist to middle base)

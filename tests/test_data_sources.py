@@ -12,6 +12,7 @@ from PIL import Image
 
 from afvae import pipeline
 from afvae.data.real import prepare
+from skeletons import blank
 
 pytestmark = pytest.mark.notebooks
 skdata = pytest.importorskip("skimage.data")
@@ -25,11 +26,6 @@ def _photo_folder(root):
         img = Image.fromarray((255 * face).astype(np.uint8)).resize((100, 100), Image.BICUBIC)
         img.save(root / f"lfw_{i:03d}.png")
     return root
-
-
-def _blank(path):
-    img = np.asarray(Image.open(path).convert("L"), dtype=float)
-    return img.std() < 5
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +51,7 @@ def test_every_notebook_runs_on_the_prepared_photos(photos_run):
     expected = {p.stem for p in pipeline.notebooks()} - pipeline.SYNTHETIC_ONLY
     assert ran == expected and manifest["data"].endswith("prepared")
     figures = sorted((tmp / "out" / "figures").glob("*.png"))
-    assert len(figures) >= 8 and not [f.name for f in figures if _blank(f)]
+    assert len(figures) >= 8 and not [f.name for f in figures if blank(f)]
 
 
 def test_table3_on_photos_has_no_ground_truth_but_real_metrics(photos_run):

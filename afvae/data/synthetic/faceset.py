@@ -32,8 +32,9 @@ class FaceSet:
     @staticmethod
     def cat(sets: Sequence["FaceSet"]) -> "FaceSet":
         """The sets one after another."""
-        return FaceSet(*(torch.cat([getattr(s, k) for s in sets]) for k in ("images", "landmarks", "identity")),
-                       *(type(getattr(sets[0], k)).cat([getattr(s, k) for s in sets]) for k in ("structure", "appearance")))
+        tensors = (torch.cat([getattr(s, k) for s in sets]) for k in ("images", "landmarks", "identity"))
+        factors = (type(getattr(sets[0], k)).cat([getattr(s, k) for s in sets]) for k in ("structure", "appearance"))
+        return FaceSet(*tensors, *factors)
 
 
 def render_faces(appearance: Factors, structure: Factors, size: int, batch_size: int = 256, progress: bool = False,
