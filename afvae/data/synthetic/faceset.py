@@ -43,7 +43,7 @@ def render_faces(appearance: Factors, structure: Factors, size: int, batch_size:
     to the disk cache when ``$AFVAE_RENDER_CACHE`` names one (``render_cache``)."""
     from tqdm.auto import tqdm
 
-    cached = render_cache.entry(subject.name, size, batch_size, appearance.to_vector(), structure.to_vector())
+    cached = render_cache.entry(subject.name, size, batch_size, appearance, structure)
     if (hit := render_cache.read(cached)) is not None:
         return hit
     n, p = len(structure), subject.schema.n_points

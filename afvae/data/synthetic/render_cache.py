@@ -23,6 +23,8 @@ from afvae.atomic import atomic_path
 if TYPE_CHECKING:
     from torch import Tensor
 
+    from afvae.data.synthetic.sampling import Factors
+
 log = logging.getLogger(__name__)
 
 ENV = "AFVAE_RENDER_CACHE"  # the cache folder; unset: no disk cache
@@ -44,15 +46,15 @@ def code_digest() -> str:
     return h.hexdigest()
 
 
-def entry(subject: str, size: int, batch_size: int, appearance: Tensor, structure: Tensor) -> Path | None:
-    """The cache file of a render (appearance (A, Fa) and structure (N, Fs) factor vectors), or None when no
-    cache is set or the set is too large to keep."""
+def entry(subject: str, size: int, batch_size: int, appearance: Factors, structure: Factors) -> Path | None:
+    """The cache file of a render (appearance of A, structure of N), or None when no cache is set or the set is
+    too large to keep; the factors are read (``to_vector``) only when there is a cache."""
     folder = os.environ.get(ENV)
     if not folder or len(structure) * 3 * size * size > MAX_BYTES:
         return None
     h = hashlib.sha256(f"{subject}|{size}|{batch_size}|{code_digest()}|".encode())
-    for v in (appearance, structure):
-        v = v.detach().float().contiguous().cpu()
+    for factors in (appearance, structure):
+        v = factors.to_vector().detach().float().contiguous().cpu()  # (A, Fa) or (N, Fs)
         h.update(str(tuple(v.shape)).encode() + v.numpy().tobytes())
     return Path(folder) / f"{subject}-{size}px-{len(structure)}-{h.hexdigest()[:20]}.safetensors"
 
