@@ -144,6 +144,8 @@ def manifest(scale: str, data: str, seed: int, times: dict[str, float], t_total:
     """What produced these results."""
     import torch
 
+    from afvae import hardware
+
     headline = {p.stem: json.loads(p.read_text()) for p in sorted(results.glob("[0-9][0-9]_*.json"))}
     return {
         "scale": scale,
@@ -154,8 +156,9 @@ def manifest(scale: str, data: str, seed: int, times: dict[str, float], t_total:
         "python": platform.python_version(),
         "packages": {p: _version(p) for p in PACKAGES},
         "lock": lock_record(),
-        "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu ({platform.processor() or platform.machine()})",
+        "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu: {hardware.summary()}",
         "threads": torch.get_num_threads(),
+        "matmul_gflops": round(hardware.matmul_gflops(seconds=1.0), 1),  # this CPU's speed, at those threads
         "wall_seconds": {**{k: round(v, 1) for k, v in times.items()}, "total": round(t_total, 1)},
         "headline": headline,
     }

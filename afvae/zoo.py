@@ -68,7 +68,6 @@ if __name__ == "__main__":  # parse before torch is imported
 import json
 import logging
 import os
-import platform
 import subprocess
 import time
 from pathlib import Path
@@ -77,6 +76,7 @@ from typing import Any
 import torch
 from safetensors.torch import save_file
 
+from afvae import hardware
 from afvae.atomic import atomic_path, write_text
 from afvae.baselines import config as baseline_config
 from afvae.baselines.compare import images_seen
@@ -197,7 +197,7 @@ def machine() -> str:
     """What trains here, in words: the accelerator, or the CPU's cores."""
     if torch.cuda.is_available():
         return torch.cuda.get_device_name(0)
-    return f"CPU, {os.cpu_count()} cores ({platform.machine()}), {torch.get_num_threads()} torch threads"
+    return f"CPU: {hardware.summary()}, {torch.get_num_threads()} torch threads"
 
 
 def commit() -> str:

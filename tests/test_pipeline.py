@@ -33,6 +33,7 @@ def test_every_notebook_ran(smoke_run):
     assert manifest["wall_seconds"]["train_pool"] >= 0 and manifest["train_pool"]  # trained before 02_train
     saved = json.loads((out / "results" / "manifest.json").read_text())
     assert saved["scale"] == "smoke" and saved["packages"]["torch"] != "not installed"
+    assert saved["matmul_gflops"] > 0 and saved["device"]  # what the wall times were measured on
     assert all(v >= 0 for v in saved["wall_seconds"].values())
 
 

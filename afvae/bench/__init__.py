@@ -11,9 +11,8 @@ import importlib
 import json
 import os
 import pkgutil
-import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from afvae.atomic import write_text
 
@@ -24,28 +23,17 @@ def available() -> list[str]:
 
 
 def machine_info() -> dict[str, Any]:
-    """What the numbers were measured on."""
+    """What the numbers were measured on: the CPU (``afvae.hardware.describe``), torch's threads, the GPU."""
     import torch  # here, not at the top: ``python -m afvae.bench --help`` answers before torch loads
+
+    from afvae import hardware
 
     return {
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
-        "cpu_count": os.cpu_count() or 0,
+        **hardware.describe(),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none",
     }
-
-
-def throughput(fn: Callable[[], Any], items_per_call: int, min_seconds: float = 2.0, warmup: int = 1) -> float:
-    """Items per second of ``fn``, timed over at least ``min_seconds`` after ``warmup`` calls."""
-    for _ in range(warmup):
-        fn()
-    n, t0 = 0, time.perf_counter()
-    while True:
-        fn()
-        n += 1
-        dt = time.perf_counter() - t0
-        if dt >= min_seconds:
-            return n * items_per_call / dt
 
 
 def write_results(name: str, results: dict[str, Any], out_dir: str | Path = "results/bench") -> Path:

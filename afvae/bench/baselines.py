@@ -12,10 +12,10 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from afvae import baselines as bt
 from afvae.baselines.compare import generator_params
-from afvae.bench import throughput
 from afvae.bench.train import build as build_afvae
 from afvae.config import get_config
 from afvae.features import FactorNet, FeatureNet
+from afvae.hardware import throughput
 from afvae.methods import build_network, optimisers
 
 SECONDS = 4.0  # timed per method and round

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import torch
 
-from afvae.bench import throughput
 from afvae.boundaries import boundary_map, mean_face_landmarks
+from afvae.hardware import throughput
 
 BATCH = 32  # the default training batch (TrainConfig.batch_size)
 IMAGE_SIZE = 256

@@ -26,8 +26,8 @@ from typing import Any
 
 import torch
 
-from afvae.bench import throughput
 from afvae.config import get_config
+from afvae.hardware import throughput
 
 BATCH = 32
 DISTINCT = 1000  # rendered faces the generated folders repeat

@@ -16,12 +16,12 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from afvae.bench import throughput
 from afvae.config import DataConfig, get_config
 from afvae.data import synthetic as syn
 from afvae.data.datasets import build_dataset, collate
 from afvae.evaluate import factor_columns
 from afvae.features import FeatureNet, load_factor_net
+from afvae.hardware import throughput
 from afvae.metrics import factor_class_probs, factor_metrics, ground_truth_errors
 
 N_IMAGES = 2000

@@ -10,8 +10,8 @@ from typing import Any
 
 import torch
 
-from afvae.bench import throughput
 from afvae.data.synthetic import render, sample_appearance, sample_structure
+from afvae.hardware import throughput
 
 BATCH = {32: 256, 64: 128, 128: 64, 256: 16}  # images per render call
 TARGET_64 = 300  # images / s at 64 px

@@ -15,9 +15,9 @@ import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from afvae import losses
-from afvae.bench import throughput
 from afvae.config import ModelConfig, get_config
 from afvae.features import FactorNet
+from afvae.hardware import matmul_gflops, throughput
 from afvae.model import AFVAE, Encoder, Upsample, conv, count_params, stage_widths
 from afvae.prior import standard_normal_kl
 
@@ -97,11 +97,6 @@ def in_child(kind: str, resolution: int) -> dict:
     result = q.get()
     p.join()
     return result
-
-
-def matmul_gflops(n: int = 2048, seconds: float = 2.0) -> float:
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    return throughput(lambda: torch.matmul(a, b), 2 * n**3, seconds) / 1e9
 
 
 def run() -> dict:

@@ -1,0 +1,66 @@
+"""What a wall time was measured on: the CPU's model, vector instructions and clock, and its matmul rate.
+
+Machines of one size (2 cores, 24 GiB) come with different CPUs, and every wall time scales with the CPU:
+float32 ``torch.matmul`` at two threads measured 172 GFLOP/s on one (``results/bench/train.json``) and 67 on
+another (an AVX2 part at 2.0 GHz), and a default AF-VAE training step ran ~2.5x slower on the second. So the
+records that carry a wall time (the pipeline's manifest, the benchmarks, the shipped models' sittings) say
+which CPU they ran on (``describe``, ``summary``), and the manifest adds the matmul rate it saw (``matmul_gflops``).
+"""
+from __future__ import annotations
+
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+CPUINFO = Path("/proc/cpuinfo")
+
+
+def _cpuinfo(key: str) -> str | None:
+    """The first ``key : value`` of /proc/cpuinfo (Linux), or None."""
+    try:
+        lines = CPUINFO.read_text().splitlines()
+    except OSError:
+        return None
+    return next((line.split(":", 1)[1].strip() for line in lines if line.split(":", 1)[0].strip() == key), None)
+
+
+def describe() -> dict[str, Any]:
+    """The CPU: ``cpu`` (model name), ``cpu_isa`` (the vector instructions torch's kernels use: AVX2, AVX512,
+    ...), ``cpu_mhz`` (the clock the OS reports, None when it reports none), ``cpu_count``."""
+    mhz = _cpuinfo("cpu MHz")
+    return {
+        "cpu": _cpuinfo("model name") or platform.processor() or platform.machine(),
+        "cpu_isa": torch.backends.cpu.get_cpu_capability(),
+        "cpu_mhz": round(float(mhz)) if mhz else None,
+        "cpu_count": os.cpu_count() or 0,
+    }
+
+
+def summary() -> str:
+    """``describe`` in words, e.g. "AMD EPYC (AVX2, 2.0 GHz), 2 cores"."""
+    d = describe()
+    clock = f", {d['cpu_mhz'] / 1000:.1f} GHz" if d["cpu_mhz"] else ""
+    return f"{d['cpu']} ({d['cpu_isa']}{clock}), {d['cpu_count']} cores"
+
+
+def throughput(fn: Callable[[], Any], items_per_call: int, min_seconds: float = 2.0, warmup: int = 1) -> float:
+    """Items per second of ``fn``, timed over at least ``min_seconds`` after ``warmup`` calls."""
+    for _ in range(warmup):
+        fn()
+    n, t0 = 0, time.perf_counter()
+    while True:
+        fn()
+        n += 1
+        dt = time.perf_counter() - t0
+        if dt >= min_seconds:
+            return n * items_per_call / dt
+
+
+def matmul_gflops(n: int = 2048, seconds: float = 2.0) -> float:
+    """Float32 ``torch.matmul`` of two (n, n) matrices at torch's current threads, GFLOP/s over >= ``seconds``."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    return throughput(lambda: torch.matmul(a, b), 2 * n**3, seconds) / 1e9
