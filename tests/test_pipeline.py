@@ -34,6 +34,7 @@ def test_every_notebook_ran(smoke_run):
     saved = json.loads((out / "results" / "manifest.json").read_text())
     assert saved["scale"] == "smoke" and saved["packages"]["torch"] != "not installed"
     assert saved["matmul_gflops"] > 0 and saved["device"]  # what the wall times were measured on
+    assert (out / "data" / "synthetic" / "smoke" / "images").is_dir()  # 00's export: beside the results, in out
     assert all(v >= 0 for v in saved["wall_seconds"].values())
 
 
