@@ -868,6 +868,41 @@ def plot_time_to_quality(curves: dict[str, list[dict]],
     return fig
 
 
+def plot_ceiling(models: dict[str, dict[str, float]], curve: list[dict]) -> plt.Figure:
+    """Where the edits stop (``afvae.bench ceiling``). Left: one model's edit SSIM and reconstruction SSIM along
+    its run (``curve``: rows with ``images_seen``, ``yaw_ssim``, ``rec_ssim``). Then one panel per quality metric:
+    each model's edits (dots) and its oracle, the truth through the model (crosses), models in ``models``' order;
+    dotted: the metric's reference (source unchanged, or the truth); dashed: the bar.
+    """
+    use_style()
+    fig, axes = plt.subplots(1, 1 + len(QUALITY_PANELS), figsize=(3.3 * (1 + len(QUALITY_PANELS)), 3.2))
+    ax = axes[0]
+    for key, label, colour in (("rec_ssim", "reconstruction", "C1"), ("yaw_ssim", "yaw edit", "C0")):
+        ax.plot([r["images_seen"] for r in curve], [r[key] for r in curve], "o-", ms=3, color=colour, label=label)
+    ax.axhline(QUALITY_PANELS[0][2], color="C3", ls="--", lw=1, label="bar")
+    ax.set_title("SSIM along the run (full)")
+    ax.set_ylim(0.4, 0.9)
+    _images_axis(ax)
+    ax.legend(fontsize=7, loc="lower right")
+    names = list(models)
+    for ax, (metric, ref, bar, better) in zip(axes[1:], QUALITY_PANELS):
+        x = np.arange(len(names))
+        ax.plot(x, [models[n][metric] for n in names], "o", color="C0", label="edit")
+        ax.plot(x, [models[n][f"{metric}_oracle"] for n in names], "x", color="C2", ms=7, mew=2,
+                label="oracle (truth through the model)")
+        first = models[names[0]]
+        ax.axhline(first[ref], color="0.4", ls=":", lw=1)
+        ax.annotate("source unchanged" if "copy" in ref else "truth", (1, first[ref]), xycoords=("axes fraction", "data"),
+                    xytext=(-2, 2), textcoords="offset points", ha="right", fontsize=7, color="0.3")
+        ax.axhline(bar if bar is not None else 0.5 * first[ref], color="C3", ls="--", lw=1, label="bar")
+        ax.set_xticks(x, names, rotation=45, ha="right", fontsize=7)
+        ax.set_title(f"{metric} ({better} is better)")
+    handles, labels = axes[1].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=8, loc="lower center", ncol=len(labels), frameon=False)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    return fig
+
+
 def _thousands() -> mticker.Formatter:
     """Tick labels in thousands: 20000 -> "20k" (a new formatter per axis)."""
     return mticker.FuncFormatter(lambda v, _: f"{v / 1e3:g}k")

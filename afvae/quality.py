@@ -7,6 +7,10 @@ a manipulation can be scored directly, beside the two references that frame it:
   manipulated anything useful.
 * **the truth** (``*_truth`` / ``*_floor``): what the scorer gives the true target itself.
 
+and, on request (``oracle=True``), the ceiling of the model itself: **the oracle** (``*_oracle``), the true
+target through the model's own encoders and decoder with its own structure. No edit can be expected to score
+better than the model reconstructs the very image it should produce.
+
 Three kinds of edit, each a pure function of ``seed``:
 
 * ``yaw``: the source's pitch, roll and expression at a new yaw, at least ``min_yaw`` degrees away;
@@ -169,21 +173,25 @@ def score_table(outputs: dict[str, Tensor], edits: EditSet) -> pd.DataFrame:
 
 
 @torch.no_grad()
-def run_edits(model: torch.nn.Module, edits: EditSet, batch_size: int = 200) -> dict[str, Tensor]:
-    """The model's edits and reconstructions of an EditSet: ``x_out``, ``x_rec`` (N, 3, H, W), on the CPU."""
+def run_edits(model: torch.nn.Module, edits: EditSet, batch_size: int = 200, oracle: bool = False
+              ) -> dict[str, Tensor]:
+    """The model's edits and reconstructions of an EditSet: ``x_out``, ``x_rec`` (N, 3, H, W), on the CPU;
+    ``oracle``: also ``x_oracle`` (N, 3, H, W), the truth reconstructed with its own structure."""
     device, was_training = next(model.parameters()).device, model.training
     model.eval()
-    out: dict[str, list[Tensor]] = {"x_out": [], "x_rec": []}
+    out: dict[str, list[Tensor]] = {"x_out": [], "x_rec": []} | ({"x_oracle": []} if oracle else {})
     for i in range(0, len(edits.kind), batch_size):
-        x, c, ct = (t[i:i + batch_size].to(device) for t in (edits.x, edits.c, edits.c_target))
+        x, c, ct, xt = (t[i:i + batch_size].to(device) for t in (edits.x, edits.c, edits.c_target, edits.x_truth))
         out["x_out"].append(model.translate(x, c, ct).float().cpu())
         out["x_rec"].append(model.translate(x, c, c).float().cpu())
+        if oracle:
+            out["x_oracle"].append(model.translate(xt, ct, ct).float().cpu())
     model.train(was_training)
     return {k: torch.cat(v) for k, v in out.items()}
 
 
-def edit_scores(model: torch.nn.Module, edits: EditSet, scorer: Any | None, heldout: Any | None = None
-                ) -> dict[str, Tensor]:
+def edit_scores(model: torch.nn.Module, edits: EditSet, scorer: Any | None, heldout: Any | None = None,
+                oracle: bool = False) -> dict[str, Tensor]:
     """The quality benchmark's scores per pair for one model on ``edits``; ``scorer``: the FactorNet of the data
     (None: the pixel scores only); ``heldout``: the held-out scorer (``afvae.scorer``), whose identity and
     landmark scores are added as ``identity_sim_heldout``, ``landmark_nme_heldout`` ... (``*_truth_heldout``,
@@ -195,19 +203,27 @@ def edit_scores(model: torch.nn.Module, edits: EditSet, scorer: Any | None, held
     scorer's appearance predictions, all edits; ``landmark_nme`` / ``landmark_nme_floor`` (N,): the scorer's
     landmarks on the edit / on the truth vs the target's; ``rec_ssim`` (N,): reconstructions vs sources;
     ``swap_changed_l1`` / ``swap_changed_l1_copy`` (N_swap,): changed-region L1 on structure swaps. A kind of
-    edit the set lacks has no keys.
+    edit the set lacks has no keys. ``oracle``: each edit score and the scorers' ``identity_sim`` and
+    ``landmark_nme`` also for the oracle (``yaw_ssim_oracle``, ``identity_sim_oracle``, ...): the ceiling.
     """
-    g = run_edits(model, edits)
+    g = run_edits(model, edits, oracle=oracle)
+    outputs = {"": g["x_out"]} | ({"_oracle": g["x_oracle"]} if oracle else {})  # key suffix -> images
     scores: dict[str, Tensor] = {}
     for kind, (metric, key) in EDIT_METRICS.items():
         m = edits.mask(kind)
         if m.any():
-            scores[key] = metric(g["x_out"][m], edits.x[m], edits.x_truth[m])
+            scores |= {f"{key}{tail}": metric(out[m], edits.x[m], edits.x_truth[m]) for tail, out in outputs.items()}
             scores[f"{key}_copy"] = metric(edits.x[m], edits.x[m], edits.x_truth[m])
     scores["rec_ssim"] = ssim(g["x_rec"], edits.x)
-    scores |= scorer_scores(g["x_out"], edits, scorer) if scorer is not None else {}
-    held = scorer_scores(g["x_out"], edits, heldout) if heldout is not None else {}
-    return scores | {f"{k}_heldout": v for k, v in held.items()}
+    for net, net_tail in ((scorer, ""), (heldout, "_heldout")):
+        if net is None:
+            continue
+        for tail, out in outputs.items():
+            read = scorer_scores(out, edits, net)
+            if tail:  # the oracle: its identity and landmarks only (the truth's own scores are the same)
+                read = {k: read[k] for k in ("identity_sim", "landmark_nme")}
+            scores |= {f"{k}{tail}{net_tail}": v for k, v in read.items()}
+    return scores
 
 
 def _ssim_to_truth(pred: Tensor, source: Tensor, truth: Tensor) -> Tensor:
@@ -234,6 +250,7 @@ def scorer_scores(x_out: Tensor, edits: EditSet, scorer: Any) -> dict[str, Tenso
             "landmark_nme": nme("out"), "landmark_nme_floor": nme("truth")}
 
 
-def edit_quality(model: torch.nn.Module, edits: EditSet, scorer: Any, heldout: Any | None = None) -> dict[str, float]:
+def edit_quality(model: torch.nn.Module, edits: EditSet, scorer: Any, heldout: Any | None = None,
+                 oracle: bool = False) -> dict[str, float]:
     """The means over pairs of ``edit_scores`` (pairs with an empty changed region left out)."""
-    return {k: float(v.float().nanmean()) for k, v in edit_scores(model, edits, scorer, heldout).items()}
+    return {k: float(v.float().nanmean()) for k, v in edit_scores(model, edits, scorer, heldout, oracle).items()}

@@ -24,10 +24,11 @@ def scorer(one_thread, tmp_path_factory):
 class Lookup(torch.nn.Module):
     """A stand-in method: answers each target map with a fixed image per pair (found by its map)."""
 
-    def __init__(self, edits: EditSet, images: torch.Tensor, reconstruction: torch.Tensor):
+    def __init__(self, edits: EditSet, images: torch.Tensor, reconstruction: torch.Tensor,
+                 oracle: torch.Tensor | None = None):
         super().__init__()
         self.sources, self.targets = edits.c.flatten(1), edits.c_target.flatten(1)
-        self.images, self.rec = images, reconstruction
+        self.images, self.rec, self.oracle = images, reconstruction, oracle
         self.dummy = torch.nn.Parameter(torch.zeros(()))
 
     @staticmethod
@@ -35,7 +36,10 @@ class Lookup(torch.nn.Module):
         return (c.flatten(1)[:, None] == keys[None]).all(-1).float().argmax(1)
 
     def translate(self, x, c_source, c_target):
-        if torch.equal(c_source, c_target):  # a reconstruction
+        if torch.equal(c_source, c_target):  # a reconstruction: of a source, or of a truth (the oracle's)
+            of_truth = (c_source.flatten(1)[:, None] == self.targets[None]).all(-1).any(1).all()
+            if self.oracle is not None and of_truth:
+                return self.oracle[self.find(c_source, self.targets)]
             return self.rec[self.find(c_source, self.sources)]
         return self.images[self.find(c_target, self.targets)]
 
@@ -82,6 +86,21 @@ def test_oracle_copy_and_blank_are_told_apart(edits, scorer):
     bad = edit_quality(Lookup(edits, blank, blank), edits, scorer)
     assert bad["yaw_ssim"] < copy["yaw_ssim"] and bad["expr_changed_l1"] > 2 * oracle["expr_changed_l1"] + 0.05
     assert bad["identity_sim"] < oracle["identity_sim"] - 0.3 and bad["rec_ssim"] < 0.5
+
+
+def test_the_oracle_scores_the_truth_through_the_model(edits, scorer):
+    exact = edit_quality(Lookup(edits, edits.x, edits.x, oracle=edits.x_truth), edits, scorer, oracle=True)
+    assert exact["yaw_ssim_oracle"] == pytest.approx(1.0)
+    assert exact["expr_changed_l1_oracle"] == pytest.approx(0.0, abs=1e-6)
+    assert exact["identity_sim_oracle"] == pytest.approx(exact["identity_sim_truth"], abs=1e-6)
+    assert exact["landmark_nme_oracle"] == pytest.approx(exact["landmark_nme_floor"], abs=1e-6)
+    assert exact["yaw_ssim"] == pytest.approx(exact["yaw_ssim_copy"], abs=1e-6)  # its edits are copies
+    blurred = torch.nn.functional.avg_pool2d(edits.x_truth, 5, stride=1, padding=2, count_include_pad=False)
+    soft = edit_quality(Lookup(edits, edits.x, edits.x, oracle=blurred), edits, scorer, oracle=True)
+    assert soft["yaw_ssim_oracle"] < exact["yaw_ssim_oracle"] - 0.1
+    assert soft["expr_changed_l1_oracle"] > exact["expr_changed_l1_oracle"] + 0.01
+    plain = edit_quality(Lookup(edits, edits.x, edits.x), edits, scorer)  # oracle=False: as before, no oracle keys
+    assert plain == {k: v for k, v in exact.items() if "_oracle" not in k}
 
 
 def test_flops_are_counted_per_image_and_follow_the_model():
@@ -142,3 +161,14 @@ def test_truth_scores_exactly_and_unchanged_scores_the_whole_change(swaps):
     # halfway between source and truth: the region is the source's and the truth's, so exactly half the error
     assert table.loc["halfway", "changed_l1"] == pytest.approx(copy["changed_l1"] / 2, rel=1e-5)
     assert copy["ssim"] < table.loc["halfway", "ssim"] < 1
+
+
+def test_a_bar_is_out_of_reach_when_the_oracle_misses_it():
+    from afvae.bench.ceiling import bar_reachable
+
+    q = {"yaw_ssim": 0.70, "yaw_ssim_oracle": 0.80, "yaw_ssim_copy": 0.62, "identity_sim": 0.8,
+         "identity_sim_oracle": 0.86, "landmark_nme": 0.09, "landmark_nme_oracle": 0.09, "expr_changed_l1": 0.05,
+         "expr_changed_l1_oracle": 0.07, "expr_changed_l1_copy": 0.12}
+    assert bar_reachable(q) == {"yaw_ssim >= 0.85": False, "yaw_ssim >= yaw_ssim_copy + 0.15": True,
+                                "identity_sim >= 0.85": True, "landmark_nme <= 0.095": True,
+                                "expr_changed_l1 <= 0.5 * expr_changed_l1_copy": False}

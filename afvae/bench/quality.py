@@ -69,16 +69,24 @@ def figure(bench_dir: str | Path = "results/bench", figures: str | Path = "figur
     return save_figure(plot_time_to_quality(curves), "time_to_quality", figures)
 
 
-def run(cfg: Config | None = None, eval_points: int = EVAL_POINTS) -> dict[str, Any]:
+def scoring(cfg: Config) -> tuple[Any, Any, Any]:
+    """The benchmark's fixed edits (200 yaw, 200 expression of unseen identities of ``cfg.data``, seed 0), the
+    factor net that scores them (``identity_sim``, ``landmark_nme``) and the held-out scorer (``*_heldout``)."""
     from afvae.data.datasets import build_dataset
     from afvae.features import load_factor_net
-    from afvae.quality import edit_quality, edit_set
+    from afvae.quality import edit_set
     from afvae.scorer import load_scorer
+
+    edits = edit_set(build_dataset(cfg.data, "test"), n_yaw=200, n_expression=200, seed=0)
+    return edits, load_factor_net(cfg.data, CACHE), load_scorer(cfg.data, CACHE)
+
+
+def run(cfg: Config | None = None, eval_points: int = EVAL_POINTS) -> dict[str, Any]:
+    from afvae.quality import edit_quality
     from afvae.train import fit
 
     cfg = cfg or get_config("default")
-    scorer, heldout = load_factor_net(cfg.data, CACHE), load_scorer(cfg.data, CACHE)
-    edits = edit_set(build_dataset(cfg.data, "test"), n_yaw=200, n_expression=200, seed=0)
+    edits, scorer, heldout = scoring(cfg)
     per_image = flops_per_image(cfg)
     points = {round(cfg.train.steps * (i + 1) / eval_points) for i in range(eval_points)}
     curve: list[dict[str, float]] = []
@@ -89,8 +97,10 @@ def run(cfg: Config | None = None, eval_points: int = EVAL_POINTS) -> dict[str, 
             return
         t0 = time.perf_counter()
         images = done * cfg.train.batch_size
+        last = done == cfg.train.steps  # the final point also scores the oracle: the model's own ceiling
         row = {"step": done, "images_seen": images, "train_tflop": per_image * images / 1e12,
-               "train_minutes": (t0 - clock["start"] - clock["eval"]) / 60, **edit_quality(method.evaluated, edits, scorer, heldout)}
+               "train_minutes": (t0 - clock["start"] - clock["eval"]) / 60,
+               **edit_quality(method.evaluated, edits, scorer, heldout, oracle=last)}
         curve.append(row)
         clock["eval"] += time.perf_counter() - t0
 

@@ -1,0 +1,57 @@
+"""Where the edits stop: each shipped long model's edits beside its own ceiling.
+
+At 8x the default budget (the ``long`` preset, ``weights/``) the quality curves flatten below the quality
+bars (README, *Time to quality*). This asks why. It scores every shipped AF-VAE model on the quality
+benchmark's 400 edits (``afvae.bench.quality.scoring``) together with its **oracle**: the true target through
+the model's own encoders and decoder (``afvae.quality``, ``oracle=True``). The oracle is the best an edit can do
+at the model's reconstruction quality. Where it is itself below a bar, no better manipulation reaches the bar;
+only a better reconstruction can. ``figure`` draws the edits, the oracles and the bars, and the full model's
+edit and reconstruction SSIM along its long run (its manifest curve).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+def bar_reachable(q: dict[str, float]) -> dict[str, bool]:
+    """Per bar of the quality benchmark (``afvae.bench.quality.TARGETS``, training compute aside): does the
+    model's oracle meet it? False: even the truth reconstructed by this model misses it."""
+    from afvae.bench.quality import TARGETS
+
+    oracle = q | {k.removesuffix("_oracle"): v for k, v in q.items() if k.endswith("_oracle")}
+    return {name: bool(ok(oracle)) for name, ok in TARGETS.items() if "train_tflop" not in name}
+
+
+def run() -> dict[str, Any]:
+    from afvae import shipped
+    from afvae.bench.quality import scoring
+    from afvae.config import get_config
+    from afvae.metrics import read_once
+    from afvae.quality import edit_quality
+    from afvae.weights_manifest import manifest
+    from afvae.zoo import AFVAE_NAMES
+
+    edits, scorer, heldout = scoring(get_config("default"))  # the quality benchmark's edits and scorers
+    names = [n for n in AFVAE_NAMES if n in manifest()]
+    models: dict[str, dict[str, Any]] = {}
+    with read_once():  # the sources and truths are read once by each scorer for all models
+        for name in names:
+            q = edit_quality(shipped.load(name)[0], edits, scorer, heldout, oracle=True)
+            models[name] = {k: round(v, 4) for k, v in q.items()} | {"bar_reachable": bar_reachable(q)}
+    return {"n_edits": len(edits.kind), "models": models}
+
+
+def figure(bench_dir: str | Path = "results/bench", figures: str | Path = "figures") -> Path | None:
+    """``figures/quality_ceiling.png`` from ``ceiling.json`` and the shipped full model's curve."""
+    from afvae.plotting import plot_ceiling, save_figure
+    from afvae.weights_manifest import manifest
+    from afvae.zoo import AFVAE_NAMES
+
+    path = Path(bench_dir) / "ceiling.json"
+    if not path.exists():
+        return None
+    scored = json.loads(path.read_text())["models"]
+    models = {n: scored[n] for n in AFVAE_NAMES if n in scored}  # the paper's order, full first
+    curve = manifest()["full"]["curve"]
+    return save_figure(plot_ceiling(models, curve), "quality_ceiling", figures)
