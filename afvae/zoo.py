@@ -6,6 +6,9 @@ scores the edit benchmark of ``afvae.quality`` (200 yaw and 200 expression edits
 evaluated weights (the EMA) and with the raw ones, into the run's ``curve.jsonl``: quality against images seen,
 from the default budget to the long one. Each sitting's wall time, machine and commit go to ``sittings.jsonl`` (at every checkpoint).
 
+``python -m afvae.zoo status [NAME ...] --runs DIR`` says where each run stands (step, time so far, time to go
+at its rate, its last scores), from its files, while it trains or between sittings.
+
 ``python -m afvae.zoo export [NAME ...] --runs DIR`` writes each finished model to ``weights/NAME.safetensors``
 and its entry in ``weights/manifest.json`` (``afvae.shipped`` reads them): fp16 when no metric of the benchmark
 moves beyond its 95 % bootstrap interval, else fp32; the metrics at export; and ``check``, the pixel metrics of
@@ -51,13 +54,16 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--cache", default="results/cache", help="feature and scoring networks' cache")
     t.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N: where to train and score (not in the "
                    "config hash: a run may move between machines)")
+    st = sub.add_parser("status", help="where each run stands: step, time so far and to go, last scores")
+    st.add_argument("names", nargs="*", default=list(NAMES), metavar="NAME", help="models (default: all)")
+    st.add_argument("--runs", required=True, help="folder of the runs trained by `train`")
     e = sub.add_parser("export", help="write finished models to weights/ (safetensors + manifest.json)")
     e.add_argument("names", nargs="*", default=list(NAMES), metavar="NAME", help="models to export (default: all "
                    "that are finished)")
     e.add_argument("--runs", required=True, help="folder of the runs trained by `train`")
     e.add_argument("--cache", default="results/cache", help="feature and scoring networks' cache")
     e.add_argument("--weights", help="output folder (default: the repository's weights/)")
-    for q in (t, e):
+    for q in (t, st, e):
         q.add_argument("--scale", default=SCALE, help=f"preset (default {SCALE}; smoke tries the commands in a minute)")
     return add_debug(p)
 
@@ -187,6 +193,45 @@ def record_sitting(run: Path, sitting: dict[str, Any], done: int) -> None:
     rows.append({"from_step": start, "to_step": done, "seconds": time.perf_counter() - sitting["t0"],
                  "machine": sitting["machine"], "commit": sitting["commit"]})
     write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
+
+
+def status(name: str, runs: str | Path, scale: str = SCALE) -> dict[str, Any]:
+    """Where model ``name``'s run under ``runs`` stands, from its ``SITTINGS`` and ``CURVE`` (no checkpoint is
+    loaded): ``step`` (of its last checkpoint) of ``steps``, the wall ``seconds`` of its sittings (their pauses
+    included), ``seconds_per_step`` of the last sitting and ``seconds_to_go`` at that rate (None before a
+    checkpoint), the last scored checkpoint's ``scores``, and whether ``weights/`` ships the model."""
+    cfg = zoo_config(name, scale)
+    run = run_dir(cfg, runs)
+    path = run / SITTINGS
+    sittings = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    step = sittings[-1]["to_step"] if sittings else 0
+    seconds = sum(r["seconds"] for r in sittings)
+    last = sittings[-1] if sittings else {"from_step": 0, "to_step": 0}
+    per_step = last["seconds"] / (last["to_step"] - last["from_step"]) if last["to_step"] > last["from_step"] else None
+    curve = read_curve(run)
+    return {"name": name, "run": str(run), "step": step, "steps": cfg.train.steps, "sittings": len(sittings),
+            "seconds": seconds, "seconds_per_step": per_step,
+            "seconds_to_go": per_step * (cfg.train.steps - step) if per_step else None,
+            "scores": {k: curve[-1][k] for k in scored(cfg) if k in curve[-1]} if curve else {},
+            "scored_step": curve[-1]["step"] if curve else None, "shipped": name in manifest()}
+
+
+def status_line(st: dict[str, Any]) -> str:
+    """``status`` in one line."""
+    done = st["step"] >= st["steps"]
+    head = f"{st['name']}: " + ("shipped; " if st["shipped"] else "")
+    if not st["step"]:
+        return head + f"no checkpoint in {st['run']}"
+    hours = lambda s: f"{s / 3600:.1f} h"  # noqa: E731
+    line = (head + f"step {st['step']:,} of {st['steps']:,}" + (" (finished)" if done else "")
+            + f", {hours(st['seconds'])} over {st['sittings']} sitting(s)")
+    if st["seconds_per_step"] is not None:
+        line += f", the last at {st['seconds_per_step']:.2f} s a step"
+    if not done and st["seconds_to_go"] is not None:
+        line += f": ~{hours(st['seconds_to_go'])} to go at that rate"
+    if st["scores"]:
+        line += f"; at step {st['scored_step']:,}: " + ", ".join(f"{k} {v:.3f}" for k, v in st["scores"].items())
+    return line
 
 
 def _step_of(run: Path) -> int:
@@ -365,9 +410,11 @@ def run(a: argparse.Namespace) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         for name in a.names:
-            if a.command == "train":
+            if a.command == "status":
+                print(status_line(status(name, a.runs, a.scale)), flush=True)
+            elif a.command == "train":
                 print(f"{name}: {train(name, a.runs, a.cache, a.scale, a.device)}", flush=True)
-            elif run_dir(cfg := zoo_config(name, a.scale), a.runs).joinpath(CHECKPOINT).exists():
+            elif run_dir(cfg := zoo_config(name, a.scale), a.runs).joinpath(CHECKPOINT).exists():  # export
                 entry = export(name, a.runs, a.cache, a.weights, a.scale)
                 key = scored(cfg)[0]
                 print(f"{name}: {entry['file']} ({entry['dtype']}, {entry['bytes'] / 1e6:.1f} MB) "

@@ -201,6 +201,26 @@ def test_sittings_add_up_across_a_resume(tmp_path):
     assert [(r["from_step"], r["to_step"], r["machine"]) for r in rows] == [(0, 850, "m1"), (850, 2550, "m2")]
 
 
+def test_status_reads_where_a_run_stands_from_its_files(tmp_path):
+    cfg = zoo.zoo_config("StarGAN", "smoke")
+    run = run_dir(cfg, tmp_path)
+    assert zoo.status("StarGAN", tmp_path, "smoke")["step"] == 0
+    assert "no checkpoint" in zoo.status_line(zoo.status("StarGAN", tmp_path, "smoke"))
+    run.mkdir(parents=True)
+    zoo.record_sitting(run, {"from_step": 0, "machine": "m", "commit": "a", "t0": 0.0}, 10)
+    rows = [json.loads(line) for line in (run / zoo.SITTINGS).read_text().splitlines()]
+    (run / zoo.SITTINGS).write_text(json.dumps({**rows[0], "seconds": 100.0}) + "\n"
+                                    + json.dumps({**rows[0], "from_step": 10, "to_step": 20, "seconds": 30.0}) + "\n")
+    (run / zoo.CURVE).write_text(json.dumps({"step": 20, "yaw_ssim": 0.5, "identity_sim": 0.6}) + "\n")
+    st = zoo.status("StarGAN", tmp_path, "smoke")
+    assert (st["step"], st["steps"], st["sittings"], st["seconds"]) == (20, cfg.train.steps, 2, 130.0)
+    assert st["seconds_per_step"] == 3.0  # the last sitting's rate
+    assert st["seconds_to_go"] == 3.0 * (cfg.train.steps - 20)
+    assert st["scores"] == {"yaw_ssim": 0.5, "identity_sim": 0.6} and st["scored_step"] == 20
+    line = zoo.status_line(st)
+    assert f"step 20 of {cfg.train.steps}" in line and "3.00 s a step" in line and "yaw_ssim 0.500" in line
+
+
 def test_training_records_its_sitting(smoke_weights):
     rows = (zoo.run_dir(zoo.zoo_config("full", "smoke"), smoke_weights / "runs") / zoo.SITTINGS).read_text()
     row = json.loads(rows.splitlines()[-1])
