@@ -143,10 +143,19 @@ def scored(cfg: Config) -> tuple[str, ...]:
     return SCORED if is_face(cfg) else SWAP_SCORED
 
 
+def _rows(path: Path) -> list[dict[str, Any]]:
+    """The JSON rows of a ``.jsonl`` file; [] when it does not exist."""
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+
+
 def read_curve(run: str | Path) -> list[dict[str, Any]]:
     """The rows of a run's ``curve.jsonl`` (one per scored checkpoint); [] before any."""
-    path = Path(run) / CURVE
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+    return _rows(Path(run) / CURVE)
+
+
+def read_sittings(run: str | Path) -> list[dict[str, Any]]:
+    """The rows of a run's ``sittings.jsonl`` (from_step, to_step, seconds, machine, commit); [] before any."""
+    return _rows(Path(run) / SITTINGS)
 
 
 def curve_callback(cfg: Config, run: Path, edits: EditSet, scorer: Any) -> Any:
@@ -188,7 +197,7 @@ def record_sitting(run: Path, sitting: dict[str, Any], done: int) -> None:
     """Write ``SITTINGS``: the earlier sittings up to where this one resumed, then this one up to step ``done``
     (rewritten at every checkpoint, so a killed sitting keeps its time up to its last checkpoint)."""
     path, start = run / SITTINGS, sitting["from_step"]
-    rows = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    rows = read_sittings(run)
     rows = [{**r, "to_step": min(r["to_step"], start)} for r in rows if r["from_step"] < start]
     rows.append({"from_step": start, "to_step": done, "seconds": time.perf_counter() - sitting["t0"],
                  "machine": sitting["machine"], "commit": sitting["commit"]})
@@ -202,8 +211,7 @@ def status(name: str, runs: str | Path, scale: str = SCALE) -> dict[str, Any]:
     checkpoint), the last scored checkpoint's ``scores``, and whether ``weights/`` ships the model."""
     cfg = zoo_config(name, scale)
     run = run_dir(cfg, runs)
-    path = run / SITTINGS
-    sittings = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    sittings = read_sittings(run)
     step = sittings[-1]["to_step"] if sittings else 0
     seconds = sum(r["seconds"] for r in sittings)
     last = sittings[-1] if sittings else {"from_step": 0, "to_step": 0}
@@ -315,7 +323,7 @@ def manifest_entry(name: str, cfg: Config, run: Path, path: Path, half: bool, fp
     feature net the FLOP count builds)."""
     from afvae.bench.quality import flops_per_image
 
-    sittings = [json.loads(line) for line in (run / SITTINGS).read_text().splitlines()] if (run / SITTINGS).exists() else []
+    sittings = read_sittings(run)
     images = images_seen(cfg)
     return {
         "name": name, "file": path.name, "method": cfg.name if name in BASELINE_NAMES else "AF-VAE",

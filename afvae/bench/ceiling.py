@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+
 def bar_reachable(q: dict[str, float]) -> dict[str, bool]:
     """Per bar of the quality benchmark (``afvae.bench.quality.TARGETS``, training compute aside): does the
     model's oracle meet it? False: even the truth reconstructed by this model misses it."""
