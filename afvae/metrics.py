@@ -540,6 +540,30 @@ def psnr(pred: Tensor, target: Tensor) -> Tensor:
     return -10 * torch.log10(mse)
 
 
+FLAT = 1e-4  # [0, 1]^2 units: a pixel is flat in an image when its 5 x 5 mean of high-pass energy is below this
+
+
+def _high_pass(u: Tensor) -> Tensor:
+    """(N, C, H, W) -> the image minus its 3 x 3 box blur (reflect-padded), same shape."""
+    return u - F.avg_pool2d(F.pad(u, (1, 1, 1, 1), mode="reflect"), 3, stride=1)
+
+
+def speckle(pred: Tensor, truth: Tensor) -> Tensor:
+    """Colour noise painted where the truth is smooth: the mean high-pass energy of ``pred``'s chroma (each
+    channel minus the mean of the three) over the pixels where ``truth`` is flat (``FLAT``; skin, background).
+
+    (N, 3, H, W) in [-1, 1] twice -> (N,) in [0, 1]^2 units; 0 for the truth itself on its flat pixels up to
+    its own gentle shading; a blurred image scores lower still, colour speckle and checkerboards score higher.
+    """
+    _check_pair(pred, truth)
+    t = to_unit(truth).double()
+    energy = _high_pass(t).pow(2).sum(1, keepdim=True)  # (N, 1, H, W)
+    flat = F.avg_pool2d(F.pad(energy, (2, 2, 2, 2), mode="reflect"), 5, stride=1) < FLAT  # (N, 1, H, W)
+    u = to_unit(pred).double()
+    chroma = _high_pass(u - u.mean(1, keepdim=True)).pow(2).sum(1, keepdim=True)  # (N, 1, H, W)
+    return ((chroma * flat).sum((1, 2, 3)) / flat.sum((1, 2, 3)).clamp(min=1)).to(torch.float32)
+
+
 def gaussian_window(size: int, sigma: float) -> Tensor:
     """1-D normalised Gaussian, (size,) float64, centred."""
     t = torch.arange(size, dtype=torch.float64) - (size - 1) / 2

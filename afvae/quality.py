@@ -36,7 +36,8 @@ from scipy.stats import bootstrap
 from torch import Tensor
 
 from afvae.data.synthetic import EXPRESSIONS, Factors, Structure
-from afvae.metrics import CHANGED, changed_region_l1, identity_similarity, l1_error, landmark_error, ssim
+from afvae.metrics import (CHANGED, changed_region_l1, identity_similarity, l1_error, landmark_error, speckle,
+                           ssim)
 
 MAX_YAW = 60.0  # the training range of the synthetic faces (degrees)
 MAX_PITCH, MAX_ROLL = 20.0, 15.0  # ... and of their pitch and roll (afvae.data.synthetic.sample_structure)
@@ -202,6 +203,7 @@ def edit_scores(model: torch.nn.Module, edits: EditSet, scorer: Any | None, held
     edits; ``identity_sim`` (source vs edit) / ``identity_sim_truth`` (source vs truth) (N,): cosine of the
     scorer's appearance predictions, all edits; ``landmark_nme`` / ``landmark_nme_floor`` (N,): the scorer's
     landmarks on the edit / on the truth vs the target's; ``rec_ssim`` (N,): reconstructions vs sources;
+    ``speckle`` / ``speckle_copy`` (N,): colour noise where the truth is smooth (``afvae.metrics.speckle``);
     ``swap_changed_l1`` / ``swap_changed_l1_copy`` (N_swap,): changed-region L1 on structure swaps. A kind of
     edit the set lacks has no keys. ``oracle``: each edit score and the scorers' ``identity_sim`` and
     ``landmark_nme`` also for the oracle (``yaw_ssim_oracle``, ``identity_sim_oracle``, ...): the ceiling.
@@ -215,6 +217,8 @@ def edit_scores(model: torch.nn.Module, edits: EditSet, scorer: Any | None, held
             scores |= {f"{key}{tail}": metric(out[m], edits.x[m], edits.x_truth[m]) for tail, out in outputs.items()}
             scores[f"{key}_copy"] = metric(edits.x[m], edits.x[m], edits.x_truth[m])
     scores["rec_ssim"] = ssim(g["x_rec"], edits.x)
+    scores |= {f"speckle{tail}": speckle(out, edits.x_truth) for tail, out in outputs.items()}
+    scores["speckle_copy"] = speckle(edits.x, edits.x_truth)
     for net, net_tail in ((scorer, ""), (heldout, "_heldout")):
         if net is None:
             continue

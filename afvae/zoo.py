@@ -220,7 +220,7 @@ def status(name: str, runs: str | Path, scale: str = SCALE) -> dict[str, Any]:
     return {"name": name, "run": str(run), "step": step, "steps": cfg.train.steps, "sittings": len(sittings),
             "seconds": seconds, "seconds_per_step": per_step,
             "seconds_to_go": per_step * (cfg.train.steps - step) if per_step else None,
-            "scores": {k: curve[-1][k] for k in scored(cfg) if k in curve[-1]} if curve else {},
+            "scores": {k: curve[-1][k] for k in (*scored(cfg), "speckle") if k in curve[-1]} if curve else {},
             "scored_step": curve[-1]["step"] if curve else None, "shipped": name in manifest()}
 
 

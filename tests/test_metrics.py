@@ -291,6 +291,25 @@ def test_better_reconstructions_score_better():
     assert torch.allclose(exact["ssim"], torch.ones(6)) and (exact["l1"] == 0).all() and exact["psnr"].isinf().all()
 
 
+def test_speckle_sees_colour_noise_on_flat_regions_and_not_blur():
+    from afvae.metrics import speckle
+
+    truth = torch.full((4, 3, 32, 32), -0.2)
+    truth[:, :, 8:24, 8:24] = 0.5  # flat background and a flat square: edges are not flat
+    truth[:, 0, 8:24, 8:24] = 0.8  # the square is coloured
+    assert torch.allclose(speckle(truth, truth), torch.zeros(4))
+    g = torch.Generator().manual_seed(0)
+    noisy = truth + 0.1 * torch.randn(truth.shape, generator=g)  # colour noise everywhere
+    grey = truth + 0.1 * torch.randn((4, 1, 32, 32), generator=g)  # the same noise in all channels: no colour
+    blurred = F.avg_pool2d(F.pad(truth, (2, 2, 2, 2), mode="replicate"), 5, stride=1)
+    assert (speckle(noisy, truth) > 1e-3).all()
+    assert (speckle(grey, truth) < 1e-2 * speckle(noisy, truth)).all()  # (only where the square clips)
+    assert (speckle(blurred, truth) < 1e-3 * speckle(noisy, truth)).all()  # blur spreads the edge, not noise
+    checker = truth.clone()
+    checker[:, 1, ::2, ::2] += 0.1  # a checkerboard in one channel
+    assert (speckle(checker, truth) > 1e-4).all()
+
+
 def test_factor_perceptual_zero_for_identical_and_grows():
     torch.manual_seed(0)
     net = FactorNet(5, widths=(8, 8)).eval()

@@ -1,9 +1,10 @@
 """Where the edits stop: each shipped long model's edits beside its own ceiling.
 
 At 8x the default budget (the ``long`` preset, ``weights/``) the quality curves flatten below the quality
-bars (README, *Time to quality*). This asks why. It scores every shipped AF-VAE model on the quality
-benchmark's 400 edits (``afvae.bench.quality.scoring``) together with its **oracle**: the true target through
-the model's own encoders and decoder (``afvae.quality``, ``oracle=True``). The oracle is the best an edit can do
+bars (README, *Time to quality*). This asks why. It scores every shipped AF-VAE model (and the shipped GAN
+baselines, for their colour noise, ``speckle``) on the quality benchmark's 400 edits
+(``afvae.bench.quality.scoring``) together with its **oracle**: the true target through the model's own
+encoders and decoder (``afvae.quality``, ``oracle=True``). The oracle is the best an edit can do
 at the model's reconstruction quality. Where it is itself below a bar, no better manipulation reaches the bar;
 only a better reconstruction can. ``figure`` draws the edits, the oracles and the bars, and the full model's
 edit and reconstruction SSIM along its long run (its manifest curve).
@@ -31,10 +32,10 @@ def run() -> dict[str, Any]:
     from afvae.metrics import read_once
     from afvae.quality import edit_quality
     from afvae.weights_manifest import manifest
-    from afvae.zoo import AFVAE_NAMES
+    from afvae.zoo import AFVAE_NAMES, BASELINE_NAMES
 
     edits, scorer, heldout = scoring(get_config("default"))  # the quality benchmark's edits and scorers
-    names = [n for n in AFVAE_NAMES if n in manifest()]
+    names = [n for n in AFVAE_NAMES + BASELINE_NAMES if n in manifest()]  # the GAN baselines: their speckle
     models: dict[str, dict[str, Any]] = {}
     with read_once():  # the sources and truths are read once by each scorer for all models
         for name in names:
