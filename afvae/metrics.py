@@ -549,11 +549,11 @@ def _high_pass(u: Tensor) -> Tensor:
 
 
 def speckle(pred: Tensor, truth: Tensor) -> Tensor:
-    """Colour noise painted where the truth is smooth: the mean high-pass energy of ``pred``'s chroma (each
-    channel minus the mean of the three) over the pixels where ``truth`` is flat (``FLAT``; skin, background).
+    """Colour noise painted where the truth is smooth: the RMS of the high-pass of ``pred``'s chroma (each channel
+    minus the mean of the three) over the pixels where ``truth`` is flat (``FLAT``; skin, background).
 
-    (N, 3, H, W) in [-1, 1] twice -> (N,) in [0, 1]^2 units; 0 for the truth itself on its flat pixels up to
-    its own gentle shading; a blurred image scores lower still, colour speckle and checkerboards score higher.
+    (N, 3, H, W) in [-1, 1] twice -> (N,) in [0, 1] intensity units; ~0 for the truth itself (its gentle shading
+    only), lower still for a blurred image, higher for colour speckle and checkerboards.
     """
     _check_pair(pred, truth)
     t = to_unit(truth).double()
@@ -561,7 +561,7 @@ def speckle(pred: Tensor, truth: Tensor) -> Tensor:
     flat = F.avg_pool2d(F.pad(energy, (2, 2, 2, 2), mode="reflect"), 5, stride=1) < FLAT  # (N, 1, H, W)
     u = to_unit(pred).double()
     chroma = _high_pass(u - u.mean(1, keepdim=True)).pow(2).sum(1, keepdim=True)  # (N, 1, H, W)
-    return ((chroma * flat).sum((1, 2, 3)) / flat.sum((1, 2, 3)).clamp(min=1)).to(torch.float32)
+    return ((chroma * flat).sum((1, 2, 3)) / flat.sum((1, 2, 3)).clamp(min=1)).sqrt().to(torch.float32)
 
 
 def gaussian_window(size: int, sigma: float) -> Tensor:
