@@ -203,7 +203,8 @@ def edit_scores(model: torch.nn.Module, edits: EditSet, scorer: Any | None, held
     edits; ``identity_sim`` (source vs edit) / ``identity_sim_truth`` (source vs truth) (N,): cosine of the
     scorer's appearance predictions, all edits; ``landmark_nme`` / ``landmark_nme_floor`` (N,): the scorer's
     landmarks on the edit / on the truth vs the target's; ``rec_ssim`` (N,): reconstructions vs sources;
-    ``speckle`` / ``speckle_copy`` (N,): colour noise where the truth is smooth (``afvae.metrics.speckle``);
+    ``speckle`` / ``speckle_copy`` / ``speckle_truth`` (N,): colour noise where the truth is smooth
+    (``afvae.metrics.speckle``), of the edit, the unchanged source and the truth itself;
     ``swap_changed_l1`` / ``swap_changed_l1_copy`` (N_swap,): changed-region L1 on structure swaps. A kind of
     edit the set lacks has no keys. ``oracle``: each edit score and the scorers' ``identity_sim`` and
     ``landmark_nme`` also for the oracle (``yaw_ssim_oracle``, ``identity_sim_oracle``, ...): the ceiling.
@@ -219,6 +220,7 @@ def edit_scores(model: torch.nn.Module, edits: EditSet, scorer: Any | None, held
     scores["rec_ssim"] = ssim(g["x_rec"], edits.x)
     scores |= {f"speckle{tail}": speckle(out, edits.x_truth) for tail, out in outputs.items()}
     scores["speckle_copy"] = speckle(edits.x, edits.x_truth)
+    scores["speckle_truth"] = speckle(edits.x_truth, edits.x_truth)  # a clean render's own shading
     for net, net_tail in ((scorer, ""), (heldout, "_heldout")):
         if net is None:
             continue
