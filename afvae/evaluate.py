@@ -100,6 +100,7 @@ from afvae.metrics import (
     recall,
     summarise,
 )
+from afvae.model import edit_and_reconstruction
 from afvae.scorer import NAME, load_scorer
 
 log = logging.getLogger(__name__)
@@ -205,8 +206,7 @@ def generate(model: torch.nn.Module, dataset: Any, src: Tensor, tgt: Tensor, *, 
         ref = (recall(dataset, ("render_pair", *fingerprint(s), *fingerprint(t)), lambda: dataset.render_pair(s, t))
                if truth else {"c_target": other["c"], "landmarks_target": other["landmarks"]})  # every run: the same truths
         x, c, ct = b["x"].to(device), b["c"].to(device), ref["c_target"].to(device)
-        both = getattr(model, "translate_and_reconstruct", None)  # AF-VAE: one encoding serves both
-        x_out, x_rec = both(x, c, ct) if both else (model.translate(x, c, ct), model.translate(x, c, c))
+        x_out, x_rec = edit_and_reconstruction(model, x, c, ct)
         batch = {"x": b["x"], "x_out": x_out.float().cpu(), "x_rec": x_rec.float().cpu(),  # x_rec: own z, own c
                  "x_other": other["x"], "landmarks_target": ref["landmarks_target"]}
         if truth:

@@ -258,6 +258,16 @@ class AFVAE(nn.Module):
 
 
 @torch.no_grad()
+def edit_and_reconstruction(model: nn.Module, x: torch.Tensor, c_source: torch.Tensor, c_target: torch.Tensor
+                            ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Any method's edit ``translate(x, c_source, c_target)`` and reconstruction ``translate(x, c_source,
+    c_source)``; from one encoding where the method has ``translate_and_reconstruct`` (AF-VAE): (B, 3, R, R) x 2."""
+    both = getattr(model, "translate_and_reconstruct", None)
+    return both(x, c_source, c_target) if both else (model.translate(x, c_source, c_target),
+                                                     model.translate(x, c_source, c_source))
+
+
+@torch.no_grad()
 def translate_all(model: nn.Module, x: torch.Tensor, c_source: torch.Tensor, c_target: torch.Tensor,
                   batch_size: int = 128) -> torch.Tensor:
     """``model.translate`` over N images in chunks of ``batch_size``, in eval mode (the mode is restored after).

@@ -38,6 +38,7 @@ from torch import Tensor
 from afvae.data.synthetic import EXPRESSIONS, Factors, Structure
 from afvae.metrics import (CHANGED, changed_region_l1, identity_similarity, l1_error, landmark_error, speckle,
                            ssim)
+from afvae.model import edit_and_reconstruction
 
 MAX_YAW = 60.0  # the training range of the synthetic faces (degrees)
 MAX_PITCH, MAX_ROLL = 20.0, 15.0  # ... and of their pitch and roll (afvae.data.synthetic.sample_structure)
@@ -183,8 +184,9 @@ def run_edits(model: torch.nn.Module, edits: EditSet, batch_size: int = 200, ora
     out: dict[str, list[Tensor]] = {"x_out": [], "x_rec": []} | ({"x_oracle": []} if oracle else {})
     for i in range(0, len(edits.kind), batch_size):
         x, c, ct, xt = (t[i:i + batch_size].to(device) for t in (edits.x, edits.c, edits.c_target, edits.x_truth))
-        out["x_out"].append(model.translate(x, c, ct).float().cpu())
-        out["x_rec"].append(model.translate(x, c, c).float().cpu())
+        x_out, x_rec = edit_and_reconstruction(model, x, c, ct)
+        out["x_out"].append(x_out.float().cpu())
+        out["x_rec"].append(x_rec.float().cpu())
         if oracle:
             out["x_oracle"].append(model.translate(xt, ct, ct).float().cpu())
     model.train(was_training)

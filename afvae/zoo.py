@@ -212,10 +212,9 @@ def status(name: str, runs: str | Path, scale: str = SCALE) -> dict[str, Any]:
     cfg = zoo_config(name, scale)
     run = run_dir(cfg, runs)
     sittings = read_sittings(run)
-    step = sittings[-1]["to_step"] if sittings else 0
-    seconds = sum(r["seconds"] for r in sittings)
-    last = sittings[-1] if sittings else {"from_step": 0, "to_step": 0}
-    per_step = last["seconds"] / (last["to_step"] - last["from_step"]) if last["to_step"] > last["from_step"] else None
+    last = sittings[-1] if sittings else {"from_step": 0, "to_step": 0, "seconds": 0.0}
+    step, seconds = last["to_step"], sum(r["seconds"] for r in sittings)
+    per_step = last["seconds"] / (step - last["from_step"]) if step > last["from_step"] else None
     curve = read_curve(run)
     return {"name": name, "run": str(run), "step": step, "steps": cfg.train.steps, "sittings": len(sittings),
             "seconds": seconds, "seconds_per_step": per_step,
