@@ -29,7 +29,7 @@ UNHASHED = ("device", "num_workers", "log_every", "sample_every", "checkpoint_ev
 # Fields added after runs and shipped weights were keyed: hashed only when set away from these defaults, so every
 # earlier config keeps its hash.
 HASHED_WHEN_SET: dict[tuple[str, str], Any] = {("model", "instance_features"): 3, ("loss", "recon"): 0.0,
-                                               ("loss", "attention"): 0.1}
+                                               ("loss", "attention"): 0.1, ("data", "train_images"): 0}
 RESUMABLE = ("steps", "lr")  # run longer; lower the learning rate after a NaN stop
 
 # What a number must be, by field name (any section); every other number must be >= 0. Strings by pattern.
@@ -102,6 +102,15 @@ class DataConfig(Checked):
     images_per_identity: int = 40  # synthetic only: structures rendered per identity
     boundary_channels: int = 13  # 13 LAB curves, or 1 for the merged map
     seed: int = 0
+    # synthetic only, > 0: the train split is this many images of as many identities, one image each (the
+    # population's training identities, then new ones from n_identities up: never a test identity); 0: the
+    # population's training identities, images_per_identity each. Evaluation and its nets keep the population.
+    train_images: int = 0
+
+    def population(self) -> "DataConfig":
+        """These data with the population's own training split (``train_images`` off): what the feature and
+        scoring nets are fitted to, so that every training set is scored by the same nets."""
+        return dataclasses.replace(self, train_images=0)
 
 
 @dataclass(frozen=True)

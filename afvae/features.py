@@ -119,11 +119,16 @@ def frozen(net: nn.Module) -> nn.Module:
     return net
 
 
-def factor_net_path(data: DataConfig, root: str | Path = "results/cache") -> Path:
+def net_path(kind: str, data: DataConfig, root: str | Path = "results/cache") -> Path:
+    """Cache file of a ``kind`` net fitted to ``data``'s population (``DataConfig.population``)."""
     from afvae.config import Config, config_hash
 
-    key = config_hash({**Config().to_dict(), "data": asdict(data)})  # the data, other fields default
-    return Path(root) / f"factor_net-{key}.pt"
+    key = config_hash({**Config().to_dict(), "data": asdict(data.population())})  # the data, other fields default
+    return Path(root) / f"{kind}-{key}.pt"
+
+
+def factor_net_path(data: DataConfig, root: str | Path = "results/cache") -> Path:
+    return net_path("factor_net", data, root)
 
 
 def train_factor_net(data: DataConfig, *, steps: int | None = None, batch_size: int = 64, seed: int = 0,
@@ -157,6 +162,7 @@ def train_factor_net(data: DataConfig, *, steps: int | None = None, batch_size: 
 
 def load_factor_net(data: DataConfig, root: str | Path = "results/cache", progress: bool = True) -> FeatureNet:
     """The cached factor net for ``data``, training (and caching) it on first use."""
+    data = data.population()
     net, meta = cached_net(factor_net_path(data, root), lambda: train_factor_net(data, progress=progress))
     return FeatureNet("factor", frozen(net), [1.0, 1.0, 1.0, 1.0], meta)
 
@@ -198,10 +204,7 @@ def no_face_images(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
 
 
 def landmark_net_path(data: DataConfig, root: str | Path = "results/cache") -> Path:
-    from afvae.config import Config, config_hash
-
-    key = config_hash({**Config().to_dict(), "data": asdict(data)})  # the data, other fields default
-    return Path(root) / f"landmark_net-{key}.pt"
+    return net_path("landmark_net", data, root)
 
 
 def train_landmark_net(data: DataConfig, *, steps: int | None = None, batch_size: int = 64, seed: int = 0,
@@ -236,6 +239,7 @@ def train_landmark_net(data: DataConfig, *, steps: int | None = None, batch_size
 
 def load_landmark_net(data: DataConfig, root: str | Path = "results/cache", progress: bool = True) -> FeatureNet:
     """The cached landmark net for ``data`` (``train_landmark_net``), trained and cached on first use."""
+    data = data.population()
     net, meta = cached_net(landmark_net_path(data, root), lambda: train_landmark_net(data, progress=progress))
     return FeatureNet("landmark", frozen(net), [1.0, 1.0, 1.0, 1.0], meta)
 

@@ -40,9 +40,10 @@ def describe() -> dict[str, Any]:
     }
 
 
-def summary() -> str:
-    """``describe`` in words, e.g. "AMD EPYC (AVX2, 2.0 GHz), 2 cores"."""
-    d = describe()
+def summary(d: dict[str, Any] | None = None) -> str:
+    """``describe`` (or ``d``, a record with its keys, e.g. a benchmark's JSON) in words, e.g. "AMD EPYC (AVX2,
+    2.0 GHz), 2 cores"."""
+    d = describe() if d is None else d
     clock = f", {d['cpu_mhz'] / 1000:.1f} GHz" if d["cpu_mhz"] else ""
     return f"{d['cpu']} ({d['cpu_isa']}{clock}), {d['cpu_count']} cores"
 

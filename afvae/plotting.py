@@ -871,8 +871,9 @@ def plot_time_to_quality(curves: dict[str, list[dict]],
 def plot_ceiling(models: dict[str, dict[str, float]], curve: list[dict]) -> plt.Figure:
     """Where the edits stop (``afvae.bench ceiling``). Left: one model's edit SSIM and reconstruction SSIM along
     its run (``curve``: rows with ``images_seen``, ``yaw_ssim``, ``rec_ssim``). Then one panel per quality metric:
-    each model's edits (dots) and its oracle, the truth through the model (crosses), models in ``models``' order;
-    dotted: the metric's reference (source unchanged, or the truth); dashed: the bar.
+    each model's edits (dots) and its oracle, the truth through the model (crosses), models in ``models``' order,
+    and where a model has ``seen`` scores, its edits of training identities (squares); dotted: the metric's
+    reference (source unchanged, or the truth); dashed: the bar.
     """
     use_style()
     fig, axes = plt.subplots(1, 1 + len(QUALITY_PANELS), figsize=(3.3 * (1 + len(QUALITY_PANELS)), 3.2))
@@ -890,6 +891,10 @@ def plot_ceiling(models: dict[str, dict[str, float]], curve: list[dict]) -> plt.
         ax.plot(x, [models[n][metric] for n in names], "o", color="C0", label="edit")
         ax.plot(x, [models[n][f"{metric}_oracle"] for n in names], "x", color="C2", ms=7, mew=2,
                 label="oracle (truth through the model)")
+        seen = [n for n in names if metric in models[n].get("seen", {})]
+        if seen:
+            ax.plot([names.index(n) for n in seen], [models[n]["seen"][metric] for n in seen], "s", mfc="none",
+                    color="C4", ms=6, label="edit of a training identity")
         first = models[names[0]]
         ax.axhline(first[ref], color="0.4", ls=":", lw=1)
         ax.annotate("source unchanged" if "copy" in ref else "truth", (1, first[ref]), xycoords=("axes fraction", "data"),

@@ -172,3 +172,31 @@ def test_a_bar_is_out_of_reach_when_the_oracle_misses_it():
     assert bar_reachable(q) == {"yaw_ssim >= 0.85": False, "yaw_ssim >= yaw_ssim_copy + 0.15": True,
                                 "identity_sim >= 0.85": True, "landmark_nme <= 0.095": True,
                                 "expr_changed_l1 <= 0.5 * expr_changed_l1_copy": False}
+
+
+def test_the_ceiling_figure_marks_the_training_identities_of_the_models_that_have_them():
+    from afvae.plotting import QUALITY_PANELS, plot_ceiling
+
+    keys = {k for panel in QUALITY_PANELS for k in (panel[0], f"{panel[0]}_oracle", panel[1])}
+    models = {"full": dict.fromkeys(keys, 0.5) | {"seen": {p[0]: 0.9 for p in QUALITY_PANELS}},
+              "no_kl": dict.fromkeys(keys, 0.5)}  # scored before the training identities were
+    curve = [{"images_seen": 1000 * i, "yaw_ssim": 0.5, "rec_ssim": 0.6} for i in (1, 2)]
+    fig = plot_ceiling(models, curve)
+    for ax in fig.axes[1:len(QUALITY_PANELS) + 1]:
+        squares = [line for line in ax.get_lines() if line.get_marker() == "s"]
+        assert len(squares) == 1 and list(squares[0].get_xdata()) == [0] and list(squares[0].get_ydata()) == [0.9]
+
+
+def test_the_benchmark_records_its_data_and_scores_training_identities_at_its_end(monkeypatch, edits, scorer):
+    import afvae.bench.quality as bench
+
+    cfg = get_config("smoke").replace(data={"train_images": 60}, loss={"feature_net": "none"},
+                                      train={"steps": 4, "batch_size": 4})
+    monkeypatch.setattr(bench, "scoring", lambda c: (edits, scorer, None))  # the smoke edits, no held-out scorer
+    result = bench.run(cfg, eval_points=2)
+    assert result["recipe"]["data"]["train_images"] == 60 and result["images_seen"] == 16
+    assert "seen" not in result["curve"][0] and set(result["seen"]) == set(bench.SEEN_KEYS)
+    assert -1 <= result["seen"]["yaw_ssim"] <= 1 and result["seen"]["landmark_nme"] > 0
+    seen, train = bench.seen_edits(cfg), build_dataset(cfg.data, "train")
+    ids = set(train.identity[seen.items].tolist())
+    assert len(seen.kind) == 400 and len(ids) == 60 and not ids & set(build_dataset(cfg.data, "test").identity.tolist())

@@ -290,3 +290,13 @@ def test_tutorial_models_are_notebook_11s(name):
         assert zoo.zoo_config(name).hash() == tutorial.tiny_config(scale, *zoo.TUTORIAL[name]).hash()
     assert zoo.zoo_config(name, "smoke").hash() == tutorial.tiny_config("smoke", *zoo.TUTORIAL[name]).hash()
     assert zoo.scored(zoo.zoo_config(name)) == zoo.SWAP_SCORED
+
+
+def test_an_experiment_is_the_full_model_on_fresh_identities_and_never_trained_unnamed():
+    from afvae.config import get_config
+
+    for scale in ("smoke", "long"):
+        cfg, full = zoo.zoo_config("full_fresh", scale), get_config(scale, "full")
+        assert cfg.replace(data={"train_images": 0}) == full and cfg.hash() != full.hash()
+        assert cfg.data.train_images * 4 == cfg.train.steps * cfg.train.batch_size
+    assert "full_fresh" not in zoo.NAMES and zoo.parser().parse_args(["train", "--runs", "r"]).names == list(zoo.NAMES)

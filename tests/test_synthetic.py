@@ -187,6 +187,33 @@ def test_dataset_splits_by_identity_ninety_ten():
                                                                 train.structure.index([7]), 32))
 
 
+
+def test_train_images_gives_each_training_image_its_own_identity_never_a_test_one(tmp_path):
+    from afvae.config import DataConfig
+    from afvae.data.datasets import build_dataset, training_identities
+    from afvae.features import factor_net_path, landmark_net_path
+    from afvae.scorer import scorer_data
+
+    data = DataConfig(size=32, n_identities=20, images_per_identity=3, seed=4)
+    fresh = DataConfig(size=32, n_identities=20, images_per_identity=3, seed=4, train_images=25)
+    test_ids = set(build_dataset(data, "test").identity.tolist())
+    ids = training_identities(fresh)
+    assert len(ids) == len(set(ids)) == 25 and not test_ids & set(ids)
+    assert ids[:18] == sorted(set(build_dataset(data, "train").identity.tolist()))  # the population's own first
+    assert ids[18:] == list(range(20, 27))  # then new identities, outside the population
+    train = build_dataset(fresh, "train")
+    assert len(train) == 25 and train.identity.tolist() == ids
+    own = build_dataset(data, "train")  # the population's identities keep their appearance
+    assert torch.equal(train.factors["appearance"][:18], own.factors["appearance"][::3])
+    assert torch.equal(build_dataset(fresh, "test").images, build_dataset(data, "test").images)
+    # the nets that score and feature-match are the population's, whatever the training set
+    assert fresh.population() == data
+    assert factor_net_path(fresh, tmp_path) == factor_net_path(data, tmp_path)
+    assert landmark_net_path(fresh, tmp_path) == landmark_net_path(data, tmp_path)
+    assert scorer_data(fresh) == scorer_data(data)
+    with pytest.raises(ValueError, match="only the synthetic sources"):
+        build_dataset(DataConfig(source=str(tmp_path), train_images=5), "train")
+
 def test_export_round_trips_through_folder_faces(tmp_path):
     out = export_synthetic(tmp_path / "synthetic", size=32, n_identities=10, images_per_identity=2, seed=3)
     meta = json.loads((out / "meta.json").read_text())

@@ -6,8 +6,13 @@ baselines, for their colour noise, ``speckle``) on the quality benchmark's 400 e
 (``afvae.bench.quality.scoring``) together with its **oracle**: the true target through the model's own
 encoders and decoder (``afvae.quality``, ``oracle=True``). The oracle is the best an edit can do
 at the model's reconstruction quality. Where it is itself below a bar, no better manipulation reaches the bar;
-only a better reconstruction can. ``figure`` draws the edits, the oracles and the bars, and the full model's
-edit and reconstruction SSIM along its long run (its manifest curve).
+only a better reconstruction can.
+
+The same 200 + 200 edits are also drawn (same seed, same construction) from the **training identities**
+(``seen``): faces whose appearance the model was fitted to, under structures it never saw with them. The gap
+between the two says whether what a model lacks is fidelity (both low) or generalisation to new people (seen
+high, unseen low). ``figure`` draws the edits, the oracles, the seen-identity edits and the bars, and the full
+model's edit and reconstruction SSIM along its long run (its manifest curve).
 """
 from __future__ import annotations
 
@@ -27,25 +32,49 @@ def bar_reachable(q: dict[str, float]) -> dict[str, bool]:
 
 def run() -> dict[str, Any]:
     from afvae import shipped
-    from afvae.bench.quality import scoring
+    from afvae.bench.quality import scoring, seen_edits, seen_scores
     from afvae.config import get_config
     from afvae.metrics import read_once
     from afvae.quality import edit_quality
     from afvae.weights_manifest import manifest
     from afvae.zoo import AFVAE_NAMES, BASELINE_NAMES
 
-    edits, scorer, heldout = scoring(get_config("default"))  # the quality benchmark's edits and scorers
+    cfg = get_config("default")
+    edits, scorer, heldout = scoring(cfg)  # the quality benchmark's edits and scorers
+    seen = seen_edits(cfg)  # the same draw from the training identities
     names = [n for n in AFVAE_NAMES + BASELINE_NAMES if n in manifest()]  # the GAN baselines: their speckle
     models: dict[str, dict[str, Any]] = {}
     with read_once():  # the sources and truths are read once by each scorer for all models
         for name in names:
-            q = edit_quality(shipped.load(name)[0], edits, scorer, heldout, oracle=True)
-            models[name] = {k: round(v, 4) for k, v in q.items()} | {"bar_reachable": bar_reachable(q)}
+            model = shipped.load(name)[0]
+            q = edit_quality(model, edits, scorer, heldout, oracle=True)
+            models[name] = ({k: round(v, 4) for k, v in q.items()} | {"bar_reachable": bar_reachable(q)}
+                            | {"seen": seen_scores(model, seen, scorer)})
     return {"n_edits": len(edits.kind), "models": models}
 
 
+def edits_figure(figures: str | Path = "figures", n: int = 6) -> Path:
+    """``figures/seen_unseen_edits.png``: the shipped full model's first ``n`` yaw edits of new people and of
+    training people, each over its source and its true render."""
+    from afvae import shipped
+    from afvae.bench.quality import scoring, seen_edits
+    from afvae.config import get_config
+    from afvae.model import translate_all
+    from afvae.plotting import image_grid, save_figure
+
+    cfg, model = get_config("default"), shipped.load("full")[0]
+    rows, labels = [], []
+    for who, edits in (("new person", scoring(cfg)[0]), ("training person", seen_edits(cfg))):
+        i = edits.mask("yaw").nonzero()[:n, 0]
+        edit = translate_all(model, edits.x[i], edits.c[i], edits.c_target[i])
+        rows += [list(edits.x[i]), list(edits.x_truth[i]), list(edit)]
+        labels += [f"{who}:\nsource", "true render\nat new yaw", "AF-VAE edit"]
+    return save_figure(image_grid(rows, row_labels=labels), "seen_unseen_edits", figures)
+
+
 def figure(bench_dir: str | Path = "results/bench", figures: str | Path = "figures") -> Path | None:
-    """``figures/quality_ceiling.png`` from ``ceiling.json`` and the shipped full model's curve."""
+    """``figures/quality_ceiling.png`` from ``ceiling.json`` and the shipped full model's curve (and, drawn by
+    the shipped full model, ``figures/seen_unseen_edits.png``)."""
     from afvae.plotting import plot_ceiling, save_figure
     from afvae.weights_manifest import manifest
     from afvae.zoo import AFVAE_NAMES
@@ -56,4 +85,5 @@ def figure(bench_dir: str | Path = "results/bench", figures: str | Path = "figur
     scored = json.loads(path.read_text())["models"]
     models = {n: scored[n] for n in AFVAE_NAMES if n in scored}  # the paper's order, full first
     curve = manifest()["full"]["curve"]
+    edits_figure(figures)
     return save_figure(plot_ceiling(models, curve), "quality_ceiling", figures)

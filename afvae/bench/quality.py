@@ -8,6 +8,8 @@ backward of the model and the feature net, ``torch.utils.flop_counter``) per ima
 Evaluation time is excluded from ``train_minutes``. Identity and landmarks are read twice: by the factor net
 (``identity_sim``, ``landmark_nme``, the keys the targets read, as before) and by the held-out scorer, which is in
 no loss (``afvae.scorer``: ``identity_sim_heldout``, ``landmark_nme_heldout`` and their ``_truth`` / ``_floor``).
+The last point also scores the model's oracle (``*_oracle``) and, under ``seen``, the same draw of edits of its
+training identities.
 """
 from __future__ import annotations
 
@@ -58,15 +60,35 @@ def before_recipe() -> Config:
         model={"z_film": False, "full_res_width": 0})
 
 
+def fresh_recipe() -> Config:
+    """The default preset trained on as many identities as it sees images: every one of its 27,200 training
+    images is of a new identity (``data.train_images``; ``python -m afvae.bench quality_fresh`` measures it)."""
+    cfg = get_config("default")
+    return cfg.replace(data={"train_images": cfg.train.steps * cfg.train.batch_size})
+
+
 def figure(bench_dir: str | Path = "results/bench", figures: str | Path = "figures") -> Path | None:
-    """``figures/time_to_quality.png`` from the curves of ``quality`` and, once it has run, ``quality_before``."""
+    """``figures/time_to_quality.png`` from the curves of ``quality`` and, once they have run, ``quality_before``
+    and ``quality_fresh``."""
     from afvae.plotting import plot_time_to_quality, save_figure
 
-    paths = {"default recipe": Path(bench_dir) / "quality.json", "before": Path(bench_dir) / "quality_before.json"}
-    curves = {name: json.loads(p.read_text())["curve"] for name, p in paths.items() if p.exists()}
-    if "default recipe" not in curves:
+    paths = {"default recipe": Path(bench_dir) / "quality.json", "before": Path(bench_dir) / "quality_before.json",
+             "fresh identities": Path(bench_dir) / "quality_fresh.json"}
+    runs = {name: json.loads(p.read_text()) for name, p in paths.items() if p.exists()}
+    if "default recipe" not in runs:
         return None
+    # CPU minutes are the machine's: each curve says which CPU ran it (files before afvae.hardware do not)
+    curves = {f"{name} ({_machine(run)})": run["curve"] for name, run in runs.items()}
     return save_figure(plot_time_to_quality(curves), "time_to_quality", figures)
+
+
+def _machine(results: dict[str, Any]) -> str:
+    """The CPU and threads a benchmark's JSON was measured on, in a few words."""
+    from afvae.hardware import summary
+
+    if not results.get("cpu_isa"):
+        return "CPU not recorded"
+    return f"{summary(results)}, {results['threads']} thread(s)"
 
 
 def scoring(cfg: Config) -> tuple[Any, Any, Any]:
@@ -79,6 +101,26 @@ def scoring(cfg: Config) -> tuple[Any, Any, Any]:
 
     edits = edit_set(build_dataset(cfg.data, "test"), n_yaw=200, n_expression=200, seed=0)
     return edits, load_factor_net(cfg.data, CACHE), load_scorer(cfg.data, CACHE)
+
+
+SEEN_KEYS = ("yaw_ssim", "yaw_ssim_oracle", "rec_ssim", "expr_changed_l1", "identity_sim", "landmark_nme")
+
+
+def seen_edits(cfg: Config) -> Any:
+    """The same draw of 200 yaw and 200 expression edits (seed 0) from ``cfg``'s training identities: people the
+    model was fitted to, under structures it never saw with them (``afvae.bench.ceiling``)."""
+    from afvae.data.datasets import build_dataset
+    from afvae.quality import edit_set
+
+    return edit_set(build_dataset(cfg.data, "train"), n_yaw=200, n_expression=200, seed=0)
+
+
+def seen_scores(model: torch.nn.Module, edits: Any, scorer: Any) -> dict[str, float]:
+    """``SEEN_KEYS`` of ``model`` on ``edits`` of training identities (no held-out scorer)."""
+    from afvae.quality import edit_quality
+
+    q = edit_quality(model, edits, scorer, oracle=True)
+    return {k: round(q[k], 4) for k in SEEN_KEYS}
 
 
 def run(cfg: Config | None = None, eval_points: int = EVAL_POINTS) -> dict[str, Any]:
@@ -101,6 +143,8 @@ def run(cfg: Config | None = None, eval_points: int = EVAL_POINTS) -> dict[str, 
         row = {"step": done, "images_seen": images, "train_tflop": per_image * images / 1e12,
                "train_minutes": (t0 - clock["start"] - clock["eval"]) / 60,
                **edit_quality(method.evaluated, edits, scorer, heldout, oracle=last)}
+        if last:  # and the same edits of training identities: fit against generalisation
+            row["seen"] = seen_scores(method.evaluated, seen_edits(cfg), scorer)
         curve.append(row)
         clock["eval"] += time.perf_counter() - t0
 
@@ -109,5 +153,6 @@ def run(cfg: Config | None = None, eval_points: int = EVAL_POINTS) -> dict[str, 
         fit(cfg, out, cache_root=CACHE, callback=evaluate)
     final = curve[-1]
     return {**final, "flops_per_image": per_image, "eval_seconds": clock["eval"], "n_edits": len(edits.kind),
-            "recipe": cfg.train.__dict__ | {"model": cfg.model.__dict__, "loss": cfg.loss.__dict__},
+            "recipe": cfg.train.__dict__ | {"model": cfg.model.__dict__, "loss": cfg.loss.__dict__,
+                                            "data": cfg.data.__dict__},
             "targets_met": {name: bool(ok(final)) for name, ok in TARGETS.items()}, "curve": curve}

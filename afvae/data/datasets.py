@@ -328,10 +328,23 @@ def build_dataset(data: DataConfig, split: str) -> _FaceDataset:
     evaluation share one render of the same faces.
     """
     subject = synthetic_subject(data.source)
+    if subject is not None and split == "train" and data.train_images:
+        return SyntheticFaces(data.size, data.n_identities, 1, split, data.seed, data.boundary_channels,
+                              subject=subject, identities=training_identities(data))
     if subject is not None:
         return SyntheticFaces(data.size, data.n_identities, data.images_per_identity, split, data.seed,
                               data.boundary_channels, subject=subject)
+    if data.train_images:
+        raise ValueError(f"data.train_images ({data.train_images}) renders new identities, which only the synthetic "
+                         f"sources ({', '.join(SYNTHETIC)}) can do; set it to 0 for the folder {data.source!r}")
     return FolderFaces(data.source, split, data.size, data.boundary_channels)
+
+
+def training_identities(data: DataConfig) -> list[int]:
+    """The ``data.train_images`` identities of a one-image-per-identity train split: the population's training
+    identities, then new ones from ``n_identities`` up (outside the population: never a test identity)."""
+    own = (~syn.held_out_identities(data.n_identities, data.seed)).nonzero()[:, 0].tolist()
+    return (own + list(range(data.n_identities, data.n_identities + data.train_images)))[:data.train_images]
 
 
 def collate(dataset: Dataset, idx: Tensor | Sequence[int], keys: Sequence[str] | None = None) -> dict[str, Tensor]:
