@@ -91,7 +91,8 @@ def scorer_data(data: DataConfig) -> DataConfig:
     if data.source not in SYNTHETIC:
         raise ValueError(f"data {data.source!r}: the held-out scorer renders faces of another seed, which only the "
                          f"synthetic sources ({', '.join(SYNTHETIC)}) can do")
-    return dataclasses.replace(data.population(), seed=data.seed + HELD_OUT_SEED, images_per_identity=RECIPE["images_per_identity"],
+    return dataclasses.replace(data.population(), seed=data.seed + HELD_OUT_SEED,
+                               images_per_identity=RECIPE["images_per_identity"],
                                n_identities=max(data.n_identities, MIN_IDENTITIES))
 
 
