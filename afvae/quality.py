@@ -40,6 +40,7 @@ from afvae.metrics import (CHANGED, changed_region_l1, identity_similarity, l1_e
                            ssim)
 from afvae.model import edit_and_reconstruction
 
+BENCHMARK = {"n_yaw": 200, "n_expression": 200, "seed": 0}  # the quality benchmark's draw of edits (``edit_set``)
 MAX_YAW = 60.0  # the training range of the synthetic faces (degrees)
 MAX_PITCH, MAX_ROLL = 20.0, 15.0  # ... and of their pitch and roll (afvae.data.synthetic.sample_structure)
 

@@ -96,7 +96,7 @@ from afvae.config import Config, get_config
 from afvae.data.datasets import build_dataset, for_data
 from afvae.features import load_factor_net
 from afvae.methods import Method
-from afvae.quality import EditSet, edit_quality, edit_scores, edit_set, interval, swap_set
+from afvae.quality import BENCHMARK, EditSet, edit_quality, edit_scores, edit_set, interval, swap_set
 from afvae.shipped import CENTRES, load_state
 from afvae.train import fit
 from afvae.tutorial import tiny_config
@@ -132,7 +132,7 @@ def benchmark(cfg: Config, check: bool = False) -> EditSet:
     ``CHECK_PAIRS``); hands and cats, 200 structure swaps (``check``: 64, another seed)."""
     test = build_dataset(cfg.data, "test")
     if is_face(cfg):
-        return edit_set(test, **CHECK_PAIRS) if check else edit_set(test, n_yaw=200, n_expression=200, seed=0)
+        return edit_set(test, **(CHECK_PAIRS if check else BENCHMARK))
     return swap_set(test, n=64, seed=1) if check else swap_set(test, n=200, seed=0)
 
 

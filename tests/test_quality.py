@@ -197,6 +197,6 @@ def test_the_benchmark_records_its_data_and_scores_training_identities_at_its_en
     assert result["recipe"]["data"]["train_images"] == 60 and result["images_seen"] == 16
     assert "seen" not in result["curve"][0] and set(result["seen"]) == set(bench.SEEN_KEYS)
     assert -1 <= result["seen"]["yaw_ssim"] <= 1 and result["seen"]["landmark_nme"] > 0
-    seen, train = bench.seen_edits(cfg), build_dataset(cfg.data, "train")
+    seen, train = bench.benchmark_edits(cfg, "train"), build_dataset(cfg.data, "train")
     ids = set(train.identity[seen.items].tolist())
     assert len(seen.kind) == 400 and len(ids) == 60 and not ids & set(build_dataset(cfg.data, "test").identity.tolist())

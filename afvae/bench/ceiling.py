@@ -32,7 +32,7 @@ def bar_reachable(q: dict[str, float]) -> dict[str, bool]:
 
 def run() -> dict[str, Any]:
     from afvae import shipped
-    from afvae.bench.quality import scoring, seen_edits, seen_scores
+    from afvae.bench.quality import benchmark_edits, scoring, seen_scores
     from afvae.config import get_config
     from afvae.metrics import read_once
     from afvae.quality import edit_quality
@@ -41,7 +41,7 @@ def run() -> dict[str, Any]:
 
     cfg = get_config("default")
     edits, scorer, heldout = scoring(cfg)  # the quality benchmark's edits and scorers
-    seen = seen_edits(cfg)  # the same draw from the training identities
+    seen = benchmark_edits(cfg, "train")  # the same draw from the training identities
     names = [n for n in AFVAE_NAMES + BASELINE_NAMES if n in manifest()]  # the GAN baselines: their speckle
     models: dict[str, dict[str, Any]] = {}
     with read_once():  # the sources and truths are read once by each scorer for all models
@@ -57,14 +57,15 @@ def edits_figure(figures: str | Path = "figures", n: int = 6) -> Path:
     """``figures/seen_unseen_edits.png``: the shipped full model's first ``n`` yaw edits of new people and of
     training people, each over its source and its true render."""
     from afvae import shipped
-    from afvae.bench.quality import scoring, seen_edits
+    from afvae.bench.quality import benchmark_edits
     from afvae.config import get_config
     from afvae.model import translate_all
     from afvae.plotting import image_grid, save_figure
 
     cfg, model = get_config("default"), shipped.load("full")[0]
     rows, labels = [], []
-    for who, edits in (("new person", scoring(cfg)[0]), ("training person", seen_edits(cfg))):
+    for who, split in (("new person", "test"), ("training person", "train")):  # no scoring nets needed
+        edits = benchmark_edits(cfg, split)
         i = edits.mask("yaw").nonzero()[:n, 0]
         edit = translate_all(model, edits.x[i], edits.c[i], edits.c_target[i])
         rows += [list(edits.x[i]), list(edits.x_truth[i]), list(edit)]

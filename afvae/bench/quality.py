@@ -94,25 +94,23 @@ def _machine(results: dict[str, Any]) -> str:
 def scoring(cfg: Config) -> tuple[Any, Any, Any]:
     """The benchmark's fixed edits (200 yaw, 200 expression of unseen identities of ``cfg.data``, seed 0), the
     factor net that scores them (``identity_sim``, ``landmark_nme``) and the held-out scorer (``*_heldout``)."""
-    from afvae.data.datasets import build_dataset
     from afvae.features import load_factor_net
-    from afvae.quality import edit_set
     from afvae.scorer import load_scorer
 
-    edits = edit_set(build_dataset(cfg.data, "test"), n_yaw=200, n_expression=200, seed=0)
-    return edits, load_factor_net(cfg.data, CACHE), load_scorer(cfg.data, CACHE)
+    return benchmark_edits(cfg), load_factor_net(cfg.data, CACHE), load_scorer(cfg.data, CACHE)
 
 
 SEEN_KEYS = ("yaw_ssim", "yaw_ssim_oracle", "rec_ssim", "expr_changed_l1", "identity_sim", "landmark_nme")
 
 
-def seen_edits(cfg: Config) -> Any:
-    """The same draw of 200 yaw and 200 expression edits (seed 0) from ``cfg``'s training identities: people the
-    model was fitted to, under structures it never saw with them (``afvae.bench.ceiling``)."""
+def benchmark_edits(cfg: Config, split: str = "test") -> Any:
+    """The benchmark's draw of edits (``afvae.quality.BENCHMARK``) of ``cfg``'s unseen identities, or with
+    ``split="train"`` the same draw of its training identities: people the model was fitted to, under structures
+    it never saw with them (``seen``)."""
     from afvae.data.datasets import build_dataset
-    from afvae.quality import edit_set
+    from afvae.quality import BENCHMARK, edit_set
 
-    return edit_set(build_dataset(cfg.data, "train"), n_yaw=200, n_expression=200, seed=0)
+    return edit_set(build_dataset(cfg.data, split), **BENCHMARK)
 
 
 def seen_scores(model: torch.nn.Module, edits: Any, scorer: Any) -> dict[str, float]:
@@ -144,7 +142,7 @@ def run(cfg: Config | None = None, eval_points: int = EVAL_POINTS) -> dict[str, 
                "train_minutes": (t0 - clock["start"] - clock["eval"]) / 60,
                **edit_quality(method.evaluated, edits, scorer, heldout, oracle=last)}
         if last:  # and the same edits of training identities: fit against generalisation
-            row["seen"] = seen_scores(method.evaluated, seen_edits(cfg), scorer)
+            row["seen"] = seen_scores(method.evaluated, benchmark_edits(cfg, "train"), scorer)
         curve.append(row)
         clock["eval"] += time.perf_counter() - t0
 
