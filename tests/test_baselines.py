@@ -286,3 +286,39 @@ def test_recipe_and_paper_settings(method, batch, centres):
         if method != "pix2pixHD":  # pix2pixHD's L1 is its output's, always logged; the others' needs a pass
             assert ("recon" in terms) == (cfg.loss.recon > 0)
             assert "recon" not in terms or float(terms["recon"]) > 0
+
+
+def test_blur_removes_a_checkerboard_and_keeps_a_constant():
+    from afvae.baselines.common import Blur
+
+    i = torch.arange(8)
+    board = ((i[:, None] + i[None, :]) % 2 * 2 - 1).float().expand(1, 2, 8, 8)  # one-pixel +-1 checkerboard
+    blur = Blur(2)
+    assert blur(board).abs().max() < 1e-6
+    assert torch.allclose(blur(torch.full((1, 2, 8, 8), 0.3)), torch.full((1, 2, 8, 8), 0.3))
+    ramp = torch.linspace(-1, 1, 8).expand(1, 2, 8, 8)
+    assert torch.allclose(blur(ramp)[..., 1:-1], ramp[..., 1:-1], atol=1e-6)  # linear inside: unchanged
+    assert not list(blur.state_dict())  # a fixed filter: nothing to save or load
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_d_blur_filters_every_strided_conv_of_d_only(method, batch, centres):
+    from afvae.baselines.common import Blur
+
+    from afvae.config import config_hash
+
+    plain, blurred = tiny(method), tiny(method).replace(model={"d_blur": True})
+    d = plain.to_dict()
+    before = {**d, "model": {k: v for k, v in d["model"].items() if k != "d_blur"}}  # a config from before the field
+    assert plain.hash() == config_hash(before) and blurred.hash() != plain.hash()
+    m0, m1 = build_network(plain, centres), build_network(blurred, centres)
+    assert not any(isinstance(m, Blur) for m in m0.modules())
+    assert not any(isinstance(m, Blur) for m in m1.G.modules())
+    strided = [m for m in m1.D.modules() if isinstance(m, torch.nn.Conv2d) and m.stride == (2, 2)]
+    filtered = [s[1] for s in m1.D.modules() if isinstance(s, torch.nn.Sequential) and len(s) == 2
+                and isinstance(s[0], Blur)]
+    assert strided and len(filtered) == len(strided) and all(any(f is s for f in filtered) for s in strided)
+    x, c = batch["x"], batch["c"]
+    terms = m1.train_step(optimisers(blurred, m1), {"x": x, "c": c}, torch.Generator().manual_seed(0))
+    assert all(torch.isfinite(v) for v in terms.values())
+    assert translate_all(m1, x, c, c.roll(1, 0)).shape == x.shape

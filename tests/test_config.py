@@ -119,5 +119,6 @@ def test_fields_added_later_hash_only_when_set():
     for (section, key), default in HASHED_WHEN_SET.items():
         assert getattr(getattr(cfg, section), key) == default
         assert cfg.replace(**{section: {key: default}}).hash() == cfg.hash()
-        changed = default + 1 if isinstance(default, int) else default + 0.5
+        changed = (not default if isinstance(default, bool) else default + 1 if isinstance(default, int)
+                   else default + 0.5)
         assert cfg.replace(**{section: {key: changed}}).hash() != cfg.hash()

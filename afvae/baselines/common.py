@@ -180,19 +180,44 @@ class EncoderDecoder(nn.Module):
         return self.body(self.stem(h, cond))
 
 
-def patch_trunk(cin: int, width: int, n_down: int, max_width: int) -> nn.Sequential:
-    """PatchGAN trunk: ``n_down`` 4x4 stride-2 convs with LeakyReLU(0.01) (StarGAN / GANimation's D)."""
+class Blur(nn.Module):
+    """A fixed binomial low-pass, [1, 2, 1] x [1, 2, 1] / 16 per channel, reflect-padded: (B, C, H, W) -> same.
+
+    Put before a stride-2 conv (``model.d_blur``), it removes what the stride would alias (Zhang, "Making
+    convolutional networks shift-invariant again", ICML 2019): a one-pixel checkerboard becomes 0. In a
+    discriminator it does so both ways: D cannot read aliased patterns, and its gradient to G, which passes
+    back through the same filter, carries none of them.
+    """
+
+    def __init__(self, channels: int):
+        super().__init__()
+        k = torch.tensor([1.0, 2.0, 1.0])
+        self.register_buffer("kernel", (k[:, None] * k[None, :] / 16).expand(channels, 1, 3, 3).clone(),
+                             persistent=False)  # fixed: not a weight, not in the state dict
+
+    def forward(self, h: Tensor) -> Tensor:
+        return F.conv2d(F.pad(h, (1, 1, 1, 1), mode="reflect"), self.kernel, groups=self.kernel.shape[0])
+
+
+def strided(conv: nn.Conv2d, blur: bool) -> nn.Module:
+    """A discriminator's stride-2 ``conv``, after a ``Blur`` of its input when ``blur`` (``model.d_blur``)."""
+    return nn.Sequential(Blur(conv.in_channels), conv) if blur else conv
+
+
+def patch_trunk(cin: int, width: int, n_down: int, max_width: int, blur: bool = False) -> nn.Sequential:
+    """PatchGAN trunk: ``n_down`` 4x4 stride-2 convs with LeakyReLU(0.01) (StarGAN / GANimation's D), each after
+    a ``Blur`` when ``blur``."""
     layers, c = [], cin
     for i in range(n_down):
         out = min(width * 2**i, max_width)
-        layers += [nn.Conv2d(c, out, 4, 2, 1), nn.LeakyReLU(0.01)]
+        layers += [strided(nn.Conv2d(c, out, 4, 2, 1), blur), nn.LeakyReLU(0.01)]
         c = out
     return nn.Sequential(*layers)
 
 
 def trunk_width(trunk: nn.Sequential) -> int:
     """Channels out of a ``patch_trunk``."""
-    return [m for m in trunk if isinstance(m, nn.Conv2d)][-1].out_channels
+    return [m for m in trunk.modules() if isinstance(m, nn.Conv2d)][-1].out_channels
 
 
 # ----------------------------------------------------------------------------------------------------------

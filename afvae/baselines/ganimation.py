@@ -65,9 +65,9 @@ class Generator(nn.Module):
 class Discriminator(nn.Module):
     """D(x) -> (critic scores (B, 1, 2, 2), regressed condition (B, K))."""
 
-    def __init__(self, k: int, width: int, resolution: int):
+    def __init__(self, k: int, width: int, resolution: int, blur: bool = False):
         super().__init__()
-        self.trunk = patch_trunk(3, width, resolution.bit_length() - 2, max_width=16 * width)  # R -> 2
+        self.trunk = patch_trunk(3, width, resolution.bit_length() - 2, max_width=16 * width, blur=blur)  # R -> 2
         ch = trunk_width(self.trunk)
         self.critic = nn.Conv2d(ch, 1, 3, 1, 1)
         self.cond = nn.Conv2d(ch, k, 2)
@@ -84,7 +84,7 @@ class GANimation(GANBaseline):
         super().__init__(cfg, centres)
         w, R = cfg.model.base_width, cfg.data.size
         self.G = Generator(self.n_focal, w, cfg.model.upsample)
-        self.D = Discriminator(self.n_focal, w, R)
+        self.D = Discriminator(self.n_focal, w, R, cfg.model.d_blur)
 
     def animate(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         """One generator pass: x (B, 3, R, R), y (B, K) -> (I_y (B, 3, R, R), A (B, 1, R, R))."""

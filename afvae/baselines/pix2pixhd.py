@@ -29,7 +29,7 @@ from torch import Tensor
 
 from afvae import losses
 from afvae.baselines.common import (GANBaseline, EncoderDecoder, ResBlock, Stem, conv_in, down_in, lsgan_d,
-                                   lsgan_g, to_image, up_in)
+                                   lsgan_g, strided, to_image, up_in)
 from afvae.config import Config
 
 LAMBDA_FM = 10.0  # feature-matching weight (the paper's value)
@@ -81,13 +81,14 @@ class Generator(nn.Module):
 class PatchD(nn.Module):
     """One 70x70-style PatchGAN on (c, x), returning every layer's output (for feature matching)."""
 
-    def __init__(self, cin: int, width: int):
+    def __init__(self, cin: int, width: int, blur: bool = False):
         super().__init__()
         w = width
         self.layers = nn.ModuleList([
-            nn.Sequential(nn.Conv2d(cin, w, 4, 2, 1), nn.LeakyReLU(0.2)),
-            nn.Sequential(nn.Conv2d(w, 2 * w, 4, 2, 1), nn.InstanceNorm2d(2 * w), nn.LeakyReLU(0.2)),
-            nn.Sequential(nn.Conv2d(2 * w, 4 * w, 4, 2, 1), nn.InstanceNorm2d(4 * w), nn.LeakyReLU(0.2)),
+            nn.Sequential(strided(nn.Conv2d(cin, w, 4, 2, 1), blur), nn.LeakyReLU(0.2)),
+            nn.Sequential(strided(nn.Conv2d(w, 2 * w, 4, 2, 1), blur), nn.InstanceNorm2d(2 * w), nn.LeakyReLU(0.2)),
+            nn.Sequential(strided(nn.Conv2d(2 * w, 4 * w, 4, 2, 1), blur), nn.InstanceNorm2d(4 * w),
+                          nn.LeakyReLU(0.2)),
             nn.Sequential(nn.Conv2d(4 * w, 8 * w, 3, 1, 1), nn.InstanceNorm2d(8 * w), nn.LeakyReLU(0.2)),
             nn.Conv2d(8 * w, 1, 3, 1, 1),  # patch scores
         ])
@@ -103,9 +104,9 @@ class PatchD(nn.Module):
 class MultiScaleD(nn.Module):
     """D1 ... D_N on (c, x) at R, R/2, ...: a list (per scale) of lists of features, scores last."""
 
-    def __init__(self, cin: int, width: int):
+    def __init__(self, cin: int, width: int, blur: bool = False):
         super().__init__()
-        self.scales = nn.ModuleList(PatchD(cin, width) for _ in range(N_SCALES))
+        self.scales = nn.ModuleList(PatchD(cin, width, blur) for _ in range(N_SCALES))
 
     def forward(self, c: Tensor, x: Tensor) -> list[list[Tensor]]:
         h, out = torch.cat([c, x], dim=1), []
@@ -129,7 +130,7 @@ class Pix2PixHD(GANBaseline):
         super().__init__(cfg, centres)
         C, w = cfg.model.boundary_channels, cfg.model.base_width
         self.G = Generator(C, w, cfg.model.upsample, cfg.model.instance_features)
-        self.D = MultiScaleD(C + 3, w)
+        self.D = MultiScaleD(C + 3, w, cfg.model.d_blur)
 
     def generate(self, batch: dict[str, Tensor], generator: torch.Generator) -> dict[str, Tensor]:
         return {"x_fake": self.G(batch["c"], self.G.encoder(batch["x"]))}  # deterministic: no noise needed

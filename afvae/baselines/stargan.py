@@ -51,10 +51,10 @@ class Generator(nn.Module):
 class Discriminator(nn.Module):
     """D(x) -> (patch scores (B, 1, 2, 2), domain logits (B, K)); the trunk halves R down to 2 x 2."""
 
-    def __init__(self, k: int, width: int, resolution: int):
+    def __init__(self, k: int, width: int, resolution: int, blur: bool = False):
         super().__init__()
         n_down = resolution.bit_length() - 2  # R -> 2
-        self.trunk = patch_trunk(3, width, n_down, max_width=16 * width)
+        self.trunk = patch_trunk(3, width, n_down, max_width=16 * width, blur=blur)
         ch = trunk_width(self.trunk)
         self.src = nn.Conv2d(ch, 1, 3, 1, 1)
         self.cls = nn.Conv2d(ch, k, 2)  # kernel = the trunk's 2 x 2 output: one logit vector per image
@@ -71,7 +71,7 @@ class StarGAN(GANBaseline):
         super().__init__(cfg, centres)
         w, R = cfg.model.base_width, cfg.data.size
         self.G = Generator(self.n_focal, w, cfg.model.upsample)
-        self.D = Discriminator(self.n_focal, w, R)
+        self.D = Discriminator(self.n_focal, w, R, cfg.model.d_blur)
 
     def one_hot(self, label: Tensor) -> Tensor:
         return F.one_hot(label, self.n_focal).float()  # (B, K)
