@@ -30,7 +30,7 @@ UNHASHED = ("device", "num_workers", "log_every", "sample_every", "checkpoint_ev
 # earlier config keeps its hash.
 HASHED_WHEN_SET: dict[tuple[str, str], Any] = {("model", "instance_features"): 3, ("loss", "recon"): 0.0,
                                                ("loss", "attention"): 0.1, ("data", "train_images"): 0,
-                                               ("model", "d_blur"): False}
+                                               ("model", "d_blur"): False, ("model", "g_instance_norm"): True}
 RESUMABLE = ("steps", "lr")  # run longer; lower the learning rate after a NaN stop
 
 # What a number must be, by field name (any section); every other number must be >= 0. Strings by pattern.
@@ -135,6 +135,7 @@ class ModelConfig(Checked):
     full_res_width: int = 0  # > 0: convs of this width at full resolution, fed the boundary map c as well
     instance_features: int = 3  # pix2pixHD baseline only: its encoder's instance-feature channels (the paper: 3)
     d_blur: bool = False  # GAN baselines only: their discriminators low-pass their input to every stride-2 conv
+    g_instance_norm: bool = True  # GAN baselines only: InstanceNorm in their generators (the papers'); off: none
 
 
 @dataclass(frozen=True)

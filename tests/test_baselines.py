@@ -322,3 +322,21 @@ def test_d_blur_filters_every_strided_conv_of_d_only(method, batch, centres):
     terms = m1.train_step(optimisers(blurred, m1), {"x": x, "c": c}, torch.Generator().manual_seed(0))
     assert all(torch.isfinite(v) for v in terms.values())
     assert translate_all(m1, x, c, c.roll(1, 0)).shape == x.shape
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_g_instance_norm_off_removes_every_norm_of_g_only(method, batch, centres):
+    plain, bare = tiny(method), tiny(method).replace(model={"g_instance_norm": False})
+    assert bare.hash() != plain.hash()
+    m0, m1 = build_network(plain, centres), build_network(bare, centres)
+    norms = lambda mod: [m for m in mod.modules() if isinstance(m, torch.nn.InstanceNorm2d)]  # noqa: E731
+    assert norms(m0.G) and not norms(m1.G)
+    assert len(norms(m1.D)) == len(norms(m0.D))  # pix2pixHD's D keeps its own norms
+    in_names = {n for n, m in m0.G.named_modules() if isinstance(m, torch.nn.InstanceNorm2d)}
+    dropped = set(m0.G.state_dict()) - set(m1.G.state_dict())
+    assert set(m1.G.state_dict()) <= set(m0.G.state_dict())  # the same names, less the norms' affine parameters
+    assert dropped and {k.rsplit(".", 1)[0] for k in dropped} == in_names
+    x, c = batch["x"], batch["c"]
+    terms = m1.train_step(optimisers(bare, m1), {"x": x, "c": c}, torch.Generator().manual_seed(0))
+    assert all(torch.isfinite(v) for v in terms.values())
+    assert translate_all(m1, x, c, c.roll(1, 0)).shape == x.shape

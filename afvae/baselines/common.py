@@ -98,20 +98,27 @@ class GANBaseline(nn.Module):
 # Layers: conv + InstanceNorm + ReLU generators, LeakyReLU PatchGAN discriminators (as in all three papers)
 
 
-def conv_in(cin: int, cout: int, k: int = 3, stride: int = 1) -> nn.Sequential:
+def instance_norm(ch: int, norm: bool = True) -> nn.Module:
+    """The generators' affine InstanceNorm, or nothing (``model.g_instance_norm`` off): (B, ch, H, W) -> same.
+
+    Every layer below takes ``norm``; off, the norm's slot holds an ``nn.Identity``, so a generator with the
+    norm keeps its parameter names."""
+    return nn.InstanceNorm2d(ch, affine=True) if norm else nn.Identity()
+
+
+def conv_in(cin: int, cout: int, k: int = 3, stride: int = 1, norm: bool = True) -> nn.Sequential:
     """k x k conv (reflect padding at stride 1), InstanceNorm, ReLU: same size, or half at stride 2."""
     pad_mode = "reflect" if stride == 1 else "zeros"
     return nn.Sequential(nn.Conv2d(cin, cout, k, stride, (k - 1) // 2, bias=False, padding_mode=pad_mode),
-                         nn.InstanceNorm2d(cout, affine=True), nn.ReLU(inplace=True))
+                         instance_norm(cout, norm), nn.ReLU(inplace=True))
 
 
-def down_in(cin: int, cout: int) -> nn.Sequential:
+def down_in(cin: int, cout: int, norm: bool = True) -> nn.Sequential:
     """4 x 4 stride-2 conv, InstanceNorm, ReLU: (B, cin, H, W) -> (B, cout, H/2, W/2)."""
-    return nn.Sequential(nn.Conv2d(cin, cout, 4, 2, 1, bias=False), nn.InstanceNorm2d(cout, affine=True),
-                         nn.ReLU(inplace=True))
+    return nn.Sequential(nn.Conv2d(cin, cout, 4, 2, 1, bias=False), instance_norm(cout, norm), nn.ReLU(inplace=True))
 
 
-def up_in(cin: int, cout: int, mode: str = "deconv") -> nn.Sequential:
+def up_in(cin: int, cout: int, mode: str = "deconv", norm: bool = True) -> nn.Sequential:
     """x2 upsampling, InstanceNorm, ReLU: (B, cin, H, W) -> (B, cout, 2H, 2W). ``mode`` "deconv": the papers'
     4 x 4 stride-2 transposed conv; "pixel_shuffle": a 3 x 3 sub-pixel conv (ICNR-initialised) + PixelShuffle,
     AF-VAE's upsampling, which starts without the transposed conv's checkerboard (``model.upsample``)."""
@@ -123,16 +130,17 @@ def up_in(cin: int, cout: int, mode: str = "deconv") -> nn.Sequential:
         up = [sub, nn.PixelShuffle(2)]
     else:
         raise ValueError(f"unknown upsample mode {mode!r}; expected 'pixel_shuffle' or 'deconv'")
-    return nn.Sequential(*up, nn.InstanceNorm2d(cout, affine=True), nn.ReLU(inplace=True))
+    return nn.Sequential(*up, instance_norm(cout, norm), nn.ReLU(inplace=True))
 
 
 class ResBlock(nn.Module):
     """x + IN(conv(ReLU(IN(conv(x))))): the residual block of all three generators."""
 
-    def __init__(self, ch: int):
+    def __init__(self, ch: int, norm: bool = True):
         super().__init__()
-        self.body = nn.Sequential(conv_in(ch, ch), nn.Conv2d(ch, ch, 3, 1, 1, bias=False, padding_mode="reflect"),
-                                  nn.InstanceNorm2d(ch, affine=True))
+        self.body = nn.Sequential(conv_in(ch, ch, norm=norm),
+                                  nn.Conv2d(ch, ch, 3, 1, 1, bias=False, padding_mode="reflect"),
+                                  instance_norm(ch, norm))
 
     def forward(self, h: Tensor) -> Tensor:
         return h + self.body(h)
@@ -152,10 +160,10 @@ class Stem(nn.Module):
     condition. Added after the norm and before the ReLU, the condition survives every later norm.
     """
 
-    def __init__(self, cin: int, k: int, width: int):
+    def __init__(self, cin: int, k: int, width: int, norm: bool = True):
         super().__init__()
         self.conv = nn.Conv2d(cin, width, 7, 1, 3, bias=False, padding_mode="reflect")
-        self.norm = nn.InstanceNorm2d(width, affine=True)
+        self.norm = instance_norm(width, norm)
         self.cond = nn.Linear(k, width)
 
     def forward(self, h: Tensor, cond: Tensor) -> Tensor:
@@ -169,12 +177,13 @@ class EncoderDecoder(nn.Module):
     (B, cin, R, R), condition (B, K) -> (B, width, R, R) features (the heads are the caller's).
     """
 
-    def __init__(self, cin: int, k: int, width: int, n_res: int, upsample: str = "deconv"):
+    def __init__(self, cin: int, k: int, width: int, n_res: int, upsample: str = "deconv", norm: bool = True):
         super().__init__()
         w = width
-        self.stem = Stem(cin, k, w)
-        self.body = nn.Sequential(down_in(w, 2 * w), down_in(2 * w, 4 * w), *[ResBlock(4 * w) for _ in range(n_res)],
-                                  up_in(4 * w, 2 * w, upsample), up_in(2 * w, w, upsample))
+        self.stem = Stem(cin, k, w, norm)
+        self.body = nn.Sequential(down_in(w, 2 * w, norm), down_in(2 * w, 4 * w, norm),
+                                  *[ResBlock(4 * w, norm) for _ in range(n_res)],
+                                  up_in(4 * w, 2 * w, upsample, norm), up_in(2 * w, w, upsample, norm))
 
     def forward(self, h: Tensor, cond: Tensor) -> Tensor:
         return self.body(self.stem(h, cond))

@@ -51,9 +51,9 @@ def attention_loss(attention: Tensor, lambda_a: float) -> Tensor:
 class Generator(nn.Module):
     """G(x, y): x (B, 3, R, R), y (B, K) -> colour (B, 3, R, R) in [-1, 1], attention (B, 1, R, R) in [0, 1]."""
 
-    def __init__(self, k: int, width: int, upsample: str = "deconv"):
+    def __init__(self, k: int, width: int, upsample: str = "deconv", norm: bool = True):
         super().__init__()
-        self.trunk = EncoderDecoder(3, k, width, N_RES, upsample)
+        self.trunk = EncoderDecoder(3, k, width, N_RES, upsample, norm)
         self.colour = to_image(width, 3)
         self.attention = to_image(width, 1)
 
@@ -83,7 +83,7 @@ class GANimation(GANBaseline):
     def __init__(self, cfg: Config, centres: Tensor):
         super().__init__(cfg, centres)
         w, R = cfg.model.base_width, cfg.data.size
-        self.G = Generator(self.n_focal, w, cfg.model.upsample)
+        self.G = Generator(self.n_focal, w, cfg.model.upsample, cfg.model.g_instance_norm)
         self.D = Discriminator(self.n_focal, w, R, cfg.model.d_blur)
 
     def animate(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:

@@ -46,10 +46,10 @@ def downsample(h: Tensor) -> Tensor:
 class FeatureEncoder(nn.Module):
     """E: x (B, 3, R, R) -> instance features (B, F), the mean over the face (one instance)."""
 
-    def __init__(self, width: int, features: int):
+    def __init__(self, width: int, features: int, norm: bool = True):
         super().__init__()
-        self.body = nn.Sequential(conv_in(3, width, k=7), down_in(width, 2 * width), down_in(2 * width, 4 * width),
-                                  nn.Conv2d(4 * width, features, 3, 1, 1))
+        self.body = nn.Sequential(conv_in(3, width, k=7, norm=norm), down_in(width, 2 * width, norm),
+                                  down_in(2 * width, 4 * width, norm), nn.Conv2d(4 * width, features, 3, 1, 1))
 
     def forward(self, x: Tensor) -> Tensor:
         return self.body(x).mean(dim=(2, 3))  # (B, F): instance-wise average pooling
@@ -62,15 +62,15 @@ class Generator(nn.Module):
     (w/2 at R, then w at R/2) can be summed.
     """
 
-    def __init__(self, c_channels: int, width: int, upsample: str = "deconv", features: int = 3):
+    def __init__(self, c_channels: int, width: int, upsample: str = "deconv", features: int = 3, norm: bool = True):
         super().__init__()
         w, h = width, width // 2
-        self.encoder = FeatureEncoder(h, features)
-        self.global_g = EncoderDecoder(c_channels, features, w, N_RES_GLOBAL, upsample)  # G1 without its output layer
-        self.local_stem = Stem(c_channels, features, h)  # G2's front end: R -> R/2 after local_down
-        self.local_down = down_in(h, w)
-        self.local_back = nn.Sequential(*[ResBlock(w) for _ in range(N_RES_LOCAL)], up_in(w, h, upsample), to_image(h),
-                                        nn.Tanh())
+        self.encoder = FeatureEncoder(h, features, norm)
+        self.global_g = EncoderDecoder(c_channels, features, w, N_RES_GLOBAL, upsample, norm)  # G1 without its output
+        self.local_stem = Stem(c_channels, features, h, norm)  # G2's front end: R -> R/2 after local_down
+        self.local_down = down_in(h, w, norm)
+        self.local_back = nn.Sequential(*[ResBlock(w, norm) for _ in range(N_RES_LOCAL)], up_in(w, h, upsample, norm),
+                                        to_image(h), nn.Tanh())
 
     def forward(self, c: Tensor, features: Tensor) -> Tensor:
         """c (B, C_b, R, R) in [0, 1], features (B, F) -> (B, 3, R, R) in [-1, 1]."""
@@ -129,7 +129,7 @@ class Pix2PixHD(GANBaseline):
     def __init__(self, cfg: Config, centres: Tensor):
         super().__init__(cfg, centres)
         C, w = cfg.model.boundary_channels, cfg.model.base_width
-        self.G = Generator(C, w, cfg.model.upsample, cfg.model.instance_features)
+        self.G = Generator(C, w, cfg.model.upsample, cfg.model.instance_features, cfg.model.g_instance_norm)
         self.D = MultiScaleD(C + 3, w, cfg.model.d_blur)
 
     def generate(self, batch: dict[str, Tensor], generator: torch.Generator) -> dict[str, Tensor]:

@@ -39,9 +39,9 @@ def cycle_loss(x: Tensor, x_cycle: Tensor) -> Tensor:
 class Generator(nn.Module):
     """G(x, l): (B, 3, R, R) in [-1, 1], one-hot labels (B, K) -> (B, 3, R, R) in [-1, 1]."""
 
-    def __init__(self, k: int, width: int, upsample: str = "deconv"):
+    def __init__(self, k: int, width: int, upsample: str = "deconv", norm: bool = True):
         super().__init__()
-        self.trunk = EncoderDecoder(3, k, width, N_RES, upsample)
+        self.trunk = EncoderDecoder(3, k, width, N_RES, upsample, norm)
         self.out = to_image(width)
 
     def forward(self, x: Tensor, label: Tensor) -> Tensor:
@@ -70,7 +70,7 @@ class StarGAN(GANBaseline):
     def __init__(self, cfg: Config, centres: Tensor):
         super().__init__(cfg, centres)
         w, R = cfg.model.base_width, cfg.data.size
-        self.G = Generator(self.n_focal, w, cfg.model.upsample)
+        self.G = Generator(self.n_focal, w, cfg.model.upsample, cfg.model.g_instance_norm)
         self.D = Discriminator(self.n_focal, w, R, cfg.model.d_blur)
 
     def one_hot(self, label: Tensor) -> Tensor:
