@@ -301,10 +301,17 @@ def test_blur_removes_a_checkerboard_and_keeps_a_constant():
     assert not list(blur.state_dict())  # a fixed filter: nothing to save or load
 
 
+def trains_and_translates(model, batch) -> None:
+    """One training step of ``model`` gives finite terms, and it translates a batch to the batch's shape."""
+    x, c = batch["x"], batch["c"]
+    terms = model.train_step(optimisers(model.cfg, model), {"x": x, "c": c}, torch.Generator().manual_seed(0))
+    assert all(torch.isfinite(v) for v in terms.values())
+    assert translate_all(model, x, c, c.roll(1, 0)).shape == x.shape
+
+
 @pytest.mark.parametrize("method", METHODS)
 def test_d_blur_filters_every_strided_conv_of_d_only(method, batch, centres):
     from afvae.baselines.common import Blur
-
     from afvae.config import config_hash
 
     plain, blurred = tiny(method), tiny(method).replace(model={"d_blur": True})
@@ -318,10 +325,7 @@ def test_d_blur_filters_every_strided_conv_of_d_only(method, batch, centres):
     filtered = [s[1] for s in m1.D.modules() if isinstance(s, torch.nn.Sequential) and len(s) == 2
                 and isinstance(s[0], Blur)]
     assert strided and len(filtered) == len(strided) and all(any(f is s for f in filtered) for s in strided)
-    x, c = batch["x"], batch["c"]
-    terms = m1.train_step(optimisers(blurred, m1), {"x": x, "c": c}, torch.Generator().manual_seed(0))
-    assert all(torch.isfinite(v) for v in terms.values())
-    assert translate_all(m1, x, c, c.roll(1, 0)).shape == x.shape
+    trains_and_translates(m1, batch)
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -336,7 +340,4 @@ def test_g_instance_norm_off_removes_every_norm_of_g_only(method, batch, centres
     dropped = set(m0.G.state_dict()) - set(m1.G.state_dict())
     assert set(m1.G.state_dict()) <= set(m0.G.state_dict())  # the same names, less the norms' affine parameters
     assert dropped and {k.rsplit(".", 1)[0] for k in dropped} == in_names
-    x, c = batch["x"], batch["c"]
-    terms = m1.train_step(optimisers(bare, m1), {"x": x, "c": c}, torch.Generator().manual_seed(0))
-    assert all(torch.isfinite(v) for v in terms.values())
-    assert translate_all(m1, x, c, c.roll(1, 0)).shape == x.shape
+    trains_and_translates(m1, batch)
