@@ -280,6 +280,9 @@ def test_recipe_and_paper_settings(method, batch, centres):
         0.0, 0.0, "deconv", 3)
     assert recipe.hash() != paper.hash() and paper.loss.attention == 0.1
     assert recipe.loss.attention == (bt.RECIPE["attention"] if method == "GANimation" else 0.1)
+    assert (recipe.model.d_blur, recipe.model.g_instance_norm) == (
+        bt.RECIPE["d_blur"][method], bt.RECIPE["g_instance_norm"][method])
+    assert (paper.model.d_blur, paper.model.g_instance_norm) == (False, True)  # the papers' D and G
     for cfg in (tiny(method), tiny(method).replace(loss={"recon": 0.0})):
         model = build_network(cfg, centres)
         terms = model.g_terms(batch, model.generate(batch, torch.Generator().manual_seed(0)))
@@ -314,7 +317,8 @@ def test_d_blur_filters_every_strided_conv_of_d_only(method, batch, centres):
     from afvae.baselines.common import Blur
     from afvae.config import config_hash
 
-    plain, blurred = tiny(method), tiny(method).replace(model={"d_blur": True})
+    plain = tiny(method).replace(model={"d_blur": False})  # the papers' D, whatever Table 1's recipe sets
+    blurred = plain.replace(model={"d_blur": True})
     d = plain.to_dict()
     before = {**d, "model": {k: v for k, v in d["model"].items() if k != "d_blur"}}  # a config from before the field
     assert plain.hash() == config_hash(before) and blurred.hash() != plain.hash()
@@ -330,7 +334,8 @@ def test_d_blur_filters_every_strided_conv_of_d_only(method, batch, centres):
 
 @pytest.mark.parametrize("method", METHODS)
 def test_g_instance_norm_off_removes_every_norm_of_g_only(method, batch, centres):
-    plain, bare = tiny(method), tiny(method).replace(model={"g_instance_norm": False})
+    plain = tiny(method).replace(model={"g_instance_norm": True})  # the papers' G, whatever the recipe sets
+    bare = plain.replace(model={"g_instance_norm": False})
     assert bare.hash() != plain.hash()
     m0, m1 = build_network(plain, centres), build_network(bare, centres)
     norms = lambda mod: [m for m in mod.modules() if isinstance(m, torch.nn.InstanceNorm2d)]  # noqa: E731

@@ -16,7 +16,9 @@ A baseline's config is AF-VAE's preset ``Config`` with ``name`` = the method, th
 training budget in images seen (``train.steps * train.batch_size``); ``model.base_width`` is the baseline's
 width, ``train.lr`` = 2e-4 and Adam betas (0.5, 0.999), as in all three papers, and Table 1's ``RECIPE``: the
 generators' upsampling (``model.upsample``), an EMA of the weights (``train.ema``), a self-reconstruction L1
-(``loss.recon``) and pix2pixHD's instance features (``model.instance_features``); ``PAPER`` has the papers' values.
+(``loss.recon``), pix2pixHD's instance features (``model.instance_features``), and per method D's low-pass
+(``model.d_blur``) and G's InstanceNorm (``model.g_instance_norm``), these two left at the papers' values;
+``PAPER`` has the papers' settings.
 """
 from __future__ import annotations
 
@@ -34,15 +36,19 @@ DEFAULT_WIDTH = {"pix2pixHD": 16, "StarGAN": 12, "GANimation": 12}
 # The papers' settings that the recipe changes: transposed-convolution upsampling, no weight average, no
 # self-reconstruction term, pix2pixHD's 3 instance features.
 PAPER = {"upsample": "deconv", "ema": 0.0, "recon": dict.fromkeys(METHODS, 0.0), "instance_features": 3,
-         "attention": 0.1}
+         "attention": 0.1, "d_blur": dict.fromkeys(METHODS, False), "g_instance_norm": dict.fromkeys(METHODS, True)}
 # Table 1's recipe (README "Table 1": each change with what it measured on the quality benchmark's 400 edits):
 # AF-VAE's ICNR pixel-shuffle upsampling (the transposed convolution's checkerboard was most of the "noise"), an EMA
 # of the weights for evaluation, a self-reconstruction L1 (pix2pix's L1 for pix2pixHD; G(x, own condition) = x for
 # StarGAN and GANimation), 16 instance features for pix2pixHD, whose one-instance 3-vector cannot carry a face's
 # colours, and GANimation's attention penalty lambda_A at 1 (0.1 let A saturate into a copy of the source).
+# D's low-pass (``d_blur``) and G without InstanceNorm (``g_instance_norm`` off) are per-method switches kept at the
+# papers' values: each cut the colour noise but, at the full default budget, turned edits into a near-copy of the
+# source (StarGAN) or doubled the landmark error (pix2pixHD); README "Where the noise comes from" has the screen.
 # Every one is a config field, so ``paper=True`` gives the papers' settings.
 RECIPE = {"upsample": "pixel_shuffle", "ema": 0.99, "recon": {"pix2pixHD": 100.0, "StarGAN": 10.0, "GANimation": 10.0},
-          "instance_features": 16, "attention": 1.0}
+          "instance_features": 16, "attention": 1.0,
+          "d_blur": dict(PAPER["d_blur"]), "g_instance_norm": dict(PAPER["g_instance_norm"])}
 
 
 def config(scale: str, method: str, data: str = "synthetic", seed: int = 0, paper: bool = False) -> Config:
@@ -54,9 +60,11 @@ def config(scale: str, method: str, data: str = "synthetic", seed: int = 0, pape
     width = max(4, DEFAULT_WIDTH[method] * base.model.base_width // 32)
     perceptual = "auto" if method == "pix2pixHD" else "none"  # pix2pixHD's VGG loss, substituted like AF-VAE's
     r = PAPER if paper else RECIPE
+    features = r["instance_features"] if method == "pix2pixHD" else PAPER["instance_features"]
     return base.replace(name=method,
                         model={"base_width": width, "max_width": 16 * width, "upsample": r["upsample"],
-                               "instance_features": r["instance_features"] if method == "pix2pixHD" else PAPER["instance_features"]},
+                               "instance_features": features, "d_blur": r["d_blur"][method],
+                               "g_instance_norm": r["g_instance_norm"][method]},
                         loss={"feature_net": perceptual, "recon": r["recon"][method],
                               "attention": r["attention"] if method == "GANimation" else PAPER["attention"]},
                         train={"lr": LR, "betas": BETAS, "seed": seed, "ema": r["ema"]})
