@@ -43,8 +43,9 @@ PAPER = {"upsample": "deconv", "ema": 0.0, "recon": dict.fromkeys(METHODS, 0.0),
 # StarGAN and GANimation), 16 instance features for pix2pixHD, whose one-instance 3-vector cannot carry a face's
 # colours, and GANimation's attention penalty lambda_A at 1 (0.1 let A saturate into a copy of the source).
 # D's low-pass (``d_blur``) and G without InstanceNorm (``g_instance_norm`` off) are per-method switches kept at the
-# papers' values: each cut the colour noise but, at the full default budget, turned edits into a near-copy of the
-# source (StarGAN) or doubled the landmark error (pix2pixHD); README "Where the noise comes from" has the screen.
+# papers' values: each cut the colour noise but turned edits into a near-copy of the source (StarGAN at the full
+# default budget; GANimation with the low-pass), repainted every pixel and lost identity (GANimation, both), or
+# raised the landmark error 0.081 -> 0.119 (pix2pixHD); README "Where the noise comes from" has the screen.
 # Every one is a config field, so ``paper=True`` gives the papers' settings.
 RECIPE = {"upsample": "pixel_shuffle", "ema": 0.99, "recon": {"pix2pixHD": 100.0, "StarGAN": 10.0, "GANimation": 10.0},
           "instance_features": 16, "attention": 1.0,
