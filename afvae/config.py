@@ -30,7 +30,8 @@ UNHASHED = ("device", "num_workers", "log_every", "sample_every", "checkpoint_ev
 # earlier config keeps its hash.
 HASHED_WHEN_SET: dict[tuple[str, str], Any] = {("model", "instance_features"): 3, ("loss", "recon"): 0.0,
                                                ("loss", "attention"): 0.1, ("data", "train_images"): 0,
-                                               ("model", "d_blur"): False, ("model", "g_instance_norm"): True}
+                                               ("model", "d_blur"): False, ("model", "g_instance_norm"): True,
+                                               ("loss", "r1"): 0.0}
 RESUMABLE = ("steps", "lr")  # run longer; lower the learning rate after a NaN stop
 
 # What a number must be, by field name (any section); every other number must be >= 0. Strings by pattern.
@@ -149,6 +150,7 @@ class LossConfig(Checked):
     feature_net: FeatureNetName = "auto"
     recon: float = 0.0  # GAN baselines only: weight of the generator's self-reconstruction L1 (afvae.baselines)
     attention: float = 0.1  # GANimation baseline only: lambda_A, the weight of its mean attention (the paper: 0.1)
+    r1: float = 0.0  # GAN baselines only: gamma of D's R1 penalty on real images, every R1_EVERY-th D step (0: off)
 
 
 @dataclass(frozen=True)

@@ -346,3 +346,47 @@ def test_g_instance_norm_off_removes_every_norm_of_g_only(method, batch, centres
     assert set(m1.G.state_dict()) <= set(m0.G.state_dict())  # the same names, less the norms' affine parameters
     assert dropped and {k.rsplit(".", 1)[0] for k in dropped} == in_names
     trains_and_translates(m1, batch)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_r1_penalises_d_on_real_images_every_r1_every_th_step(method, batch, centres):
+    from afvae.baselines.common import R1_EVERY
+
+    plain = tiny(method)
+    assert plain.loss.r1 == bt.RECIPE["r1"][method] and bt.PAPER["r1"][method] == 0
+    cfg = plain.replace(loss={"r1": 1.0})
+    assert cfg.hash() != plain.replace(loss={"r1": 0.0}).hash()
+    model = build_network(cfg, centres)
+    b = {"x": batch["x"], "c": batch["c"]}
+    r1 = model.r1(b)
+    assert r1 > 0 and r1.requires_grad
+    opts = optimisers(cfg, model)
+    due = [("d_r1" in model.train_step(opts, b, torch.Generator().manual_seed(s))) for s in range(R1_EVERY + 1)]
+    assert due == [True] + [False] * (R1_EVERY - 1) + [True]  # counted by D's optimiser, so a resume keeps it
+    off = build_network(plain.replace(loss={"r1": 0.0}), centres)
+    assert "d_r1" not in off.train_step(optimisers(off.cfg, off), b, torch.Generator().manual_seed(0))
+
+
+def test_r1_is_the_squared_input_gradient_of_the_critic(batch, centres):
+    model = build_network(tiny("StarGAN").replace(loss={"r1": 1.0}), centres)
+    x = batch["x"][:2]
+    b = {"x": x, "c": batch["c"][:2]}
+    xs = x.detach().requires_grad_(True)
+    g, = torch.autograd.grad(model.critic(b, xs).sum(), xs)
+    assert torch.allclose(model.r1(b), g.square().sum((1, 2, 3)).mean())
+    with torch.no_grad():  # a critic twice as steep: four times the penalty
+        model.D.src.weight.mul_(2)
+        model.D.src.bias.mul_(2)
+    assert torch.allclose(model.r1(b), 4 * g.square().sum((1, 2, 3)).mean(), rtol=1e-4)
+
+
+@pytest.mark.slow
+def test_lazy_r1_resumes_exactly(tmp_path):
+    cfg = tiny("StarGAN", steps=6).replace(loss={"r1": 1.0})
+    train(cfg, tmp_path / "a", progress=False)
+    train(cfg, tmp_path / "cut", stop_at=3, progress=False)  # between two penalised D steps (0 and 4)
+    train(cfg, tmp_path / "cut", resume=True, progress=False)
+    a, cut = (load_checkpoint(tmp_path / k / "checkpoint.pt")["model"] for k in ("a", "cut"))
+    assert all(torch.equal(a[k], cut[k]) for k in a)
+    rows = [json.loads(line) for line in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "d_r1" in r] == [1, 5]  # D steps 0 and 4 (the logged step is done = 1 + D's count)

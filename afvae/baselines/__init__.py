@@ -17,7 +17,8 @@ training budget in images seen (``train.steps * train.batch_size``); ``model.bas
 width, ``train.lr`` = 2e-4 and Adam betas (0.5, 0.999), as in all three papers, and Table 1's ``RECIPE``: the
 generators' upsampling (``model.upsample``), an EMA of the weights (``train.ema``), a self-reconstruction L1
 (``loss.recon``), pix2pixHD's instance features (``model.instance_features``), and per method D's low-pass
-(``model.d_blur``) and G's InstanceNorm (``model.g_instance_norm``), these two left at the papers' values;
+(``model.d_blur``), G's InstanceNorm (``model.g_instance_norm``) and D's R1 penalty on real images
+(``loss.r1``), these three left at the papers' values;
 ``PAPER`` has the papers' settings.
 """
 from __future__ import annotations
@@ -36,7 +37,8 @@ DEFAULT_WIDTH = {"pix2pixHD": 16, "StarGAN": 12, "GANimation": 12}
 # The papers' settings that the recipe changes: transposed-convolution upsampling, no weight average, no
 # self-reconstruction term, pix2pixHD's 3 instance features.
 PAPER = {"upsample": "deconv", "ema": 0.0, "recon": dict.fromkeys(METHODS, 0.0), "instance_features": 3,
-         "attention": 0.1, "d_blur": dict.fromkeys(METHODS, False), "g_instance_norm": dict.fromkeys(METHODS, True)}
+         "attention": 0.1, "d_blur": dict.fromkeys(METHODS, False), "g_instance_norm": dict.fromkeys(METHODS, True),
+         "r1": dict.fromkeys(METHODS, 0.0)}
 # Table 1's recipe (README "Table 1": each change with what it measured on the quality benchmark's 400 edits):
 # AF-VAE's ICNR pixel-shuffle upsampling (the transposed convolution's checkerboard was most of the "noise"), an EMA
 # of the weights for evaluation, a self-reconstruction L1 (pix2pix's L1 for pix2pixHD; G(x, own condition) = x for
@@ -49,7 +51,7 @@ PAPER = {"upsample": "deconv", "ema": 0.0, "recon": dict.fromkeys(METHODS, 0.0),
 # Every one is a config field, so ``paper=True`` gives the papers' settings.
 RECIPE = {"upsample": "pixel_shuffle", "ema": 0.99, "recon": {"pix2pixHD": 100.0, "StarGAN": 10.0, "GANimation": 10.0},
           "instance_features": 16, "attention": 1.0,
-          "d_blur": dict(PAPER["d_blur"]), "g_instance_norm": dict(PAPER["g_instance_norm"])}
+          "d_blur": dict(PAPER["d_blur"]), "g_instance_norm": dict(PAPER["g_instance_norm"]), "r1": dict(PAPER["r1"])}
 
 
 def config(scale: str, method: str, data: str = "synthetic", seed: int = 0, paper: bool = False) -> Config:
@@ -66,6 +68,6 @@ def config(scale: str, method: str, data: str = "synthetic", seed: int = 0, pape
                         model={"base_width": width, "max_width": 16 * width, "upsample": r["upsample"],
                                "instance_features": features, "d_blur": r["d_blur"][method],
                                "g_instance_norm": r["g_instance_norm"][method]},
-                        loss={"feature_net": perceptual, "recon": r["recon"][method],
+                        loss={"feature_net": perceptual, "recon": r["recon"][method], "r1": r["r1"][method],
                               "attention": r["attention"] if method == "GANimation" else PAPER["attention"]},
                         train={"lr": LR, "betas": BETAS, "seed": seed, "ema": r["ema"]})

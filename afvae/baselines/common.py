@@ -25,6 +25,7 @@ from afvae.model import icnr_
 from afvae.prior import focal_weights
 
 LR, BETAS = 2e-4, (0.5, 0.999)  # Adam settings of all three papers
+R1_EVERY = 4  # loss.r1 > 0: the R1 penalty on every 4th D step, its weight times 4 (StyleGAN2's lazy regularisation)
 
 
 class GANBaseline(nn.Module):
@@ -68,6 +69,16 @@ class GANBaseline(nn.Module):
         """Source faces x (B, 3, H, W) in [-1, 1] with maps c_source re-rendered with c_target -> (B, 3, H, W)."""
         raise NotImplementedError
 
+    def critic(self, batch: dict[str, Tensor], x: Tensor) -> Tensor:
+        """D's realness scores of images x (B, 3, H, W) under the batch's conditions -> (B, N): what R1 penalises."""
+        raise NotImplementedError
+
+    def r1(self, batch: dict[str, Tensor]) -> Tensor:
+        """R1 (Mescheder et al. 2018): mean over the real images of |grad_x D(x)|^2 -> scalar, differentiable."""
+        x = batch["x"].detach().requires_grad_(True)
+        grad, = torch.autograd.grad(self.critic(batch, x).sum(), x, create_graph=True)
+        return grad.square().sum(dim=(1, 2, 3)).mean()
+
     def param_groups(self) -> dict[str, list[nn.Parameter]]:
         """The parameters of each optimiser: G's and D's."""
         return {"G": list(self.G.parameters()), "D": list(self.D.parameters())}
@@ -80,6 +91,9 @@ class GANBaseline(nn.Module):
         """
         out = self.generate(batch, generator)
         d = self.d_terms(batch, {k: v.detach() for k, v in out.items()})
+        if self.cfg.loss.r1 > 0 and d_steps(opts["D"]) % R1_EVERY == 0:  # lazy: the count survives a resume
+            d["r1"] = self.r1(batch)
+            d["loss"] = d["loss"] + 0.5 * self.cfg.loss.r1 * R1_EVERY * d["r1"]
         check_finite(d, "D ")
         opts["D"].zero_grad(set_to_none=True)
         d["loss"].backward()
@@ -92,6 +106,12 @@ class GANBaseline(nn.Module):
         g["loss"].backward()
         opts["G"].step()
         return {**{f"d_{k}": v.detach() for k, v in d.items()}, **{f"g_{k}": v.detach() for k, v in g.items()}}
+
+
+def d_steps(opt: torch.optim.Optimizer) -> int:
+    """How many steps the optimiser ``opt`` has taken (its state's own count: restored by an exact resume)."""
+    state = next(iter(opt.state.values()), None)
+    return int(state["step"]) if state else 0
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -124,6 +124,9 @@ class GANimation(GANBaseline):
             loss = loss + self.cfg.loss.recon * terms["recon"]
         return {"loss": loss, **terms}
 
+    def critic(self, batch: dict[str, Tensor], x: Tensor) -> Tensor:
+        return self.D(x)[0].flatten(1)  # the critic's patch scores (B, 4)
+
     def translate(self, x: Tensor, c_source: Tensor, c_target: Tensor) -> Tensor:
         """I_y for y = w(c_target): only the target's focal weights reach the generator."""
         return self.animate(x, self.focal_weights(c_target))[0]

@@ -156,6 +156,9 @@ class Pix2PixHD(GANBaseline):
             loss = loss + LAMBDA_PERCEPTUAL * terms["perceptual"]
         return {"loss": loss, **terms}
 
+    def critic(self, batch: dict[str, Tensor], x: Tensor) -> Tensor:
+        return torch.cat([scale[-1].flatten(1) for scale in self.D(batch["c"], x)], dim=1)  # every scale's patches
+
     def translate(self, x: Tensor, c_source: Tensor, c_target: Tensor) -> Tensor:
         """G(c_target, E(x)): the target's map with the source's instance features (c_source is unused)."""
         return self.G(c_target, self.G.encoder(x))

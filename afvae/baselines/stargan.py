@@ -105,6 +105,9 @@ class StarGAN(GANBaseline):
             terms["loss"] = terms["loss"] + self.cfg.loss.recon * terms["recon"]
         return terms
 
+    def critic(self, batch: dict[str, Tensor], x: Tensor) -> Tensor:
+        return self.D(x)[0].flatten(1)  # D_src's patch scores (B, 4)
+
     def translate(self, x: Tensor, c_source: Tensor, c_target: Tensor) -> Tensor:
         """G(x, domain(c_target)): only the target's focal cluster reaches the generator."""
         return self.G(x, self.one_hot(self.domain(c_target)))

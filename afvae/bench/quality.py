@@ -37,18 +37,36 @@ TARGETS = {
 }
 
 
+class _GlobalOnly:
+    """``FlopCounterMode``'s module tracker reduced to what the total needs: every FLOP counted under "Global"."""
+
+    parents = {"Global"}
+
+    def __enter__(self) -> "_GlobalOnly":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
 def flops_per_image(cfg: Config, cache_root: str = CACHE) -> float:
-    """FLOPs of one training step of ``cfg``'s method per image (values do not change FLOPs: random inputs)."""
+    """FLOPs of a training step of ``cfg``'s method per image (values do not change FLOPs: random inputs),
+    averaged over ``R1_EVERY`` steps when a GAN baseline's lazy R1 penalty is on (it runs on one step of them)."""
+    from afvae.baselines.common import R1_EVERY
     from afvae.methods import build_method
 
     R, B, m = cfg.data.size, cfg.train.batch_size, cfg.model
+    steps = R1_EVERY if cfg.loss.r1 > 0 else 1
     centres = torch.rand(m.n_focal, m.boundary_channels * m.focal_downsample**2)
     with torch.random.fork_rng(devices=[]):
         method = build_method(cfg, centres, torch.device("cpu"), progress=False, cache_root=cache_root)
         batch = {"x": torch.rand(B, 3, R, R) * 2 - 1, "c": torch.rand(B, m.boundary_channels, R, R)}
-        with FlopCounterMode(display=False) as counter:
-            method.step(batch, torch.Generator().manual_seed(0))
-    return counter.get_total_flops() / B
+        counter = FlopCounterMode(display=False)
+        counter.mod_tracker = _GlobalOnly()  # totals only; its per-module backward hooks break R1's autograd.grad
+        with counter:
+            for step in range(steps):
+                method.step(batch, torch.Generator().manual_seed(step))
+    return counter.get_total_flops() / B / steps
 
 
 def before_recipe() -> Config:
