@@ -48,6 +48,32 @@ def summary(d: dict[str, Any] | None = None) -> str:
     return f"{d['cpu']} ({d['cpu_isa']}{clock}), {d['cpu_count']} cores"
 
 
+class _TotalsOnly:
+    """``FlopCounterMode``'s module tracker reduced to what a total needs (every FLOP under "Global"): its
+    per-module backward hooks break ``torch.autograd.grad`` with ``create_graph`` (the GANs' R1 penalty)."""
+
+    parents = {"Global"}
+
+    def __enter__(self) -> "_TotalsOnly":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def flops(fn: Callable[[], Any], calls: int = 1) -> float:
+    """FLOPs of one call of ``fn``, averaged over ``calls`` calls (``torch.utils.flop_counter``: forward and
+    backward, counted, not estimated)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    counter.mod_tracker = _TotalsOnly()
+    with counter:
+        for _ in range(calls):
+            fn()
+    return counter.get_total_flops() / calls
+
+
 def throughput(fn: Callable[[], Any], items_per_call: int, min_seconds: float = 2.0, warmup: int = 1) -> float:
     """Items per second of ``fn``, timed over at least ``min_seconds`` after ``warmup`` calls."""
     for _ in range(warmup):

@@ -13,6 +13,7 @@ training identities.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import tempfile
 import time
@@ -20,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 from afvae.config import Config, get_config
+from afvae.hardware import flops
 
 EVAL_POINTS = 6
 CACHE = "results/cache"  # the FactorNet (feature matching and scorer), shared with make paper
@@ -37,18 +38,6 @@ TARGETS = {
 }
 
 
-class _GlobalOnly:
-    """``FlopCounterMode``'s module tracker reduced to what the total needs: every FLOP counted under "Global"."""
-
-    parents = {"Global"}
-
-    def __enter__(self) -> "_GlobalOnly":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-
 def flops_per_image(cfg: Config, cache_root: str = CACHE) -> float:
     """FLOPs of a training step of ``cfg``'s method per image (values do not change FLOPs: random inputs),
     averaged over ``R1_EVERY`` steps when a GAN baseline's lazy R1 penalty is on (it runs on one step of them)."""
@@ -61,12 +50,8 @@ def flops_per_image(cfg: Config, cache_root: str = CACHE) -> float:
     with torch.random.fork_rng(devices=[]):
         method = build_method(cfg, centres, torch.device("cpu"), progress=False, cache_root=cache_root)
         batch = {"x": torch.rand(B, 3, R, R) * 2 - 1, "c": torch.rand(B, m.boundary_channels, R, R)}
-        counter = FlopCounterMode(display=False)
-        counter.mod_tracker = _GlobalOnly()  # totals only; its per-module backward hooks break R1's autograd.grad
-        with counter:
-            for step in range(steps):
-                method.step(batch, torch.Generator().manual_seed(step))
-    return counter.get_total_flops() / B / steps
+        seeds = itertools.count()
+        return flops(lambda: method.step(batch, torch.Generator().manual_seed(next(seeds))), calls=steps) / B
 
 
 def before_recipe() -> Config:

@@ -12,12 +12,11 @@ import resource
 
 import torch
 import torch.nn as nn
-from torch.utils.flop_counter import FlopCounterMode
 
 from afvae import losses
 from afvae.config import ModelConfig, get_config
 from afvae.features import FactorNet
-from afvae.hardware import matmul_gflops, throughput
+from afvae.hardware import flops, matmul_gflops, throughput
 from afvae.model import AFVAE, Encoder, Upsample, conv, count_params, stage_widths
 from afvae.prior import standard_normal_kl
 
@@ -82,10 +81,9 @@ def measure(kind: str, resolution: int, queue: mp.Queue) -> None:
         loss_fn(x, c).backward()
         opt.step()
 
-    with FlopCounterMode(display=False) as fc:
-        step()  # also the warm-up
+    per_step = flops(step)  # also the warm-up
     rate = throughput(step, BATCH, min_seconds=6.0 if resolution <= 64 else 10.0, warmup=0)
-    queue.put({"img_per_s": rate, "params": count_params(model), "flops_per_img": fc.get_total_flops() / BATCH,
+    queue.put({"img_per_s": rate, "params": count_params(model), "flops_per_img": per_step / BATCH,
                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
 
 
