@@ -1,11 +1,14 @@
 """Edit quality against the truth (afvae.quality): the edits, the changed region, and scores that separate an
 oracle, doing nothing and a blank image."""
+import json
+
 import pytest
 import torch
 
 from afvae.config import get_config
 from afvae.data.datasets import build_dataset
 from afvae.features import load_factor_net
+from afvae.plotting import QUALITY_PANELS
 from afvae.quality import CHANGED, EditSet, changed_region_l1, edit_quality, edit_set, score_table, swap_set
 
 pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.slow]
@@ -188,7 +191,7 @@ def test_a_bar_is_out_of_reach_when_the_oracle_misses_it():
 
 
 def test_the_ceiling_figure_marks_the_training_identities_of_the_models_that_have_them():
-    from afvae.plotting import QUALITY_PANELS, plot_ceiling
+    from afvae.plotting import plot_ceiling
 
     keys = {k for panel in QUALITY_PANELS for k in (panel[0], f"{panel[0]}_oracle", panel[1])}
     models = {"full": dict.fromkeys(keys, 0.5) | {"seen": {p[0]: 0.9 for p in QUALITY_PANELS}},
@@ -213,3 +216,55 @@ def test_the_benchmark_records_its_data_and_scores_training_identities_at_its_en
     seen, train = bench.benchmark_edits(cfg, "train"), build_dataset(cfg.data, "train")
     ids = set(train.identity[seen.items].tolist())
     assert len(seen.kind) == 400 and len(ids) == 60 and not ids & set(build_dataset(cfg.data, "test").identity.tolist())
+
+
+def test_fresh_long_scores_the_experiment_beside_the_reference_pair_by_pair(monkeypatch, tmp_path, edits, scorer):
+    import afvae.bench.quality as bench
+    from afvae import shipped, zoo
+    from afvae.bench import fresh_long
+    from afvae.checkpoint import load_model, run_dir
+
+    monkeypatch.setenv("AFVAE_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setattr(bench, "scoring", lambda c: (edits, scorer, None))  # the smoke edits, no held-out scorer
+    cfg = zoo.zoo_config(fresh_long.EXPERIMENT, "smoke")
+    # the reference is the experiment itself: every pair's difference is exactly 0
+    monkeypatch.setattr(shipped, "load", lambda name: load_model(run_dir(cfg, tmp_path / "runs")))
+    result = fresh_long.run("smoke", tmp_path / "cache")
+    assert result["people"] == cfg.data.train_images == 120 and result["images_seen"] == 30 * 16
+    assert [r["step"] for r in result["curve"]] == [15, 30] and result["n_edits"] == len(edits.kind)
+    a, b = result["models"][fresh_long.EXPERIMENT], result["models"][fresh_long.REFERENCE]
+    assert a == b and set(a["ci95"]) == set(zoo.SCORED) and set(a["seen"]) == set(bench.SEEN_KEYS)
+    for k in zoo.SCORED:
+        assert a["ci95"][k][0] <= a[k] <= a["ci95"][k][1]
+        assert result["difference"][k] == {"mean": 0.0, "ci95": [0.0, 0.0]}
+    assert 0 < a["yaw_ssim_oracle"] <= 1 and set(a["bar_reachable"]) >= {"yaw_ssim >= 0.85"}
+    # the figure: of the reference's identity curve (read by another factor net) only the rescored end is drawn
+    (tmp_path / "fresh_long.json").write_text(json.dumps(result))
+    import matplotlib.pyplot as plt
+
+    drawn = {}
+    monkeypatch.setattr("afvae.plotting.save_figure", lambda fig, name, folder: drawn.setdefault(name, fig))
+    fig = fresh_long.figure(tmp_path, tmp_path)
+    identity = fig.axes[[p[0] for p in QUALITY_PANELS].index("identity_sim")].get_lines()[0].get_ydata()
+    assert list(drawn) == ["fresh_long"] and [y for y in identity if y == y] == [b["identity_sim"]]
+    plt.close(fig)
+
+
+def test_fresh_seeds_pairs_the_recipes_by_seed_and_resumes_from_its_pieces(monkeypatch, tmp_path, edits, scorer):
+    import afvae.bench.quality as bench
+    from afvae.bench import fresh_seeds
+
+    small = get_config("smoke").replace(loss={"feature_net": "none"}, train={"steps": 4, "batch_size": 4})
+    monkeypatch.setattr(fresh_seeds, "recipes", lambda s: {"default": small.replace(train={"seed": s}),
+                                                           "fresh": small.replace(train={"seed": s},
+                                                                                  data={"train_images": 16})})
+    monkeypatch.setattr(bench, "scoring", lambda c: (edits, scorer, None))
+    result = fresh_seeds.run((0, 1), tmp_path)
+    assert len(list(tmp_path.glob("*.json"))) == 4 and result["seeds"] == [0, 1]
+    rows = result["per_seed"]
+    assert rows["default/seed0"]["yaw_ssim"] != rows["default/seed1"]["yaw_ssim"]  # the seed trains another model
+    diffs = [rows[f"fresh/seed{s}"]["yaw_ssim"] - rows[f"default/seed{s}"]["yaw_ssim"] for s in (0, 1)]
+    mean, lo, hi = result["fresh-default/yaw_ssim"]
+    assert mean == pytest.approx(sum(diffs) / 2) and lo < mean < hi
+    monkeypatch.setattr(bench, "run", lambda *a, **k: pytest.fail("a measured piece was trained again"))
+    assert fresh_seeds.run((0, 1), tmp_path) == result
