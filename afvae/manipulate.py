@@ -6,7 +6,7 @@ is one of: new pose or expression values (``--yaw/--pitch/--roll/--expression``,
 true render is then shown too), a landmarks file (``--landmarks``, 68 points in the model's pixels), or
 another photo (``--like``), whose landmarks are detected and aligned into the model's frame. The PNG shows
 source | target boundary | result (| truth). The model is the shipped full AF-VAE (``weights/``), or
-``--run DIR`` for one you trained.
+another shipped one (``--model full_fresh``: trained on 54,400 people), or ``--run DIR`` for one you trained.
 """
 from __future__ import annotations
 
@@ -29,7 +29,10 @@ def parser() -> argparse.ArgumentParser:
     target.add_argument("--landmarks", help="68 points (x, y) in the model's pixels: .npy, .json or text (68 rows)")
     target.add_argument("--like", help="a photo whose face's landmarks are detected and aligned")
     p.add_argument("--source-landmarks", help="landmarks of an image SOURCE (default: detected)")
-    p.add_argument("--run", help="a run folder you trained (default: the shipped full model)")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--run", help="a run folder you trained (default: the shipped full model)")
+    which.add_argument("--model", help="a shipped AF-VAE model (weights/manifest.json), e.g. "
+                       "full_fresh, the full model trained on 54,400 people (default: full)")
     p.add_argument("-o", "--out", default="manipulated.png", help="output PNG (default manipulated.png)")
     return add_debug(p)
 
@@ -62,15 +65,15 @@ class Face:
     synthetic: tuple[object, int] | None = None  # (test split, item) of a synthetic face
 
 
-def load_network(run: str | None) -> tuple[torch.nn.Module, Config]:
-    """The model to use: ``run``'s, or the shipped full model."""
+def load_network(run: str | None, model: str | None = None) -> tuple[torch.nn.Module, Config]:
+    """The model to use: ``run``'s, or the shipped model ``model`` (default: the full model)."""
     if run:
         from afvae.checkpoint import load_model
 
         return load_model(run)
     from afvae.shipped import load
 
-    return load("full")
+    return load(model or "full")
 
 
 def boundary(landmarks: Tensor, cfg: Config) -> Tensor:
@@ -190,7 +193,7 @@ def run(a: argparse.Namespace) -> None:
     from afvae.plotting import image_grid, save_figure
 
     try:
-        model, cfg = load_network(a.run)
+        model, cfg = load_network(a.run, a.model)
         face = source_face(a.source, cfg, a.source_landmarks)
         c_target, truth = target_of(a, face, cfg)
     except (ValueError, OSError) as e:

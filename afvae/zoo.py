@@ -346,9 +346,9 @@ def manifest_entry(name: str, cfg: Config, run: Path, path: Path, half: bool, fp
 
 def write_manifest(entries: dict[str, dict[str, Any]], folder: Path,
                    net_entries: dict[str, dict[str, Any]] | None = None) -> Path:
-    """``folder/manifest.json``: the model entries in ``NAMES`` order, the evaluation nets (``net_entries``,
-    default: those it lists now), and the total size of every file."""
-    models = [entries[n] for n in NAMES if n in entries]
+    """``folder/manifest.json``: the model entries in ``NAMES`` order (then the exported ``EXPERIMENTS``), the
+    evaluation nets (``net_entries``, default: those it lists now), and the total size of every file."""
+    models = [entries[n] for n in NAMES + tuple(EXPERIMENTS) if n in entries]
     shipped_nets = list((nets(folder) if net_entries is None else net_entries).values())
     body = {"about": "Reference models of afvae (python -m afvae.zoo) and the evaluation nets of their data; read "
                      "with afvae.shipped.",

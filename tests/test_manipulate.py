@@ -66,3 +66,14 @@ def test_bad_input_is_one_line(run, tmp_path, capsys, argv, says):
         _main(*[files.get(v, v) for v in argv], "--run", run, "-o", str(tmp_path / "o.png"))
     err = capsys.readouterr().err
     assert e.value.code == 2 and says in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_a_shipped_model_is_chosen_by_name_and_an_unknown_name_is_one_line(tmp_path, capsys):
+    assert manipulate.parser().parse_args(["synthetic:2", "--yaw", "3"]).model is None  # the shipped full model
+    with pytest.raises(SystemExit):  # a run folder or a shipped model, not both
+        manipulate.parser().parse_args(["synthetic:2", "--yaw", "3", "--run", "r", "--model", "full"])
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:
+        _main("synthetic:2", "--yaw", "3", "--model", "nosuch", "-o", str(tmp_path / "o.png"))
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "ships no model 'nosuch'" in err and len(err.strip().splitlines()) == 1, err

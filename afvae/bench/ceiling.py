@@ -53,23 +53,32 @@ def run() -> dict[str, Any]:
     return {"n_edits": len(edits.kind), "models": models}
 
 
+def yaw_edit_rows(models: dict[str, Any], split: str = "test", n: int = 6, who: str = "new person"
+                  ) -> tuple[list[list[Any]], list[str]]:
+    """Image rows of the benchmark's first ``n`` yaw edits of ``split``'s people: source, true render, then each
+    model's edit (``models``: row label -> network) -> (rows, row labels)."""
+    from afvae.bench.quality import benchmark_edits
+    from afvae.config import get_config
+    from afvae.model import translate_all
+
+    edits = benchmark_edits(get_config("default"), split)  # no scoring nets needed
+    i = edits.mask("yaw").nonzero()[:n, 0]
+    rows = [list(edits.x[i]), list(edits.x_truth[i])]
+    rows += [list(translate_all(model, edits.x[i], edits.c[i], edits.c_target[i])) for model in models.values()]
+    return rows, [f"{who}:\nsource", "true render\nat new yaw", *models]
+
+
 def edits_figure(figures: str | Path = "figures", n: int = 6) -> Path:
     """``figures/seen_unseen_edits.png``: the shipped full model's first ``n`` yaw edits of new people and of
     training people, each over its source and its true render."""
     from afvae import shipped
-    from afvae.bench.quality import benchmark_edits
-    from afvae.config import get_config
-    from afvae.model import translate_all
     from afvae.plotting import image_grid, save_figure
 
-    cfg, model = get_config("default"), shipped.load("full")[0]
+    model = shipped.load("full")[0]
     rows, labels = [], []
-    for who, split in (("new person", "test"), ("training person", "train")):  # no scoring nets needed
-        edits = benchmark_edits(cfg, split)
-        i = edits.mask("yaw").nonzero()[:n, 0]
-        edit = translate_all(model, edits.x[i], edits.c[i], edits.c_target[i])
-        rows += [list(edits.x[i]), list(edits.x_truth[i]), list(edit)]
-        labels += [f"{who}:\nsource", "true render\nat new yaw", "AF-VAE edit"]
+    for who, split in (("new person", "test"), ("training person", "train")):
+        more, names = yaw_edit_rows({"AF-VAE edit": model}, split, n, who)
+        rows, labels = rows + more, labels + names
     return save_figure(image_grid(rows, row_labels=labels), "seen_unseen_edits", figures)
 
 

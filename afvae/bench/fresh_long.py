@@ -80,4 +80,22 @@ def figure(bench_dir: str | Path = "results/bench", figures: str | Path = "figur
                  + [{**reference[-1], "identity_sim": result["models"][REFERENCE]["identity_sim"]}])
     curves = {f"{REFERENCE}: 180 people, 40 images each (shipped)": reference,
               f"{EXPERIMENT}: {result['people']:,} people, one image each": result["curve"]}
+    edits_figure(figures)
     return save_figure(plot_time_to_quality(curves, x_keys=("images_seen",)), "fresh_long", figures)
+
+
+def edits_figure(figures: str | Path = "figures", n: int = 8) -> Path | None:
+    """``figures/fresh_long_edits.png``: the benchmark's first ``n`` yaw edits of new people by the shipped full
+    model and by the experiment (its finished run in ``runs_folder``; None without one)."""
+    from afvae import shipped, zoo
+    from afvae.bench.ceiling import yaw_edit_rows
+    from afvae.checkpoint import finished, load_model, run_dir
+    from afvae.plotting import image_grid, save_figure
+
+    cfg = zoo.zoo_config(EXPERIMENT)
+    if not finished(cfg, runs_folder()):
+        return None
+    models = {"trained on\n180 people": shipped.load(REFERENCE)[0],
+              f"trained on\n{cfg.data.train_images:,} people": load_model(run_dir(cfg, runs_folder()))[0]}
+    rows, labels = yaw_edit_rows(models, "test", n)
+    return save_figure(image_grid(rows, row_labels=labels), "fresh_long_edits", figures)
