@@ -130,14 +130,19 @@ def test_flops_of_a_lazy_r1_penalty_are_averaged_over_its_interval(monkeypatch):
 
 
 def test_recipe_ladder_ends_at_the_default_preset_within_the_budget():
-    from afvae.bench.quality import before_recipe
+    from afvae.bench.quality import before_recipe, narrow_recipe
     from afvae.bench.recipe import ladder
 
     steps = ladder()
     assert steps["film (default)"] == get_config("default") and steps["before"] == before_recipe()
     images = {k: c.train.steps * c.train.batch_size for k, c in steps.items()}
-    assert images["before"] == 28_800 and all(v == 27_200 for k, v in images.items() if k != "before")
+    equal_flops = {k for k in steps if "equal FLOPs" in k}  # narrower models: more images for the same FLOPs
+    same = {k: v for k, v in images.items() if k not in equal_flops | {"before"}}
+    assert images["before"] == 28_800 and set(same.values()) == {27_200}
     assert 1.42e9 * images["film (default)"] / 1e12 <= 40  # 1.43 GFLOP per image (bench quality)
+    assert len(equal_flops) == 5 and all(images[k] > 40_000 for k in equal_flops)
+    assert steps["half widths, equal FLOPs, fresh identities (not kept)"] == narrow_recipe()
+    assert narrow_recipe().model.base_width == 16 and narrow_recipe().data.train_images == 76_752
 
 
 @pytest.fixture(scope="module", params=["synthetic-hands", "synthetic-cats"])
@@ -250,21 +255,13 @@ def test_fresh_long_scores_the_experiment_beside_the_reference_pair_by_pair(monk
     plt.close(fig)
 
 
-def test_fresh_seeds_pairs_the_recipes_by_seed_and_resumes_from_its_pieces(monkeypatch, tmp_path, edits, scorer):
-    import afvae.bench.quality as bench
-    from afvae.bench import fresh_seeds
+def test_at_budget_spends_the_default_presets_flops_and_a_cheaper_model_sees_more_images():
+    from afvae.bench.quality import at_budget, flops_per_image
 
-    small = get_config("smoke").replace(loss={"feature_net": "none"}, train={"steps": 4, "batch_size": 4})
-    monkeypatch.setattr(fresh_seeds, "recipes", lambda s: {"default": small.replace(train={"seed": s}),
-                                                           "fresh": small.replace(train={"seed": s},
-                                                                                  data={"train_images": 16})})
-    monkeypatch.setattr(bench, "scoring", lambda c: (edits, scorer, None))
-    result = fresh_seeds.run((0, 1), tmp_path)
-    assert len(list(tmp_path.glob("*.json"))) == 4 and result["seeds"] == [0, 1]
-    rows = result["per_seed"]
-    assert rows["default/seed0"]["yaw_ssim"] != rows["default/seed1"]["yaw_ssim"]  # the seed trains another model
-    diffs = [rows[f"fresh/seed{s}"]["yaw_ssim"] - rows[f"default/seed{s}"]["yaw_ssim"] for s in (0, 1)]
-    mean, lo, hi = result["fresh-default/yaw_ssim"]
-    assert mean == pytest.approx(sum(diffs) / 2) and lo < mean < hi
-    monkeypatch.setattr(bench, "run", lambda *a, **k: pytest.fail("a measured piece was trained again"))
-    assert fresh_seeds.run((0, 1), tmp_path) == result
+    default = get_config("default")
+    assert at_budget(default) == default  # its own budget: the same steps, checkpoints and samples
+    cheap = get_config("smoke").replace(loss={"feature_net": "none"})
+    per_step = flops_per_image(cheap) * cheap.train.batch_size
+    got = at_budget(cheap, tflop=1.0).train
+    assert got.steps * per_step <= 1e12 < (got.steps + 1) * per_step and got.steps > 1000
+    assert got.checkpoint_every == round(got.steps / 10) and got.sample_every == round(got.steps / 4)

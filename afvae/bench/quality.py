@@ -63,20 +63,41 @@ def before_recipe() -> Config:
         model={"z_film": False, "full_res_width": 0})
 
 
-def fresh_recipe() -> Config:
-    """The default preset trained on as many identities as it sees images: every one of its 27,200 training
-    images is of a new identity (``data.train_images``; ``python -m afvae.bench quality_fresh`` measures it)."""
-    cfg = get_config("default")
+def fresh_recipe(cfg: Config | None = None) -> Config:
+    """``cfg`` (default: the default preset) trained on as many identities as it sees images: every training image
+    is of a new identity (``data.train_images``; ``python -m afvae.bench quality_fresh`` measures the default)."""
+    cfg = cfg or get_config("default")
     return cfg.replace(data={"train_images": cfg.train.steps * cfg.train.batch_size})
 
 
+def at_budget(cfg: Config, tflop: float | None = None) -> Config:
+    """``cfg`` trained for as many steps as ``tflop`` buys at its counted FLOPs per image (default: the default
+    preset's own training FLOPs, so a cheaper model sees more images), its checkpoints and samples at the same
+    share of the steps as the default preset's."""
+    default = get_config("default").train
+    per_step = flops_per_image(cfg) * cfg.train.batch_size
+    tflop = tflop or flops_per_image(get_config("default")) * default.steps * default.batch_size / 1e12
+    steps = int(tflop * 1e12 // per_step)
+    share = lambda every: max(1, round(steps * every / default.steps))  # noqa: E731
+    return cfg.replace(train={"steps": steps, "checkpoint_every": share(default.checkpoint_every),
+                              "sample_every": share(default.sample_every)})
+
+
+def narrow_recipe() -> Config:
+    """The default recipe at half its widths (``base_width`` 16, ``max_width`` 64: 0.51 GFLOP per training image
+    against 1.43), trained for as many images as the default preset's FLOPs buy (``at_budget``: 76,752 against
+    27,200), each of a new identity (``fresh_recipe``); ``python -m afvae.bench quality_narrow`` measures it."""
+    return fresh_recipe(at_budget(get_config("default").replace(model={"base_width": 16, "max_width": 64})))
+
+
 def figure(bench_dir: str | Path = "results/bench", figures: str | Path = "figures") -> Path | None:
-    """``figures/time_to_quality.png`` from the curves of ``quality`` and, once they have run, ``quality_before``
-    and ``quality_fresh``."""
+    """``figures/time_to_quality.png`` from the curves of ``quality`` and, once they have run, ``quality_before``,
+    ``quality_fresh`` and ``quality_narrow``."""
     from afvae.plotting import plot_time_to_quality, save_figure
 
     paths = {"default recipe": Path(bench_dir) / "quality.json", "before": Path(bench_dir) / "quality_before.json",
-             "fresh identities": Path(bench_dir) / "quality_fresh.json"}
+             "fresh identities": Path(bench_dir) / "quality_fresh.json",
+             "half widths, fresh identities, equal FLOPs": Path(bench_dir) / "quality_narrow.json"}
     runs = {name: json.loads(p.read_text()) for name, p in paths.items() if p.exists()}
     if "default recipe" not in runs:
         return None

@@ -2,13 +2,14 @@
 
 ``python -m afvae.bench recipe`` trains, from scratch with seed 0, the recipe before the time-to-quality work and
 then each change on top of it (the last kept step is the default preset), and scores each at the end of
-training on the quality benchmark's 400 edits (``afvae.bench.quality``). About 5 CPU-minutes per step.
+training on the quality benchmark's 400 edits (``afvae.bench.quality``). About 5 CPU-minutes per step at two
+threads; the narrower models of the equal-FLOPs steps see more images, and take 10-20 minutes at one thread.
 """
 from __future__ import annotations
 
 from typing import Any
 
-from afvae.bench.quality import before_recipe, fresh_recipe, run as run_quality
+from afvae.bench.quality import at_budget, before_recipe, fresh_recipe, narrow_recipe, run as run_quality
 from afvae.config import Config, get_config
 
 KEYS = ("yaw_ssim", "expr_changed_l1", "identity_sim", "landmark_nme", "rec_ssim", "train_tflop", "images_seen")
@@ -26,7 +27,20 @@ def ladder() -> dict[str, Config]:
         "film (default)": default,
         "full_res (not kept)": default.replace(model={"full_res_width": 16}),
         "fresh identities (not kept)": fresh_recipe(),
+        # width against images at the default preset's FLOPs (``at_budget``): a narrower model sees more images
+        "half widths, equal FLOPs, 180 people (not kept)": at_budget(narrow(16)),
+        "3/4 widths, equal FLOPs, fresh identities (not kept)": fresh_recipe(at_budget(narrow(24))),
+        "half widths, equal FLOPs, fresh identities (not kept)": narrow_recipe(),
+        "3/8 widths, equal FLOPs, fresh identities (not kept)": fresh_recipe(at_budget(narrow(12))),
+        "half widths, no feature matching, equal FLOPs, fresh identities (not kept)":
+            fresh_recipe(at_budget(narrow(16).replace(loss={"feature_net": "none"}))),
     }
+
+
+def narrow(base_width: int) -> Config:
+    """The default preset with ``base_width`` channels at full resolution (the default's 32) and the same
+    ratio to ``max_width`` (4x)."""
+    return get_config("default").replace(model={"base_width": base_width, "max_width": 4 * base_width})
 
 
 def run() -> dict[str, Any]:
