@@ -4,11 +4,12 @@ Trained 8x longer, the shipped full model edits its 180 training people at yaw S
 ~0.77 (``ceiling``): what it lacks is people, not fidelity. This benchmark tests that reading at the same
 compute. It trains (or resumes, or finds finished) the zoo's experiment ``full_fresh``: the full model's long
 preset on 54,400 people, each one image, seen four times (``afvae.zoo.EXPERIMENTS``), in ``$AFVAE_RUNS``
-(default ``~/.cache/afvae/runs``, the ``RUNS`` of ``make weights``; about an hour on 2 CPU cores, resumable).
+(default ``~/.cache/afvae/runs``, the ``RUNS`` of ``make weights``; 43 minutes on 2 CPU cores, resumable).
 Then it scores its final weights (EMA) like ``ceiling`` scores the shipped models: the quality benchmark's 400
 edits of unseen faces with the model's oracle and the held-out scorer, and the same draw of edits of the
-population's 180 training identities. Beside it, the shipped full model (the same preset on 180 people) on
-the same edits. ``figure`` draws both runs' quality curves against images seen (``figures/fresh_long.png``).
+model's own training people. Beside it, the shipped full model (the same preset on the population's 180 people)
+on the same edits, and the difference of the two pair by pair. ``figure`` draws both runs' quality curves
+against images seen (``figures/fresh_long.png``) and their first edits (``figures/fresh_long_edits.png``).
 """
 from __future__ import annotations
 

@@ -83,11 +83,17 @@ def at_budget(cfg: Config, tflop: float | None = None) -> Config:
                               "sample_every": share(default.sample_every)})
 
 
+def narrow(base_width: int) -> Config:
+    """The default preset with ``base_width`` channels at full resolution (the default's 32) and the same ratio
+    to ``max_width`` (4x)."""
+    return get_config("default").replace(model={"base_width": base_width, "max_width": 4 * base_width})
+
+
 def narrow_recipe() -> Config:
     """The default recipe at half its widths (``base_width`` 16, ``max_width`` 64: 0.51 GFLOP per training image
     against 1.43), trained for as many images as the default preset's FLOPs buy (``at_budget``: 76,752 against
     27,200), each of a new identity (``fresh_recipe``); ``python -m afvae.bench quality_narrow`` measures it."""
-    return fresh_recipe(at_budget(get_config("default").replace(model={"base_width": 16, "max_width": 64})))
+    return fresh_recipe(at_budget(narrow(16)))
 
 
 def figure(bench_dir: str | Path = "results/bench", figures: str | Path = "figures") -> Path | None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from afvae.bench.quality import at_budget, before_recipe, fresh_recipe, narrow_recipe, run as run_quality
+from afvae.bench.quality import at_budget, before_recipe, fresh_recipe, narrow, narrow_recipe, run as run_quality
 from afvae.config import Config, get_config
 
 KEYS = ("yaw_ssim", "expr_changed_l1", "identity_sim", "landmark_nme", "rec_ssim", "train_tflop", "images_seen")
@@ -36,11 +36,6 @@ def ladder() -> dict[str, Config]:
             fresh_recipe(at_budget(narrow(16).replace(loss={"feature_net": "none"}))),
     }
 
-
-def narrow(base_width: int) -> Config:
-    """The default preset with ``base_width`` channels at full resolution (the default's 32) and the same
-    ratio to ``max_width`` (4x)."""
-    return get_config("default").replace(model={"base_width": base_width, "max_width": 4 * base_width})
 
 
 def run() -> dict[str, Any]:
