@@ -13,6 +13,7 @@ training identities.
 """
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import tempfile
@@ -70,14 +71,21 @@ def fresh_recipe(cfg: Config | None = None) -> Config:
     return cfg.replace(data={"train_images": cfg.train.steps * cfg.train.batch_size})
 
 
+@functools.cache
+def default_tflop() -> float:
+    """The default preset's training TFLOP (``flops_per_image`` x images seen), counted once per process: every
+    ``at_budget`` of the recipe ladder spends it."""
+    default = get_config("default")
+    return flops_per_image(default) * default.train.steps * default.train.batch_size / 1e12
+
+
 def at_budget(cfg: Config, tflop: float | None = None) -> Config:
     """``cfg`` trained for as many steps as ``tflop`` buys at its counted FLOPs per image (default: the default
     preset's own training FLOPs, so a cheaper model sees more images), its checkpoints and samples at the same
     share of the steps as the default preset's."""
     default = get_config("default").train
     per_step = flops_per_image(cfg) * cfg.train.batch_size
-    tflop = tflop or flops_per_image(get_config("default")) * default.steps * default.batch_size / 1e12
-    steps = int(tflop * 1e12 // per_step)
+    steps = int((tflop or default_tflop()) * 1e12 // per_step)
     share = lambda every: max(1, round(steps * every / default.steps))  # noqa: E731
     return cfg.replace(train={"steps": steps, "checkpoint_every": share(default.checkpoint_every),
                               "sample_every": share(default.sample_every)})
