@@ -30,22 +30,25 @@ def _cpuinfo(key: str) -> str | None:
 
 def describe() -> dict[str, Any]:
     """The CPU: ``cpu`` (model name), ``cpu_isa`` (the vector instructions torch's kernels use: AVX2, AVX512,
-    ...), ``cpu_mhz`` (the clock the OS reports, None when it reports none), ``cpu_count``."""
+    ...), ``cpu_mhz`` (the clock the OS reports, None when it reports none), ``cpu_count``, ``cpu_bf16`` (bf16 in
+    hardware: ``train.amp`` then trains in bf16)."""
     mhz = _cpuinfo("cpu MHz")
     return {
         "cpu": _cpuinfo("model name") or platform.processor() or platform.machine(),
         "cpu_isa": torch.backends.cpu.get_cpu_capability(),
         "cpu_mhz": round(float(mhz)) if mhz else None,
         "cpu_count": os.cpu_count() or 0,
+        "cpu_bf16": native_bf16("cpu"),
     }
 
 
 def summary(d: dict[str, Any] | None = None) -> str:
     """``describe`` (or ``d``, a record with its keys, e.g. a benchmark's JSON) in words, e.g. "AMD EPYC (AVX2,
-    2.0 GHz), 2 cores"."""
+    2.0 GHz), 2 cores", "Intel Xeon (AVX512, bf16, 2.1 GHz), 2 cores"."""
     d = describe() if d is None else d
     clock = f", {d['cpu_mhz'] / 1000:.1f} GHz" if d["cpu_mhz"] else ""
-    return f"{d['cpu']} ({d['cpu_isa']}{clock}), {d['cpu_count']} cores"
+    bf16 = ", bf16" if d.get("cpu_bf16") else ""  # records before it say nothing of bf16
+    return f"{d['cpu']} ({d['cpu_isa']}{bf16}{clock}), {d['cpu_count']} cores"
 
 
 class _TotalsOnly:
@@ -91,3 +94,20 @@ def matmul_gflops(n: int = 2048, seconds: float = 2.0) -> float:
     """Float32 ``torch.matmul`` of two (n, n) matrices at torch's current threads, GFLOP/s over >= ``seconds``."""
     a, b = torch.randn(n, n), torch.randn(n, n)
     return throughput(lambda: torch.matmul(a, b), 2 * n**3, seconds) / 1e9
+
+
+def native_bf16(device: torch.device | str = "cpu") -> bool:
+    """Whether ``device`` multiplies bfloat16 in hardware: any CUDA device torch supports bf16 on, or a CPU with
+    AMX or AVX512-BF16 (oneDNN's bf16 kernels). Elsewhere a bf16 convolution is emulated, many times slower."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return device.type == "cpu" and torch.backends.mkldnn.is_available() and (
+        torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported())
+
+
+def autocast(amp: bool, device: torch.device | str) -> torch.autocast:
+    """bf16 autocast on ``device`` when ``amp`` (``train.amp``) and the device computes bf16 natively
+    (``native_bf16``); float32 otherwise, so a config runs everywhere, fastest where it can."""
+    device = torch.device(device)
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and native_bf16(device))

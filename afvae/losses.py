@@ -10,7 +10,7 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from afvae.prior import gaussian_kl
+from afvae.prior import at_least_f32, gaussian_kl
 
 # AF-VAE (Liu et al., "Make a Face", ICCV 2019), Sec. 3: total = L1 + sum_l lambda_l * feature matching
 # + beta * KL(q(z | x, y) || p(z | y)). Feature matching follows CRN (Chen & Koltun, "Photographic Image
@@ -18,8 +18,9 @@ from afvae.prior import gaussian_kl
 
 
 def l1(*, x: Tensor, x_hat: Tensor) -> Tensor:
-    """Mean absolute error over all elements: x, x_hat (B, 3, H, W) in [-1, 1] -> scalar."""
-    return (x_hat - x).abs().mean()
+    """Mean absolute error over all elements: x, x_hat (B, 3, H, W) in [-1, 1] -> scalar (in fp32 under
+    autocast)."""
+    return (at_least_f32(x_hat) - at_least_f32(x)).abs().mean()
 
 
 def feature_matching(*, feats_x: list[Tensor], feats_x_hat: list[Tensor], weights: Sequence[float]) -> Tensor:
@@ -28,14 +29,15 @@ def feature_matching(*, feats_x: list[Tensor], feats_x_hat: list[Tensor], weight
     :param feats_x: L activations psi_l(x), each (B, C_l, H_l, W_l); no gradient flows into them.
     :param feats_x_hat: L activations psi_l(x_hat), same shapes.
     :param weights: L layer weights lambda_l.
-    :return: scalar.
+    :return: scalar (in fp32 under autocast).
     """
     if not len(feats_x) == len(feats_x_hat) == len(weights) > 0:
         raise ValueError(
             f"need the same number (> 0) of target features, features and weights; "
             f"got {len(feats_x)}, {len(feats_x_hat)}, {len(weights)}"
         )
-    terms = [lam * (f_hat - f.detach()).abs().mean() for f, f_hat, lam in zip(feats_x, feats_x_hat, weights)]
+    terms = [lam * (at_least_f32(f_hat) - at_least_f32(f.detach())).abs().mean()
+             for f, f_hat, lam in zip(feats_x, feats_x_hat, weights)]
     return sum(terms[1:], terms[0])
 
 

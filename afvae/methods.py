@@ -19,7 +19,7 @@ from torch.optim.lr_scheduler import LambdaLR
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.nn.parallel import DistributedDataParallel
 
-from afvae import losses
+from afvae import hardware, losses
 from afvae.baselines import METHODS
 from afvae.config import Config, TrainConfig
 from afvae.features import FeatureNet, build_feature_net
@@ -122,14 +122,13 @@ def loss_terms(model: nn.Module, feature_net: FeatureNet | None, batch: dict[str
 
 def afvae_step(cfg: Config, net: nn.Module, feature_net: FeatureNet | None,
                opt: torch.optim.Optimizer, device: torch.device) -> Step:
-    """AF-VAE's step: the ELBO terms (bf16 autocast on CUDA when ``cfg.train.amp``), backward, one update.
+    """AF-VAE's step: the ELBO terms (in bf16 when ``cfg.train.amp``, ``hardware.autocast``), backward, one update.
 
     ``net``: the model, or its DDP wrapper (gradients averaged over ranks).
     """
-    amp_on = cfg.train.amp and device.type == "cuda"
 
     def step(batch: dict[str, Tensor], generator: torch.Generator) -> dict[str, Tensor]:
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp_on):
+        with hardware.autocast(cfg.train.amp, device):
             terms, _ = loss_terms(net, feature_net, batch, cfg, generator)
         losses.check_finite(terms)
         opt.zero_grad(set_to_none=True)

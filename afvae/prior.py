@@ -23,8 +23,8 @@ PriorKind = Literal["additive", "gmm_sampled", "standard"]
 KINDS: tuple[str, ...] = ("additive", "gmm_sampled", "standard")
 
 
-def _at_least_f32(t: Tensor) -> Tensor:
-    """Upcast bf16 / fp16 to fp32 (the prior and the KL are tiny; keep them exact under autocast)."""
+def at_least_f32(t: Tensor) -> Tensor:
+    """Upcast bf16 / fp16 to fp32: under autocast the prior, the KL and the losses stay in fp32."""
     return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
 
 
@@ -90,7 +90,7 @@ def focal_weights(c_or_features: Tensor, centres: Tensor, *, temperature: float 
     if temperature < 0:
         raise ValueError(f"temperature must be >= 0, got {temperature}")
     with torch.autocast(c_or_features.device.type, enabled=False):
-        feats = _at_least_f32(_as_features(c_or_features, centres))  # (B, F)
+        feats = at_least_f32(_as_features(c_or_features, centres))  # (B, F)
         centres = centres.to(device=feats.device, dtype=feats.dtype)
         cos = F.normalize(feats, dim=1) @ F.normalize(centres, dim=1).T  # (B, K), in [-1, 1]
         if temperature == 0:
@@ -202,7 +202,7 @@ def prior_params(
     if prior is None:
         if kind != "standard" or z_dim is None:
             raise ValueError(f"prior {kind!r} needs the AdditiveFocalPrior module (standard needs z_dim)")
-        return standard_prior(B, z_dim, like=_at_least_f32(w))
+        return standard_prior(B, z_dim, like=at_least_f32(w))
     if prior.kind == "standard" and kind != "standard":
         raise ValueError(f"this module was built for the standard prior (mu_k, sigma_k frozen), not {kind!r}")
     with torch.autocast(w.device.type, enabled=False):
@@ -227,7 +227,7 @@ def gaussian_kl(mu_q: Tensor, logvar_q: Tensor, mu_p: Tensor, logvar_p: Tensor) 
     :param mu_q, logvar_q, mu_p, logvar_p: (B, D) tensors (prior ones may broadcast).
     :return: (B,) KL per example, in nats.
     """
-    mu_q, logvar_q, mu_p, logvar_p = map(_at_least_f32, (mu_q, logvar_q, mu_p, logvar_p))
+    mu_q, logvar_q, mu_p, logvar_p = map(at_least_f32, (mu_q, logvar_q, mu_p, logvar_p))
     # Eq. 5: 0.5 * sum_d [log(s_p^2 / s_q^2) + (s_q^2 + (m_q - m_p)^2) / s_p^2 - 1]
     kl = logvar_p - logvar_q + torch.exp(logvar_q - logvar_p) + (mu_q - mu_p).pow(2) * torch.exp(-logvar_p) - 1
     return 0.5 * kl.sum(dim=-1)  # (B,)
@@ -235,5 +235,5 @@ def gaussian_kl(mu_q: Tensor, logvar_q: Tensor, mu_p: Tensor, logvar_p: Tensor) 
 
 def standard_normal_kl(mu: Tensor, logvar: Tensor) -> Tensor:
     """KL(N(mu, diag e^logvar) || N(0, I)) = 0.5 * sum_d (mu^2 + e^logvar - logvar - 1): (B, D) -> (B,)."""
-    mu, logvar = _at_least_f32(mu), _at_least_f32(logvar)
+    mu, logvar = at_least_f32(mu), at_least_f32(logvar)
     return 0.5 * (mu.pow(2) + torch.exp(logvar) - logvar - 1).sum(dim=-1)  # (B,)

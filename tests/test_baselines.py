@@ -367,6 +367,22 @@ def test_r1_penalises_d_on_real_images_every_r1_every_th_step(method, batch, cen
     assert "d_r1" not in off.train_step(optimisers(off.cfg, off), b, torch.Generator().manual_seed(0))
 
 
+@pytest.mark.parametrize("method", METHODS)
+def test_bf16_forward_passes_where_the_cpu_has_bf16(method, batch, centres):
+    from afvae.hardware import native_bf16
+
+    if not native_bf16("cpu"):
+        pytest.skip("this CPU has no bf16 in hardware: train.amp runs in float32 here")
+    terms = {}
+    for amp in (False, True):
+        model = build_network(tiny(method).replace(train={"amp": amp}), centres)
+        terms[amp] = model.train_step(optimisers(model.cfg, model), {"x": batch["x"], "c": batch["c"]},
+                                      torch.Generator().manual_seed(0))
+    assert all(torch.isfinite(v) and v.dtype == torch.float32 for v in terms[True].values())
+    assert terms[True]["g_loss"] != terms[False]["g_loss"]  # it ran in bf16
+    assert torch.isclose(terms[True]["g_loss"], terms[False]["g_loss"], rtol=0.05)
+
+
 def test_r1_is_the_squared_input_gradient_of_the_critic(batch, centres):
     model = build_network(tiny("StarGAN").replace(loss={"r1": 1.0}), centres)
     x = batch["x"][:2]

@@ -122,3 +122,11 @@ def test_fields_added_later_hash_only_when_set():
         changed = (not default if isinstance(default, bool) else default + 1 if isinstance(default, int)
                    else default + 0.5)
         assert cfg.replace(**{section: {key: changed}}).hash() != cfg.hash()
+
+
+def test_precision_is_not_in_the_hash():
+    """``train.amp`` (bf16 forward passes) keys the same run as float32, as the device does: the default preset's
+    runs and every shipped model keep their keys."""
+    cfg = get_config("default")
+    assert cfg.train.amp and cfg.hash() == cfg.replace(train={"amp": False}).hash()
+    assert cfg.hash() != cfg.replace(train={"lr": 1e-3}).hash()

@@ -97,3 +97,16 @@ def test_zero_when_reconstruction_and_posterior_are_perfect():
 def test_arguments_are_keyword_only():
     with pytest.raises(TypeError):
         l1(torch.zeros(1), torch.zeros(1))  # type: ignore[misc]
+
+
+def test_losses_of_bf16_activations_are_fp32():
+    """Under autocast the networks run in bf16; the losses are taken in fp32 (so is the KL, ``prior``)."""
+    g = torch.Generator().manual_seed(0)
+    x, x_hat = (torch.rand(2, 3, 8, 8, generator=g) for _ in range(2))
+    f, f_hat = (torch.rand(2, 4, 4, 4, generator=g) for _ in range(2))
+    bx, bf = x_hat.bfloat16(), f_hat.bfloat16()
+    assert l1(x=x, x_hat=bx).dtype == torch.float32
+    assert torch.equal(l1(x=x, x_hat=bx), l1(x=x, x_hat=bx.float()))
+    fm = feature_matching(feats_x=[f.bfloat16()], feats_x_hat=[bf], weights=[1.0])
+    assert fm.dtype == torch.float32 and torch.equal(fm, feature_matching(feats_x=[f.bfloat16().float()],
+                                                                          feats_x_hat=[bf.float()], weights=[1.0]))

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from afvae import losses
+from afvae import hardware, losses
 from afvae.checkpoint import load_checkpoint
 from afvae.checkpoint import load_model
 from afvae.config import VARIANTS
@@ -197,6 +197,23 @@ def test_ddp_replicas_agree(tiny_cfg, tmp_path, variant):
     rep = torch.load(tmp_path / "replicas.pt", weights_only=True)
     assert torch.equal(rep["r0"], rep["r1"])
     assert load_checkpoint(tmp_path / "checkpoint.pt")["step"] == 3
+
+
+def test_cpu_bf16_resumes_exactly_and_is_fp32_where_emulated(tiny_cfg, tmp_path, monkeypatch):
+    """``train.amp`` on CPU: bf16 forward passes where the CPU has bf16 in hardware, resumed exactly; float32,
+    the same run to the bit, where it would be emulated."""
+    cfg = tiny_cfg.replace(train={"amp": True})
+    fp32 = [r["loss"] for r in train(tiny_cfg, tmp_path / "fp32", progress=False)]
+    if hardware.native_bf16("cpu"):
+        bf16 = [r["loss"] for r in train(cfg, tmp_path / "full", progress=False)]
+        assert bf16 != fp32 and all(math.isfinite(v) for v in bf16)
+        assert abs(bf16[-1] - fp32[-1]) < 0.05 * fp32[-1]  # the same training, to bf16's precision
+        train(cfg, tmp_path / "cut", stop_at=3, progress=False)
+        train(cfg, tmp_path / "cut", resume=True, progress=False)
+        full, cut = _params(tmp_path / "full"), _params(tmp_path / "cut")
+        assert all(torch.equal(full[k], cut[k]) for k in full)
+    monkeypatch.setattr(hardware, "native_bf16", lambda device: False)
+    assert [r["loss"] for r in train(cfg, tmp_path / "emulated", progress=False)] == fp32
 
 
 @pytest.mark.gpu

@@ -20,9 +20,10 @@ from torch import Tensor
 
 from afvae.config import Config
 from afvae.features import FeatureNet
+from afvae.hardware import autocast
 from afvae.losses import check_finite
 from afvae.model import icnr_
-from afvae.prior import focal_weights
+from afvae.prior import at_least_f32, focal_weights
 
 LR, BETAS = 2e-4, (0.5, 0.999)  # Adam settings of all three papers
 R1_EVERY = 4  # loss.r1 > 0: the R1 penalty on every 4th D step, its weight times 4 (StyleGAN2's lazy regularisation)
@@ -83,29 +84,45 @@ class GANBaseline(nn.Module):
         """The parameters of each optimiser: G's and D's."""
         return {"G": list(self.G.parameters()), "D": list(self.D.parameters())}
 
+    def _outputs_in_fp32(self) -> None:
+        """Upcast G's and D's outputs (forward hooks, once): under autocast they run in bf16, the losses in fp32."""
+        if not getattr(self, "_fp32_hooks", None):
+            self._fp32_hooks = [net.register_forward_hook(lambda module, args, out: _in_fp32(out))
+                                for net in (self.G, self.D)]
+
     def train_step(self, opts: dict[str, torch.optim.Optimizer], batch: dict[str, Tensor],
                    generator: torch.Generator) -> dict[str, Tensor]:
         """One D update then one G update on the same fakes; the named terms (detached), prefixed d_ and g_.
 
         Raises ``NonFiniteLoss`` before the update whose loss is NaN or infinite.
         """
-        out = self.generate(batch, generator)
-        d = self.d_terms(batch, {k: v.detach() for k, v in out.items()})
-        if self.cfg.loss.r1 > 0 and d_steps(opts["D"]) % R1_EVERY == 0:  # lazy: the count survives a resume
-            d["r1"] = self.r1(batch)
-            d["loss"] = d["loss"] + 0.5 * self.cfg.loss.r1 * R1_EVERY * d["r1"]
+        amp, device = self.cfg.train.amp, batch["x"].device  # bf16 forward passes (hardware.autocast)
+        if amp:
+            self._outputs_in_fp32()
+        with autocast(amp, device):
+            out = self.generate(batch, generator)
+            d = self.d_terms(batch, {k: v.detach() for k, v in out.items()})
+            if self.cfg.loss.r1 > 0 and d_steps(opts["D"]) % R1_EVERY == 0:  # lazy: the count survives a resume
+                d["r1"] = self.r1(batch)
+                d["loss"] = d["loss"] + 0.5 * self.cfg.loss.r1 * R1_EVERY * d["r1"]
         check_finite(d, "D ")
         opts["D"].zero_grad(set_to_none=True)
         d["loss"].backward()
         opts["D"].step()
         self.D.requires_grad_(False)  # G's step: gradients through D, not into it
-        g = self.g_terms(batch, out)
+        with autocast(amp, device):
+            g = self.g_terms(batch, out)
         self.D.requires_grad_(True)
         check_finite(g, "G ")
         opts["G"].zero_grad(set_to_none=True)
         g["loss"].backward()
         opts["G"].step()
         return {**{f"d_{k}": v.detach() for k, v in d.items()}, **{f"g_{k}": v.detach() for k, v in g.items()}}
+
+
+def _in_fp32(out: Tensor | list | tuple) -> Tensor | list | tuple:
+    """A network's output (a tensor, or nested lists / tuples of them) with bf16 / fp16 upcast to fp32."""
+    return at_least_f32(out) if isinstance(out, Tensor) else type(out)(_in_fp32(o) for o in out)
 
 
 def d_steps(opt: torch.optim.Optimizer) -> int:
