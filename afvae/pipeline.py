@@ -19,6 +19,7 @@ import platform
 import re
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,10 @@ PER_VARIANT = {"02_train"}  # executed once per ablation variant (Table 3)
 POOL_KEY = "train_pool"  # the training pool's entry in the manifest's wall_seconds (not a notebook)
 # the notebooks whose runs are trained up front, several at once (afvae.pool.STEMS, which imports torch)
 POOLED = {"02_train", "03_ablation", "05_weight_norm", "09_comparison", "14_prior_beta"}
+# The last notebook's runs that no other notebook reads (the beta sweep's): trained in the background, two at a
+# time, while the notebooks before it run and leave cores idle; it waits for them.
+BACKGROUND = {"14_prior_beta"}
+BACKGROUND_KEY = "train_background"  # their wall seconds in the manifest, from the pool's end to their last run's
 LOCK = Path(__file__).resolve().parents[1] / "requirements" / "runtime.lock"
 PACKAGES = ("torch", "torchvision", "numpy", "scikit-learn", "papermill", "torch-fidelity", "face-alignment")
 
@@ -167,7 +172,7 @@ def manifest(scale: str, data: str, seed: int, times: dict[str, float], t_total:
 def notebooks_ran(result: dict[str, Any]) -> set[str]:
     """The notebooks a manifest timed: its ``wall_seconds`` keys less the run suffixes, ``total`` and the
     training pool's ``train_pool``."""
-    return {k.split("-")[0] for k in result["wall_seconds"]} - {"total", POOL_KEY}
+    return {k.split("-")[0] for k in result["wall_seconds"]} - {"total", POOL_KEY, BACKGROUND_KEY}
 
 
 def lock_pins(path: Path) -> dict[str, str]:
@@ -239,13 +244,55 @@ def preflight(scale: str, data: str, stems: list[str]) -> dict[str, str]:
     return skipped
 
 
-def train_up_front(stems: list[str], scale: str, data: str, seed: int, n_seeds: int, results: Path,
-                   jobs: int | None, t0: float) -> dict[str, Any]:
-    """Train every run the notebooks ``stems`` need, ``jobs`` at a time (``afvae.pool``), before the first of them
-    runs -> {"seconds": wall seconds, "runs": {"jobs", "seconds" per run trained}}."""
+def pooled_runs(stems: list[str], scale: str, data: str, seed: int, n_seeds: int) -> tuple[list, list]:
+    """The runs the notebooks ``stems`` need (``afvae.pool.needed``): those to train before the first of them, and
+    those that only ``BACKGROUND``'s notebooks read, to train while the others run."""
+    from afvae import pool  # imports torch: after the pre-flight has spoken
+    from afvae.checkpoint import run_dir
+
+    front = pool.needed([s for s in stems if s not in BACKGROUND], scale, data, seed, n_seeds)
+    names = {run_dir(c, "").name for c in front}
+    return front, [c for c in pool.needed(stems, scale, data, seed, n_seeds) if run_dir(c, "").name not in names]
+
+
+class Background(threading.Thread):
+    """``afvae.pool.train_all`` of ``cfgs`` in a thread (its workers are processes), while notebooks run."""
+
+    def __init__(self, cfgs: list, root: Path, jobs: int | None) -> None:
+        super().__init__(name="afvae-background-runs", daemon=True)
+        self.cfgs, self.root, self.jobs = cfgs, root, jobs
+        self.trained: dict[str, float] = {}
+        self.error: BaseException | None = None
+        self.seconds = 0.0
+
+    def run(self) -> None:
+        from afvae import pool
+
+        t0 = time.perf_counter()
+        try:
+            self.trained = pool.train_all(self.cfgs, self.root, self.jobs, progress=False, scorers=False)
+        except BaseException as e:  # noqa: BLE001 (re-raised in the main thread by ``wait``)
+            self.error = e
+        self.seconds = time.perf_counter() - t0
+
+    def wait(self, t0: float) -> dict[str, float]:
+        """Block until the runs are trained -> name -> wall seconds of each; a failure exits with its message."""
+        if self.is_alive():
+            print(f"[{time.perf_counter() - t0:7.1f} s] waiting for the {len(self.cfgs)} runs training in the "
+                  "background ...", flush=True)
+        self.join()
+        if self.error is not None:
+            raise SystemExit(str(self.error))
+        print(f"[{time.perf_counter() - t0:7.1f} s] {len(self.trained)} background runs trained in "
+              f"{self.seconds:.1f} s", flush=True)
+        return {k: round(v, 1) for k, v in self.trained.items()}
+
+
+def train_up_front(cfgs: list, results: Path, jobs: int | None, t0: float) -> dict[str, Any]:
+    """Train ``cfgs`` (``pooled_runs``), ``jobs`` at a time (``afvae.pool``), before the first notebook that needs
+    them runs -> {"seconds": wall seconds, "runs": {"jobs", "seconds" per run trained}}."""
     from afvae import pool  # imports torch: after the pre-flight has spoken
 
-    cfgs = pool.needed(stems, scale, data, seed, n_seeds)
     jobs = jobs or pool.default_jobs(cfgs)
     print(f"[{time.perf_counter() - t0:7.1f} s] training the notebooks' {len(cfgs)} runs, {jobs} at a time "
           "(finished and shipped ones are skipped)", flush=True)
@@ -305,13 +352,22 @@ def _run(scale: str, data: str, seed: int, only: list[str] | None, out: Path, re
             print(f"[pre-flight] {stem} skipped: {why}", flush=True)
         skipped |= missing
     pooled: dict[str, Any] = {}
+    background: Background | None = None
     for nb in selected:
         if nb.stem in skipped:
             continue
         if not pooled and nb.stem in POOLED:
-            pooled = train_up_front([p.stem for p in selected if p.stem not in skipped], scale, data, seed, n_seeds,
-                                    results, jobs, t0)
+            front, back = pooled_runs([p.stem for p in selected if p.stem not in skipped], scale, data, seed,
+                                      n_seeds)
+            pooled = train_up_front(front, results, jobs, t0)
             times[POOL_KEY] = pooled["seconds"]
+            if back:
+                background = Background(back, results / "runs", jobs)
+                background.start()
+        if nb.stem in BACKGROUND and background is not None:
+            pooled["runs"]["seconds"] |= background.wait(t0)
+            times[BACKGROUND_KEY] = background.seconds
+            background = None
         for params in runs_of(nb, base, n_seeds):
             key = run_key(nb, params, seed)
             print(f"[{time.perf_counter() - t0:7.1f} s] {key} ...", end="", flush=True)
@@ -325,7 +381,7 @@ def _run(scale: str, data: str, seed: int, only: list[str] | None, out: Path, re
     if only:
         result = _merged(result, path)
     write_text(path, json.dumps(result, indent=2) + "\n")
-    print(f"{len(times.keys() - {POOL_KEY})} notebook runs done in {time.perf_counter() - t0:.0f} s; manifest: {path}")
+    print(f"{len(times.keys() - {POOL_KEY, BACKGROUND_KEY})} notebook runs done in {time.perf_counter() - t0:.0f} s; manifest: {path}")
     return result
 
 

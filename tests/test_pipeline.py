@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 
 from afvae import claims, pipeline
+from afvae.checkpoint import run_dir
 
 pytestmark = pytest.mark.notebooks
 
@@ -31,6 +32,9 @@ def test_every_notebook_ran(smoke_run):
     stems = {p.stem for p in pipeline.notebooks()}
     assert pipeline.notebooks_ran(manifest) == stems
     assert manifest["wall_seconds"]["train_pool"] >= 0 and manifest["train_pool"]  # trained before 02_train
+    assert manifest["wall_seconds"]["train_background"] >= 0  # the beta sweep's own runs, beside 02-13
+    _, back = pipeline.pooled_runs([p.stem for p in pipeline.notebooks()], "smoke", "synthetic", 0, 1)
+    assert back and {run_dir(c, "").name for c in back} <= set(manifest["train_pool"]["seconds"])
     saved = json.loads((out / "results" / "manifest.json").read_text())
     assert saved["scale"] == "smoke" and saved["packages"]["torch"] != "not installed"
     assert saved["matmul_gflops"] > 0 and saved["device"]  # what the wall times were measured on

@@ -57,3 +57,29 @@ def test_the_evaluation_nets_train_beside_the_runs_unless_cached(tiny_cfg, tmp_p
     assert [name for name, _, _ in pool._scorer_tasks(cfgs, tmp_path)] == [paths[1].name]
     paths[1].touch()
     assert pool._scorer_tasks(cfgs, tmp_path) == []
+
+
+def test_the_beta_sweeps_own_runs_train_in_the_background(monkeypatch):
+    """Only notebook 14 reads the beta sweep's runs beyond Table 3's: they train while notebooks 02-13 run."""
+    stems = ["02_train", "09_comparison", "14_prior_beta"]
+    front, back = pipeline.pooled_runs(stems, "smoke", "synthetic", 0, 1)
+    names = lambda cfgs: [run_dir(c, "").name for c in cfgs]  # noqa: E731
+    assert names(front) == names(pool.needed(["02_train", "09_comparison"], "smoke"))
+    assert sorted(names(front) + names(back)) == sorted(names(pool.needed(stems, "smoke")))
+    assert len(back) == len(beta_sweep.configs("smoke", "synthetic", 0)) - 3  # Table 3's three trained up front
+    assert pipeline.pooled_runs(stems[:2], "smoke", "synthetic", 0, 1)[1] == []
+
+    calls = []
+    monkeypatch.setattr(pool, "train_all", lambda cfgs, root, jobs, **kw: calls.append(kw) or {"a": 1.04})
+    job = pipeline.Background(back, "runs", 2)
+    job.start()
+    assert job.wait(0.0) == {"a": 1.0} and calls == [{"progress": False, "scorers": False}]
+
+    def fails(*a, **k):
+        raise RuntimeError("training full-x failed (OSError: disk full); run again to resume it")
+
+    monkeypatch.setattr(pool, "train_all", fails)
+    job = pipeline.Background(back, "runs", 2)
+    job.start()
+    with pytest.raises(SystemExit, match="training full-x failed"):
+        job.wait(0.0)

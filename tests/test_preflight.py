@@ -33,6 +33,7 @@ def executed(monkeypatch, tmp_path):
     ran = []
     monkeypatch.setattr(pipeline, "execute", lambda nb, params, *echo: ran.append(nb.stem) or 0.0)
     monkeypatch.setattr(pipeline, "manifest", lambda *a, **k: {"wall_seconds": {}})
+    monkeypatch.setattr(pipeline, "pooled_runs", lambda stems, *a: (stems, []))  # the notebooks, not their runs
     monkeypatch.setattr(pipeline, "train_up_front",  # the training pool: recorded as one step, trains nothing
                         lambda stems, *a: ran.append("train_pool") or {"seconds": 0.0, "runs": {"stems": stems}})
     return ran
