@@ -32,6 +32,23 @@ class RunFolderError(ValueError):
     """A run folder that cannot be trained into as asked (in use by another training, ...)."""
 
 
+class RunInUse(RunFolderError):
+    """A run folder another process is training into (it holds the folder's lock): ``holder`` is its PID."""
+
+    def __init__(self, run: Path, holder: str):
+        super().__init__(f"{run} is in use by another training (PID {holder}); wait for it to end, or train into "
+                         f"another folder (--out)")
+        self.run, self.holder = run, holder
+
+
+def wait_for_run(run: str | Path) -> None:
+    """Block until no process holds ``run``'s lock: its training has ended, however it ended."""
+    import fcntl
+
+    with open(Path(run) / LOCK, "a+") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)  # waits for the holder; released when the file closes
+
+
 @contextmanager
 def lock_run(run: str | Path) -> Iterator[Path]:
     """Hold ``run``'s lock for a training (POSIX ``flock`` on ``run/train.lock``, which gets this PID) -> the
@@ -49,8 +66,7 @@ def lock_run(run: str | Path) -> Iterator[Path]:
         f.seek(0)
         holder = f.read().strip() or "unknown"
         f.close()
-        raise RunFolderError(f"{run} is in use by another training (PID {holder}); wait for it to end, or train "
-                             f"into another folder (--out)") from None
+        raise RunInUse(run, holder) from None
     try:
         f.truncate(0)
         f.write(f"{os.getpid()}\n")

@@ -33,8 +33,8 @@ HASHED_WHEN_SET: dict[tuple[str, str], Any] = {("model", "instance_features"): 3
                                                ("model", "d_blur"): False, ("model", "g_instance_norm"): True,
                                                ("loss", "r1"): 0.0}
 # Nor is ``train.amp``: bf16 and float32 runs of one config are the same training, as a CPU and a GPU run are
-# (the default preset's quality is the same in both over three seeds, README), and amp falls back to float32 on a
-# CPU without bf16. It is hashed as False, so every key made before it stands.
+# (no difference of the default preset's quality measured over three seeds, README), and amp falls back to
+# float32 on a CPU without bf16. It is hashed as False, so every key made before it stands.
 PRECISION = "amp"
 RESUMABLE = ("steps", "lr")  # run longer; lower the learning rate after a NaN stop
 
@@ -271,7 +271,7 @@ PRESETS: dict[str, Config] = {
     # The CPU reproduction at 64 px: 27,200 images (38.8 TFLOP of training) with the time-to-quality recipe
     # (python -m afvae.bench quality; README "Time to quality"): batch 16, Adam (0.9, 0.99) warmed up over 3 % of
     # the steps to 1.5e-3 and decayed linearly to 0, and z modulating every decoder scale (FiLM); the forward
-    # passes in bf16 where the CPU has it in hardware (AMX / AVX512-BF16: 1.6-1.8x faster, the same quality over
+    # passes in bf16 where the CPU has it in hardware (AMX / AVX512-BF16: 1.6-1.8x faster, no quality lost over
     # three seeds; float32 elsewhere).
     "default": _preset(64, 200, 40, (32, 128), 64, 1700, 16, sample_every=425, checkpoint_every=170,
                        lr=1.5e-3, betas=(0.9, 0.99), warmup=0.03, decay="linear", amp=True

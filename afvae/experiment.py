@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from afvae.checkpoint import CHECKPOINT, METRICS, finished, load_model, run_dir
+from afvae.checkpoint import CHECKPOINT, METRICS, RunInUse, finished, load_model, run_dir, wait_for_run
 from afvae.config import SHIPPED_SCALE, Config, get_config
 from afvae.data.datasets import for_data
 from afvae.shipped import entry_for, install
@@ -36,13 +36,18 @@ def runs_root(results: str | Path) -> Path:
 
 def train_cached(cfg: Config, root: str | Path = "results/runs", progress: bool = True) -> Path:
     """Train ``cfg`` unless a finished run with the same hash exists or is shipped; resumes an unfinished one
-    -> its folder.
+    -> its folder. While another process trains it (a notebook, a worker of ``make paper``'s pool), waits for it
+    and reads its run.
 
     Feature networks are cached beside the runs, in ``root/../cache``.
     """
     out = run_dir(cfg, root)
-    if not ready(cfg, root):
-        train(cfg, out, resume=True, progress=progress, cache_root=Path(root).parent / "cache")
+    while not ready(cfg, root):
+        try:
+            train(cfg, out, resume=True, progress=progress, cache_root=Path(root).parent / "cache")
+        except RunInUse as e:
+            print(f"{out.name}: waiting for the training in process {e.holder} to end", flush=True)
+            wait_for_run(out)  # then it is finished, or (its holder stopped early) resumed here
     return out
 
 

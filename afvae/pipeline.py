@@ -34,10 +34,11 @@ PER_VARIANT = {"02_train"}  # executed once per ablation variant (Table 3)
 POOL_KEY = "train_pool"  # the training pool's entry in the manifest's wall_seconds (not a notebook)
 # the notebooks whose runs are trained up front, several at once (afvae.pool.STEMS, which imports torch)
 POOLED = {"02_train", "03_ablation", "05_weight_norm", "09_comparison", "14_prior_beta"}
-# The last notebook's runs that no other notebook reads (the beta sweep's): trained in the background, two at a
-# time, while the notebooks before it run and leave cores idle; it waits for them.
+# The last notebook's own runs (the beta sweep's beyond Table 3's): trained in the background, JOBS at a time,
+# while the notebooks before it run. It waits for them; so does 06, which reads one of them (beta 1e-3), or it
+# trains that one itself and the pool waits (experiment.train_cached).
 BACKGROUND = {"14_prior_beta"}
-BACKGROUND_KEY = "train_background"  # their wall seconds in the manifest, from the pool's end to their last run's
+BACKGROUND_KEY = "train_background"  # their wall seconds in the manifest, from the pool's end to the last one's
 LOCK = Path(__file__).resolve().parents[1] / "requirements" / "runtime.lock"
 PACKAGES = ("torch", "torchvision", "numpy", "scikit-learn", "papermill", "torch-fidelity", "face-alignment")
 
@@ -171,7 +172,7 @@ def manifest(scale: str, data: str, seed: int, times: dict[str, float], t_total:
 
 def notebooks_ran(result: dict[str, Any]) -> set[str]:
     """The notebooks a manifest timed: its ``wall_seconds`` keys less the run suffixes, ``total`` and the
-    training pool's ``train_pool``."""
+    training pool's ``train_pool`` and ``train_background``."""
     return {k.split("-")[0] for k in result["wall_seconds"]} - {"total", POOL_KEY, BACKGROUND_KEY}
 
 

@@ -3,6 +3,7 @@ import fcntl
 import json
 import logging
 import os
+import time
 
 import pytest
 
@@ -52,3 +53,35 @@ def test_the_lock_holds_the_pid_and_goes_with_the_training(tmp_path):
                 pass
     with lock_run(tmp_path):  # released when the first training ended
         pass
+
+
+def test_a_cached_training_waits_for_the_process_training_it_then_reads_its_run(tiny_cfg, tmp_path, capsys,
+                                                                                 monkeypatch):
+    """``make paper``: a notebook needing a run that a pool worker is training (or the reverse) waits for it."""
+    import shutil
+    import threading
+
+    from afvae import experiment
+    from afvae.checkpoint import lock_run, run_dir
+
+    done = tmp_path / "done"
+    train(tiny_cfg, done, progress=False)
+    out, holding = run_dir(tiny_cfg, tmp_path / "runs"), threading.Event()
+
+    def other_process() -> None:  # holds the folder's lock (another file handle: as another process would)
+        with lock_run(out):
+            holding.set()
+            time.sleep(0.5)
+            for name in ("checkpoint.pt", "config.json", "metrics.jsonl"):
+                shutil.copy(done / name, out / name)
+
+    calls = []
+    real_train = experiment.train
+    monkeypatch.setattr(experiment, "train", lambda *a, **k: calls.append(1) or real_train(*a, **k))
+    holder = threading.Thread(target=other_process)
+    holder.start()
+    holding.wait()
+    assert experiment.train_cached(tiny_cfg, tmp_path / "runs", progress=False) == out
+    holder.join()
+    assert calls == [1]  # refused once (the lock), then read the other's finished run: no training of its own
+    assert f"{out.name}: waiting for the training in process {os.getpid()} to end" in capsys.readouterr().out

@@ -1,9 +1,10 @@
 """Training speed of the Table 1 GAN baselines next to AF-VAE's, at the default scale (64 px, batch 32).
 
 One baseline step = one D update and one G update (``GANBaseline.train_step``); one AF-VAE step =
-forward, L1 + KL, backward, Adam (no feature net). Random inputs: this times the networks, not the data.
-The methods are timed in turn, twice, and the better round is kept: on a shared machine the load changes
-within seconds, and the ratio to AF-VAE measured in the same round is the number to read.
+forward, L1 + KL, backward, Adam (no feature net), each in the precision of ``train.amp`` (bf16 where the CPU
+has it). Random inputs: this times the networks, not the data. The methods are timed in turn, twice, and the
+better round is kept: on a shared machine the load changes within seconds, and the ratio to AF-VAE measured in
+the same round is the number to read.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from afvae.baselines.compare import generator_params
 from afvae.bench.train import build as build_afvae
 from afvae.config import get_config
 from afvae.features import FactorNet, FeatureNet
-from afvae.hardware import flops, throughput
+from afvae.hardware import autocast, flops, throughput
 from afvae.methods import build_network, optimisers
 
 SECONDS = 4.0  # timed per method and round
@@ -36,7 +37,9 @@ def _stepper(method: str) -> tuple[torch.nn.Module, callable]:
 
         def step() -> None:
             opt.zero_grad(set_to_none=True)
-            loss(x, c).backward()
+            with autocast(cfg.train.amp, "cpu"):  # the precision the GANs' steps run in (train.amp)
+                value = loss(x, c)
+            value.backward()
             opt.step()
         return model, step
     model = build_network(cfg, torch.rand(cfg.model.n_focal, C * 256)).to(memory_format=fmt)
