@@ -42,12 +42,13 @@ def train_cached(cfg: Config, root: str | Path = "results/runs", progress: bool 
     Feature networks are cached beside the runs, in ``root/../cache``.
     """
     out = run_dir(cfg, root)
-    while not ready(cfg, root):
+    if not ready(cfg, root):
         try:
             train(cfg, out, resume=True, progress=progress, cache_root=Path(root).parent / "cache")
         except RunInUse as e:
             print(f"{out.name}: waiting for the training in process {e.holder} to end", flush=True)
-            wait_for_run(out)  # then it is finished, or (its holder stopped early) resumed here
+            wait_for_run(out)
+            return train_cached(cfg, root, progress)  # finished by it, or (stopped early) resumed here
     return out
 
 
