@@ -8,6 +8,7 @@ which CPU they ran on (``describe``, ``summary``), and the manifest adds the mat
 """
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import time
@@ -102,8 +103,14 @@ def native_bf16(device: torch.device | str = "cpu") -> bool:
     device = torch.device(device)
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
-    return device.type == "cpu" and torch.backends.mkldnn.is_available() and (
-        torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported())
+    return device.type == "cpu" and _cpu_bf16()
+
+
+@functools.cache
+def _cpu_bf16() -> bool:
+    """The CPU's bf16 instructions, asked once per process (``autocast`` runs on every training step)."""
+    return torch.backends.mkldnn.is_available() and (torch.cpu._is_amx_tile_supported()
+                                                     or torch.cpu._is_avx512_bf16_supported())
 
 
 def autocast(amp: bool, device: torch.device | str) -> torch.autocast:
