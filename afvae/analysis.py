@@ -30,7 +30,7 @@ from afvae.data.synthetic import EXPRESSIONS, Structure
 from afvae.evaluate import has_ground_truth
 from afvae.images import to_uint8
 from afvae.metrics import batched, ground_truth_errors, identity_similarity, l1_error
-from afvae.model import AFVAE
+from afvae.model import AFVAE, translate_all
 from afvae.quality import MAX_YAW, changed_region_l1
 
 N_LANDMARK_TARGETS = 136  # FactorNet targets start with the 68 (x, y) landmarks / size
@@ -356,19 +356,18 @@ def edit_sweep(model: AFVAE, dataset: Any, items: Tensor, make: Callable[[Struct
     """Each source item re-rendered by the model under the structures ``make(its structure)``, with the truth.
 
     dataset: a SyntheticFaces split; items (N,); make maps a Structure of 1 to a Structure of S; ``occlusion``:
-    the landmark convention of the target boundary maps (``SyntheticFaces.true_target``).
+    the landmark convention of the target boundary maps (``SyntheticFaces.true_target``). The N * S edits run
+    through the model together (``translate_all``, in eval mode), not one source at a time.
     Returns x (N, 3, H, W) the sources, output and truth (N, S, 3, H, W), c_target (N, S, C_b, H, W).
     """
     batch = dataset.get_batch(items)
-    out: dict[str, list[Tensor]] = {"output": [], "truth": [], "c_target": []}
-    for n, i in enumerate(items.tolist()):
-        truth = dataset.true_target(i, make(dataset.structure.index(i)), occlusion=occlusion)  # identity i, S poses
-        S = truth["x"].shape[0]
-        x, c = batch["x"][n:n + 1].expand(S, -1, -1, -1), batch["c"][n:n + 1].expand(S, -1, -1, -1)
-        out["output"].append(model.translate(x, c, truth["c"]))
-        out["truth"].append(truth["x"])
-        out["c_target"].append(truth["c"])
-    return {"x": batch["x"], **{k: torch.stack(v) for k, v in out.items()}}
+    truths = [dataset.true_target(i, make(dataset.structure.index(i)), occlusion=occlusion)  # identity i, S poses
+              for i in items.tolist()]
+    truth, c_target = (torch.stack([t[k] for t in truths]) for k in ("x", "c"))  # (N, S, ...)
+    S = truth.shape[1]
+    output = translate_all(model, batch["x"].repeat_interleave(S, 0), batch["c"].repeat_interleave(S, 0),
+                           c_target.flatten(0, 1))
+    return {"x": batch["x"], "output": output.unflatten(0, truth.shape[:2]), "truth": truth, "c_target": c_target}
 
 
 def sweep_errors(sweep: dict[str, Tensor], labels: Sequence[Any], items: Tensor) -> pd.DataFrame:

@@ -11,6 +11,7 @@ kernel's stderr as it comes: the progress bars of training and evaluation, and a
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import importlib.metadata as md
 import json
@@ -22,7 +23,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from afvae.atomic import write_text
 from afvae.config import PRESETS, SHIPPED_SCALE, VARIANTS
@@ -39,6 +40,10 @@ POOLED = {"02_train", "03_ablation", "05_weight_norm", "09_comparison", "14_prio
 # trains that one itself and the pool waits (experiment.train_cached).
 BACKGROUND = {"14_prior_beta"}
 BACKGROUND_KEY = "train_background"  # their wall seconds in the manifest, from the pool's end to the last one's
+# Beside the background runs (one single-threaded worker per core) a notebook's kernel gets one thread: with more,
+# its OpenMP threads would wait on each other for cores the workers hold, and the machine would do less work.
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+SHARED_KEY = "single_threaded"  # the manifest's list of the notebooks that ran beside the background runs
 LOCK = Path(__file__).resolve().parents[1] / "requirements" / "runtime.lock"
 PACKAGES = ("torch", "torchvision", "numpy", "scikit-learn", "papermill", "torch-fidelity", "face-alignment")
 
@@ -143,6 +148,23 @@ def execute(nb: Path, params: dict[str, Any], echo: _Echo | None = None, key: st
             f"the executed copy with the traceback is {out}"
         ) from None
     return time.perf_counter() - t0
+
+
+@contextlib.contextmanager
+def kernel_threads(n: int | None) -> Iterator[None]:
+    """Notebook kernels started inside get ``n`` torch and BLAS threads (``THREAD_VARS``; None: their default);
+    the variables are restored after."""
+    saved = {k: os.environ.get(k) for k in THREAD_VARS}
+    if n is not None:
+        os.environ.update(dict.fromkeys(THREAD_VARS, str(n)))
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def manifest(scale: str, data: str, seed: int, times: dict[str, float], t_total: float,
@@ -354,6 +376,7 @@ def _run(scale: str, data: str, seed: int, only: list[str] | None, out: Path, re
         skipped |= missing
     pooled: dict[str, Any] = {}
     background: Background | None = None
+    shared: list[str] = []  # notebooks run beside the background runs, single-threaded
     for nb in selected:
         if nb.stem in skipped:
             continue
@@ -371,13 +394,16 @@ def _run(scale: str, data: str, seed: int, only: list[str] | None, out: Path, re
             background = None
         for params in runs_of(nb, base, n_seeds):
             key = run_key(nb, params, seed)
-            print(f"[{time.perf_counter() - t0:7.1f} s] {key} ...", end="", flush=True)
+            beside = background is not None and background.is_alive()  # its workers hold the cores
+            print(f"[{time.perf_counter() - t0:7.1f} s] {key}{' (1 thread)' * beside} ...", end="", flush=True)
             echo = _Echo()
-            times[key] = execute(nb, params, echo, key)
+            with kernel_threads(1 if beside else None):
+                times[key] = execute(nb, params, echo, key)
+            shared += [key] * beside
             again = f"[{time.perf_counter() - t0:7.1f} s] {key}" if echo.used else ""
             print(f"{again} done in {times[key]:.1f} s", flush=True)
     result = manifest(scale, data, seed, times, time.perf_counter() - t0, results, n_seeds) | {
-        "skipped": skipped, "retrain": retrain, POOL_KEY: pooled.get("runs")}
+        "skipped": skipped, "retrain": retrain, POOL_KEY: pooled.get("runs"), SHARED_KEY: shared}
     path = results / "manifest.json"
     if only:
         result = _merged(result, path)

@@ -1,5 +1,6 @@
 """afvae.pool: the runs make paper's notebooks need, trained several at once before they run."""
 import ast
+import os
 
 import pytest
 
@@ -84,3 +85,48 @@ def test_the_beta_sweeps_own_runs_train_in_the_background(monkeypatch):
     job.start()
     with pytest.raises(SystemExit, match="training full-x failed"):
         job.wait(0.0)
+
+
+def test_notebooks_beside_the_background_runs_get_one_thread(monkeypatch, tmp_path):
+    """While the background workers hold the cores, each notebook's kernel is started with one thread (and the
+    manifest lists it); the notebook that waits for them gets the default again."""
+    seen = []
+    monkeypatch.setattr(pipeline, "execute",
+                        lambda nb, params, *a: seen.append((nb.stem, os.environ.get("OMP_NUM_THREADS"))) or 0.0)
+    monkeypatch.setattr(pipeline, "manifest", lambda *a, **k: {"wall_seconds": {}})
+    monkeypatch.setattr(pipeline, "pooled_runs", lambda stems, *a: ([], ["a run"]))
+    monkeypatch.setattr(pipeline, "train_up_front", lambda *a: {"seconds": 0.0, "runs": {"seconds": {}}})
+
+    class Alive:  # background runs still training until waited for
+        seconds = 0.0
+
+        def __init__(self, *a):
+            self.waited = False
+
+        def start(self):
+            pass
+
+        def is_alive(self):
+            return not self.waited
+
+        def wait(self, t0):
+            self.waited = True
+            return {}
+
+    monkeypatch.setattr(pipeline, "Background", Alive)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    result = pipeline.run("smoke", only=["01_focal_points", "03_ablation", "07_manipulation", "14_prior_beta"],
+                          out=tmp_path)
+    assert seen == [("01_focal_points", None), ("03_ablation", "1"), ("07_manipulation", "1"), ("14_prior_beta", None)]
+    assert result[pipeline.SHARED_KEY] == ["03_ablation", "07_manipulation"]
+    assert "OMP_NUM_THREADS" not in os.environ  # restored
+
+
+def test_kernel_threads_restores_what_was_set(monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "4")
+    monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
+    with pipeline.kernel_threads(1):
+        assert [os.environ[k] for k in pipeline.THREAD_VARS] == ["1"] * 3
+    assert os.environ["OMP_NUM_THREADS"] == "4" and "MKL_NUM_THREADS" not in os.environ
+    with pipeline.kernel_threads(None):
+        assert os.environ["OMP_NUM_THREADS"] == "4"
