@@ -31,7 +31,7 @@ UNHASHED = ("device", "num_workers", "log_every", "sample_every", "checkpoint_ev
 HASHED_WHEN_SET: dict[tuple[str, str], Any] = {("model", "instance_features"): 3, ("loss", "recon"): 0.0,
                                                ("loss", "attention"): 0.1, ("data", "train_images"): 0,
                                                ("model", "d_blur"): False, ("model", "g_instance_norm"): True,
-                                               ("loss", "r1"): 0.0}
+                                               ("loss", "r1"): 0.0, ("loss", "ssim"): 0.0}
 # Nor is ``train.amp``: bf16 and float32 runs of one config are the same training, as a CPU and a GPU run are
 # (no difference of the default preset's quality measured over three seeds, README), and amp falls back to
 # float32 on a CPU without bf16. It is hashed as False, so every key made before it stands.
@@ -155,6 +155,7 @@ class LossConfig(Checked):
     recon: float = 0.0  # GAN baselines only: weight of the generator's self-reconstruction L1 (afvae.baselines)
     attention: float = 0.1  # GANimation baseline only: lambda_A, the weight of its mean attention (the paper: 0.1)
     r1: float = 0.0  # GAN baselines only: gamma of D's R1 penalty on real images, every R1_EVERY-th D step (0: off)
+    ssim: float = 0.0  # AF-VAE only, not in the paper: weight of a 1 - SSIM reconstruction term (losses.ssim_loss)
 
 
 @dataclass(frozen=True)

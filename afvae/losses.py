@@ -10,6 +10,7 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
+from afvae.metrics import ssim
 from afvae.prior import at_least_f32, gaussian_kl
 
 # AF-VAE (Liu et al., "Make a Face", ICCV 2019), Sec. 3: total = L1 + sum_l lambda_l * feature matching
@@ -41,6 +42,14 @@ def feature_matching(*, feats_x: list[Tensor], feats_x_hat: list[Tensor], weight
     return sum(terms[1:], terms[0])
 
 
+def ssim_loss(*, x: Tensor, x_hat: Tensor) -> Tensor:
+    """1 - mean SSIM of x_hat against x (``afvae.metrics.ssim``: 11-px Gaussian window, in float32 outside autocast):
+    x, x_hat (B, 3, H, W) in [-1, 1] -> scalar in [0, 2]. Not in the paper: an opt-in structure term
+    (``loss.ssim``), after Zhao et al., "Loss Functions for Image Restoration with Neural Networks" (2017)."""
+    with torch.autocast(x.device.type, enabled=False):  # bf16 would cancel E[x^2] - E[x]^2
+        return 1 - ssim(x_hat, x, dtype=torch.float32).mean()
+
+
 def elbo_terms(
     *,
     x: Tensor,
@@ -55,6 +64,7 @@ def elbo_terms(
     feature_weights: Sequence[float] | None = None,
     feature_weight: float = 1.0,
     kl: bool = True,
+    ssim_weight: float = 0.0,
 ) -> dict[str, Tensor]:
     """The named terms of the training loss (the negative ELBO plus feature matching).
 
@@ -66,8 +76,9 @@ def elbo_terms(
     :param feature_weights: per-layer lambda_l (default 1 for every layer).
     :param feature_weight: overall weight of the feature-matching term.
     :param kl: False drops the KL (the "w/o KL" ablation): "kl" is then reported as 0 and gives no gradient.
+    :param ssim_weight: > 0 adds ``ssim_weight * ssim_loss`` (not in the paper; reported as "ssim" only then).
     :return: scalars "l1", "feature", "kl" (batch mean of the per-example summed KL, Eq. 5) and
-        "loss" = l1 + feature_weight * feature + beta * kl.
+        "loss" = l1 + feature_weight * feature + beta * kl (+ ssim_weight * ssim).
     """
     rec = l1(x=x, x_hat=x_hat)
     if (feats_x is None) != (feats_x_hat is None):
@@ -79,7 +90,11 @@ def elbo_terms(
         feature = feature_matching(feats_x=feats_x, feats_x_hat=feats_x_hat, weights=lambdas)
     kl_term = gaussian_kl(mu, logvar, mu_p, logvar_p).mean() if kl else mu.new_zeros(())  # Eq. 5
     loss = rec + feature_weight * feature + beta * kl_term
-    return {"l1": rec, "feature": feature, "kl": kl_term, "loss": loss}
+    terms = {"l1": rec, "feature": feature, "kl": kl_term}
+    if ssim_weight > 0:
+        terms["ssim"] = ssim_loss(x=x, x_hat=x_hat)
+        loss = loss + ssim_weight * terms["ssim"]
+    return terms | {"loss": loss}
 
 
 class NonFiniteLoss(FloatingPointError):

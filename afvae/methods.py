@@ -115,7 +115,7 @@ def loss_terms(model: nn.Module, feature_net: FeatureNet | None, batch: dict[str
         mu_p=out["mu_p"], logvar_p=out["logvar_p"], beta=cfg.loss.beta, kl=cfg.model.kl,
         feats_x=feats_x, feats_x_hat=feats_x_hat,
         feature_weights=feature_net.weights if feature_net is not None else None,
-        feature_weight=cfg.loss.feature_weight,
+        feature_weight=cfg.loss.feature_weight, ssim_weight=cfg.loss.ssim,
     )
     return terms, out
 

@@ -594,20 +594,20 @@ def valid_filter_matrix(n: int, taps: Tensor) -> Tensor:
 
 
 def ssim(pred: Tensor, target: Tensor, *, window: int = 11, sigma: float = 1.5, k1: float = 0.01,
-         k2: float = 0.03) -> Tensor:
+         k2: float = 0.03, dtype: torch.dtype = torch.float64) -> Tensor:
     """SSIM (Wang et al. 2004) on [0, 1] images with a Gaussian window, mean over channels and valid pixels.
 
     (N, C, H, W) in [-1, 1] twice -> (N,). Matches skimage's structural_similarity(gaussian_weights=True,
     sigma=1.5, use_sample_covariance=False, data_range=1). Images smaller than ``window`` get the largest odd
-    window that fits, with sigma scaled in proportion.
+    window that fits, with sigma scaled in proportion. ``dtype``: of the sums (float32 for the training loss).
     """
     _check_pair(pred, target)
     H, W = pred.shape[-2:]
     size = min(window, min(H, W) - (1 - min(H, W) % 2))  # largest odd side <= the image
     g = gaussian_window(size, sigma * size / window).to(pred.device)
     # Separable Gaussian as two banded matmuls ('valid' region only): float64 BLAS beats a float64 conv2d.
-    blur_h, blur_w = valid_filter_matrix(H, g), valid_filter_matrix(W, g)  # (H', H), (W', W)
-    x, y = to_unit(pred).double(), to_unit(target).double()
+    blur_h, blur_w = valid_filter_matrix(H, g).to(dtype), valid_filter_matrix(W, g).to(dtype)  # (H', H), (W', W)
+    x, y = to_unit(pred).to(dtype), to_unit(target).to(dtype)
     maps = torch.stack([x, y, x * x, y * y, x * y])  # (5, N, C, H, W)
     mu_x, mu_y, e_xx, e_yy, e_xy = blur_h @ maps @ blur_w.T  # each (N, C, H', W')
     var_x, var_y, cov = e_xx - mu_x**2, e_yy - mu_y**2, e_xy - mu_x * mu_y

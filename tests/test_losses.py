@@ -110,3 +110,22 @@ def test_losses_of_bf16_activations_are_fp32():
     fm = feature_matching(feats_x=[f.bfloat16()], feats_x_hat=[bf], weights=[1.0])
     assert fm.dtype == torch.float32 and torch.equal(fm, feature_matching(feats_x=[f.bfloat16().float()],
                                                                           feats_x_hat=[bf.float()], weights=[1.0]))
+
+
+def test_ssim_term_is_one_minus_the_metric_and_opt_in():
+    from afvae.losses import ssim_loss
+    from afvae.metrics import ssim
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(2, 3, 16, 16, generator=g) * 2 - 1
+    x_hat = (x + 0.3 * torch.randn(2, 3, 16, 16, generator=g)).clamp(-1, 1).requires_grad_()
+    inp = {**_inputs(), "x": x, "x_hat": x_hat}
+    assert "ssim" not in elbo_terms(**inp, beta=0.0)  # off by default: the paper's loss
+    terms = elbo_terms(**inp, beta=0.0, ssim_weight=2.0)
+    torch.testing.assert_close(terms["ssim"], 1 - ssim(x_hat.detach(), x).mean(), atol=1e-6, rtol=0)
+    torch.testing.assert_close(terms["loss"], terms["l1"] + 2.0 * terms["ssim"])
+    terms["loss"].backward()
+    assert x_hat.grad is not None and x_hat.grad.abs().sum() > 0
+    assert float(ssim_loss(x=x, x_hat=x)) == pytest.approx(0.0, abs=1e-6)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # computed in float32 even under autocast
+        torch.testing.assert_close(ssim_loss(x=x, x_hat=x_hat.detach()), terms["ssim"].detach())
