@@ -130,7 +130,7 @@ def test_flops_of_a_lazy_r1_penalty_are_averaged_over_its_interval(monkeypatch):
 
 
 def test_recipe_ladder_ends_at_the_default_preset_within_the_budget():
-    from afvae.bench.quality import before_recipe, narrow_recipe
+    from afvae.bench.quality import before_recipe, narrow_recipe, ssim_recipe
     from afvae.bench.recipe import ladder
 
     steps = ladder()
@@ -140,9 +140,12 @@ def test_recipe_ladder_ends_at_the_default_preset_within_the_budget():
     same = {k: v for k, v in images.items() if k not in equal_flops | {"before"}}
     assert images["before"] == 28_800 and set(same.values()) == {27_200}
     assert 1.42e9 * images["film (default)"] / 1e12 <= 40  # 1.43 GFLOP per image (bench quality)
-    assert len(equal_flops) == 5 and all(images[k] > 40_000 for k in equal_flops)
+    assert len(equal_flops) == 7 and all(images[k] > 40_000 for k in equal_flops)
     assert steps["half widths, equal FLOPs, fresh identities (not kept)"] == narrow_recipe()
     assert narrow_recipe().model.base_width == 16 and narrow_recipe().data.train_images == 76_752
+    ssim = ssim_recipe()  # its SSIM term's FLOPs are counted: fewer images than narrow_recipe's
+    assert (ssim.loss.ssim, ssim.loss.feature_weight, ssim.train.lr) == (0.3, 0.3, 3e-3)
+    assert ssim.model == narrow_recipe().model and ssim.data.train_images == 73_216
 
 
 @pytest.fixture(scope="module", params=["synthetic-hands", "synthetic-cats"])

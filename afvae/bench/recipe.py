@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from afvae.bench.quality import at_budget, before_recipe, fresh_recipe, narrow, narrow_recipe, run as run_quality
+from afvae.bench.quality import (at_budget, before_recipe, fresh_recipe, narrow, narrow_recipe, run as run_quality,
+                                 ssim_recipe)
 from afvae.config import Config, get_config
 
 KEYS = ("yaw_ssim", "expr_changed_l1", "identity_sim", "landmark_nme", "rec_ssim", "train_tflop", "images_seen")
@@ -34,6 +35,10 @@ def ladder() -> dict[str, Config]:
         "3/8 widths, equal FLOPs, fresh identities (not kept)": fresh_recipe(at_budget(narrow(12))),
         "half widths, no feature matching, equal FLOPs, fresh identities (not kept)":
             fresh_recipe(at_budget(narrow(16).replace(loss={"feature_net": "none"}))),
+        "half widths, peak 3e-3, equal FLOPs, fresh identities (not kept)":
+            fresh_recipe(at_budget(narrow(16).replace(train={"lr": 3e-3}))),
+        "half widths, peak 3e-3, SSIM term, feature matching 0.3, equal FLOPs, fresh identities (not kept yet)":
+            ssim_recipe(),
     }
 
 
