@@ -268,3 +268,22 @@ def test_at_budget_spends_the_default_presets_flops_and_a_cheaper_model_sees_mor
     got = at_budget(cheap, tflop=1.0).train
     assert got.steps * per_step <= 1e12 < (got.steps + 1) * per_step and got.steps > 1000
     assert got.checkpoint_every == round(got.steps / 10) and got.sample_every == round(got.steps / 4)
+
+
+def test_the_edits_figure_scores_each_shown_edit_beside_the_unchanged_source(edits, tmp_path, monkeypatch):
+    import afvae.plotting
+    from afvae.bench.quality import edits_figure
+
+    seen = {}
+    real = afvae.plotting.plot_swaps
+    monkeypatch.setattr(afvae.plotting, "plot_swaps", lambda panels, notes, *a, **k: seen.update(
+        panels=panels, notes=notes) or real(panels, notes, *a, **k))
+    path = edits_figure(Lookup(edits, edits.x_truth, edits.x), edits, "edits", tmp_path, n_show=3)
+    assert path == tmp_path / "edits.png" and path.stat().st_size > 0
+    assert set(seen["panels"]) == {"yaw edits", "expression edits"}
+    yaw = seen["panels"]["yaw edits"]
+    assert torch.equal(yaw["x_out"], yaw["x_truth"]) and yaw["x"].shape[0] == 3  # the truth scores itself
+    assert all(n.startswith("SSIM 1.000") for n in seen["notes"]["yaw edits"])
+    expression = seen["notes"]["expression edits"]
+    assert all(n.startswith("changed L1 0.000") for n in expression)
+    assert all(float(n.split("(unchanged ")[1].rstrip(")")) > 0.01 for n in expression)  # doing nothing: the change

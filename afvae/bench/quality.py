@@ -124,7 +124,8 @@ def figure(bench_dir: str | Path = "results/bench", figures: str | Path = "figur
     paths = {"default recipe": Path(bench_dir) / "quality.json", "before": Path(bench_dir) / "quality_before.json",
              "fresh identities": Path(bench_dir) / "quality_fresh.json",
              "half widths, fresh identities, equal FLOPs": Path(bench_dir) / "quality_narrow.json",
-             "half widths, fresh identities, peak 3e-3, SSIM term 0.3, feature matching 0.3": Path(bench_dir) / "quality_ssim.json"}
+             "half widths, fresh identities, peak 3e-3, SSIM term 0.3, feature matching 0.3":
+                 Path(bench_dir) / "quality_ssim.json"}
     runs = {name: json.loads(p.read_text()) for name, p in paths.items() if p.exists()}
     if "default recipe" not in runs:
         return None
@@ -172,7 +173,35 @@ def seen_scores(model: torch.nn.Module, edits: Any, scorer: Any) -> dict[str, fl
     return {k: round(q[k], 4) for k in SEEN_KEYS}
 
 
-def run(cfg: Config | None = None, eval_points: int = EVAL_POINTS) -> dict[str, Any]:
+@torch.no_grad()
+def edits_figure(model: torch.nn.Module, edits: Any, name: str, figures: str | Path = "figures",
+                 n_show: int = 5) -> Path:
+    """``figures/NAME.png``: the benchmark's first ``n_show`` yaw and expression edits (source, target boundary,
+    truth, the model's edit), under each edit its score (SSIM to the truth; changed-region L1) and the unchanged
+    source's."""
+    from afvae.model import edit_and_reconstruction
+    from afvae.plotting import plot_swaps, save_figure
+    from afvae.quality import EDIT_METRICS
+
+    was_training = model.training
+    model.eval()
+    panels, notes = {}, {}
+    for kind, label in (("yaw", "SSIM"), ("expression", "changed L1")):
+        i = edits.mask(kind).nonzero()[:n_show, 0]
+        x, c, c_target, x_truth = edits.x[i], edits.c[i], edits.c_target[i], edits.x_truth[i]
+        x_out = edit_and_reconstruction(model, x, c, c_target)[0].float()
+        score = EDIT_METRICS[kind][0]
+        notes[f"{kind} edits"] = [f"{label} {a:.3f}\n(unchanged {b:.3f})" for a, b in
+                                  zip(score(x_out, x, x_truth).tolist(), score(x, x, x_truth).tolist())]
+        panels[f"{kind} edits"] = {"x": x, "c_target": c_target, "x_truth": x_truth, "x_out": x_out}
+    model.train(was_training)
+    title = "Unseen faces edited by the benchmark's model at the end of training, beside the true render"
+    return save_figure(plot_swaps(panels, notes, title, n_show=n_show), name, figures)
+
+
+def run(cfg: Config | None = None, eval_points: int = EVAL_POINTS, show: str | None = None) -> dict[str, Any]:
+    """Train ``cfg`` (default: the default preset) and score it at ``eval_points`` points (module docstring);
+    ``show``: also draw its last point's edits as ``figures/SHOW.png`` (``edits_figure``)."""
     from afvae.quality import edit_quality
     from afvae.train import fit
 
@@ -194,6 +223,8 @@ def run(cfg: Config | None = None, eval_points: int = EVAL_POINTS) -> dict[str, 
                **edit_quality(method.evaluated, edits, scorer, heldout, oracle=last)}
         if last:  # and the same edits of training identities: fit against generalisation
             row["seen"] = seen_scores(method.evaluated, benchmark_edits(cfg, "train"), scorer)
+            if show:
+                edits_figure(method.evaluated, edits, show)
         curve.append(row)
         clock["eval"] += time.perf_counter() - t0
 
