@@ -179,22 +179,19 @@ def edits_figure(model: torch.nn.Module, edits: Any, name: str, figures: str | P
     """``figures/NAME.png``: the benchmark's first ``n_show`` yaw and expression edits (source, target boundary,
     truth, the model's edit), under each edit its score (SSIM to the truth; changed-region L1) and the unchanged
     source's."""
-    from afvae.model import edit_and_reconstruction
+    from afvae.model import translate_all
     from afvae.plotting import plot_swaps, save_figure
     from afvae.quality import EDIT_METRICS
 
-    was_training = model.training
-    model.eval()
     panels, notes = {}, {}
     for kind, label in (("yaw", "SSIM"), ("expression", "changed L1")):
         i = edits.mask(kind).nonzero()[:n_show, 0]
         x, c, c_target, x_truth = edits.x[i], edits.c[i], edits.c_target[i], edits.x_truth[i]
-        x_out = edit_and_reconstruction(model, x, c, c_target)[0].float()
+        x_out = translate_all(model, x, c, c_target).float()  # eval mode, restored after
         score = EDIT_METRICS[kind][0]
         notes[f"{kind} edits"] = [f"{label} {a:.3f}\n(unchanged {b:.3f})" for a, b in
                                   zip(score(x_out, x, x_truth).tolist(), score(x, x, x_truth).tolist())]
         panels[f"{kind} edits"] = {"x": x, "c_target": c_target, "x_truth": x_truth, "x_out": x_out}
-    model.train(was_training)
     title = "Unseen faces edited by the benchmark's model at the end of training, beside the true render"
     return save_figure(plot_swaps(panels, notes, title, n_show=n_show), name, figures)
 
