@@ -173,7 +173,6 @@ def seen_scores(model: torch.nn.Module, edits: Any, scorer: Any) -> dict[str, fl
     return {k: round(q[k], 4) for k in SEEN_KEYS}
 
 
-@torch.no_grad()
 def edits_figure(model: torch.nn.Module, edits: Any, name: str, figures: str | Path = "figures",
                  n_show: int = 5) -> Path:
     """``figures/NAME.png``: the benchmark's first ``n_show`` yaw and expression edits (source, target boundary,
