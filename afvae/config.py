@@ -1,4 +1,4 @@
-"""Configuration dataclasses and named presets (smoke / default / long / paper).
+"""Configuration dataclasses and named presets (smoke / default / compact / long / paper).
 
 Imports nothing from afvae: every other module takes these as plain data.
 A config round-trips through JSON (``to_dict`` / ``from_dict``) and hashes to a
@@ -269,15 +269,23 @@ SHIPPED_SCALE = "long"  # the preset of the reference models in weights/ (afvae.
 PRESETS: dict[str, Config] = {
     # CI: every notebook in minutes on 2 cores.
     "smoke": _preset(32, 24, 8, (8, 32), 16, 30, 16, log_every=5, sample_every=15, checkpoint_every=15),
-    # The CPU reproduction at 64 px: 27,200 images (38.8 TFLOP of training) with the time-to-quality recipe
-    # (python -m afvae.bench quality; README "Time to quality"): batch 16, Adam (0.9, 0.99) warmed up over 3 % of
-    # the steps to 1.5e-3 and decayed linearly to 0, and z modulating every decoder scale (FiLM); the forward
-    # passes in bf16 where the CPU has it in hardware (AMX / AVX512-BF16: 1.6-1.8x faster, no quality lost over
-    # three seeds; float32 elsewhere).
-    "default": _preset(64, 200, 40, (32, 128), 64, 1700, 16, sample_every=425, checkpoint_every=170,
+    # The CPU reproduction at 64 px, 38.8 TFLOP of training (python -m afvae.bench quality; README "Time to
+    # quality"): half the compact preset's widths (16 / 64 channels), so that the same FLOPs buy 73,216 images, each
+    # of a new person (data.train_images); batch 16, Adam (0.9, 0.99) warmed up over 3 % of the steps to 3e-3 and
+    # decayed linearly to 0; z modulating every decoder scale (FiLM); a 1 - SSIM reconstruction term (0.3) and
+    # feature matching at 0.3; the forward passes in bf16 where the CPU has it in hardware (AMX / AVX512-BF16,
+    # float32 elsewhere). ``afvae.bench.quality.ssim_recipe`` derives the same config from the compact preset.
+    "default": _preset(64, 200, 40, (16, 64), 64, 4576, 16, sample_every=1144, checkpoint_every=458,
+                       lr=3e-3, betas=(0.9, 0.99), warmup=0.03, decay="linear", amp=True
+                       ).replace(model={"z_film": True}, loss={"ssim": 0.3, "feature_weight": 0.3},
+                                 data={"train_images": 73_216}),
+    # The default preset before the SSIM recipe, at the same FLOPs: full widths (32 / 128), 27,200 images of the
+    # population's 180 training identities, peak 1.5e-3, no SSIM term. The recipe ladder's steps, the shipped
+    # hands and cats (afvae.zoo.SUBJECT_SCALE) and the GAN baselines' widths (afvae.baselines.WIDTH_SCALE) keep it.
+    "compact": _preset(64, 200, 40, (32, 128), 64, 1700, 16, sample_every=425, checkpoint_every=170,
                        lr=1.5e-3, betas=(0.9, 0.99), warmup=0.03, decay="linear", amp=True
                        ).replace(model={"z_film": True}),
-    # The shipped reference models (afvae.zoo, weights/): the default recipe over 8x its images (217,600), with
+    # The shipped reference models (afvae.zoo, weights/): the compact recipe over 8x its images (217,600), with
     # an EMA of the weights (decay 0.999) for evaluation; its quality curve is in each model's manifest entry.
     "long": _preset(64, 200, 40, (32, 128), 64, 13_600, 16, sample_every=1700, checkpoint_every=850,
                     lr=1.5e-3, betas=(0.9, 0.99), warmup=0.03, decay="linear", ema=0.999
@@ -310,7 +318,7 @@ def get_config(scale: str = "default", variant: str = "full") -> Config:
 
 
 def load_config(spec: str, variant: str = "full") -> Config:
-    """A preset name (smoke | default | long | paper) with ``variant``, or a JSON file written by ``Config.to_json`` (a
+    """A preset name (smoke | default | compact | long | paper) with ``variant``, or a JSON file written by ``Config.to_json`` (a
     run's config.json; ``variant`` other than "full" is then applied on top)."""
     if spec in PRESETS:
         return get_config(spec, variant)

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from afvae.config import DataConfig
-from afvae.data.datasets import SyntheticFaces
+from afvae.data.datasets import SyntheticFaces, unseen_identities
 from afvae.data.synthetic import EXPRESSIONS, HAIR_STYLES
 from afvae.metrics import l1_error
 from afvae.quality import EditSet, truth_scores
@@ -41,9 +41,9 @@ EYES = EXPRESSIONS.index("eyes_closed")
 
 
 def unseen_faces(data: DataConfig, n: int) -> SyntheticFaces:
-    """``n`` synthetic faces of ``n`` identities outside the population of ``data`` (ids ``data.n_identities`` to
-    ``data.n_identities + n - 1``; never trained on), one image each, with their true renders."""
-    ids = range(data.n_identities, data.n_identities + n)
+    """``n`` synthetic faces of ``n`` identities outside the population of ``data`` and past its new training
+    identities (``datasets.unseen_identities``: never trained on), one image each, with their true renders."""
+    ids = unseen_identities(data, n)
     return SyntheticFaces(data.size, data.n_identities, 1, "test", data.seed, data.boundary_channels,
                           identities=ids)
 

@@ -39,13 +39,22 @@ def centres():
 
 @pytest.mark.parametrize("method", METHODS)
 def test_config_keeps_afvae_budget_and_data(method):
-    for scale in ("smoke", "default"):
+    from afvae.bench.quality import flops_per_image
+
+    for scale in ("smoke", "compact", "default"):
         cfg, af = bt.config(scale, method), get_config(scale, "full")
-        assert cfg.train.steps * cfg.train.batch_size == af.train.steps * af.train.batch_size
+        if scale in bt.BUDGET_STEPS:  # equal training FLOPs: the most steps of its batch that AF-VAE's buy
+            per_step = flops_per_image(cfg) * cfg.train.batch_size
+            budget = flops_per_image(af) * af.train.steps * af.train.batch_size
+            assert cfg.train.steps == budget // per_step and cfg.train.batch_size == af.train.batch_size
+        else:
+            assert cfg.train.steps * cfg.train.batch_size == af.train.steps * af.train.batch_size
         assert cfg.data == af.data and cfg.model.n_focal == af.model.n_focal
         assert cfg.train.lr == 2e-4 and cfg.name == method and cfg.hash() != af.hash()
     with pytest.raises(ValueError, match="unknown baseline"):
         bt.config("smoke", "CycleGAN")
+    # the default scale keeps the compact preset's GAN widths (baselines.WIDTH_SCALE): its AF-VAE is half as wide
+    assert bt.config("default", method).model == bt.config("compact", method).model
 
 
 @pytest.mark.parametrize("method", METHODS)

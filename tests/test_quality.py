@@ -134,18 +134,21 @@ def test_recipe_ladder_ends_at_the_default_preset_within_the_budget():
     from afvae.bench.recipe import ladder
 
     steps = ladder()
-    assert steps["film (default)"] == get_config("default") and steps["before"] == before_recipe()
+    assert steps["film (compact preset)"] == get_config("compact") and steps["before"] == before_recipe()
     images = {k: c.train.steps * c.train.batch_size for k, c in steps.items()}
     equal_flops = {k for k in steps if "equal FLOPs" in k}  # narrower models: more images for the same FLOPs
     same = {k: v for k, v in images.items() if k not in equal_flops | {"before"}}
+    assert list(steps)[-1].endswith("(default preset)") and steps[list(steps)[-1]] == get_config("default")
     assert images["before"] == 28_800 and set(same.values()) == {27_200}
-    assert 1.42e9 * images["film (default)"] / 1e12 <= 40  # 1.43 GFLOP per image (bench quality)
+    assert 1.42e9 * images["film (compact preset)"] / 1e12 <= 40  # 1.43 GFLOP per image (bench quality)
     assert len(equal_flops) == 7 and all(images[k] > 40_000 for k in equal_flops)
     assert steps["half widths, equal FLOPs, fresh identities (not kept)"] == narrow_recipe()
     assert narrow_recipe().model.base_width == 16 and narrow_recipe().data.train_images == 76_752
     ssim = ssim_recipe()  # its SSIM term's FLOPs are counted: fewer images than narrow_recipe's
     assert (ssim.loss.ssim, ssim.loss.feature_weight, ssim.train.lr) == (0.3, 0.3, 3e-3)
     assert ssim.model == narrow_recipe().model and ssim.data.train_images == 73_216
+    # the default preset is that config written out: the same hash, and every field the hash leaves out
+    assert ssim.replace(name="full") == get_config("default") and ssim.hash() == get_config("default").hash()
 
 
 @pytest.fixture(scope="module", params=["synthetic-hands", "synthetic-cats"])
@@ -258,11 +261,11 @@ def test_fresh_long_scores_the_experiment_beside_the_reference_pair_by_pair(monk
     plt.close(fig)
 
 
-def test_at_budget_spends_the_default_presets_flops_and_a_cheaper_model_sees_more_images():
+def test_at_budget_spends_the_compact_presets_flops_and_a_cheaper_model_sees_more_images():
     from afvae.bench.quality import at_budget, flops_per_image
 
-    default = get_config("default")
-    assert at_budget(default) == default  # its own budget: the same steps, checkpoints and samples
+    compact = get_config("compact")
+    assert at_budget(compact) == compact  # its own budget: the same steps, checkpoints and samples
     cheap = get_config("smoke").replace(loss={"feature_net": "none"})
     per_step = flops_per_image(cheap) * cheap.train.batch_size
     got = at_budget(cheap, tflop=1.0).train

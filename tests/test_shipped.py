@@ -230,7 +230,9 @@ def test_training_records_its_sitting(smoke_weights):
 @pytest.mark.parametrize("name", sorted(zoo.SUBJECTS))
 def test_subject_models_are_notebook_12s(name):
     """The shipped hands and cats models have notebook 12's config, so its run cache installs them."""
-    assert zoo.zoo_config(name).hash() == experiment.config("default", "full", zoo.SUBJECTS[name], 0).hash()
+    for scale in ("default", "long"):  # the scales whose notebook 12 uses the shipped models (zoo.subject_scale)
+        cfg = experiment.config(zoo.subject_scale(scale), "full", zoo.SUBJECTS[name], 0)
+        assert zoo.zoo_config(name).hash() == cfg.hash()
     assert zoo.scored(zoo.zoo_config(name)) == zoo.SWAP_SCORED and zoo.scored(zoo.zoo_config("full")) == zoo.SCORED
 
 

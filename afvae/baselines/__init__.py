@@ -13,7 +13,8 @@ AF-VAE (``afvae.runs``, ``afvae.checkpoint``). Every method, AF-VAE included, an
 the same way.
 
 A baseline's config is AF-VAE's preset ``Config`` with ``name`` = the method, the same data and the same
-training budget in images seen (``train.steps * train.batch_size``); ``model.base_width`` is the baseline's
+training budget: in FLOPs at the default scale (``BUDGET_STEPS``), in images seen (``train.steps *
+train.batch_size``) at the others; ``model.base_width`` is the baseline's
 width, ``train.lr`` = 2e-4 and Adam betas (0.5, 0.999), as in all three papers, and Table 1's ``RECIPE``: the
 generators' upsampling (``model.upsample``), an EMA of the weights (``train.ema``), a self-reconstruction L1
 (``loss.recon``), pix2pixHD's instance features (``model.instance_features``), and per method D's low-pass
@@ -31,9 +32,17 @@ from afvae.config import Config, get_config
 from afvae.data.datasets import for_data
 
 METHODS: dict[str, type[GANBaseline]] = {"pix2pixHD": Pix2PixHD, "StarGAN": StarGAN, "GANimation": GANimation}
-# Widths at the default scale (64 px), sized so that each trains at roughly AF-VAE's speed on a CPU; other
-# scales multiply them by the preset's base_width / 32 (smoke: / 4, paper: x 2).
+# Widths at 64 px, sized so that each trains at roughly the compact AF-VAE's speed on a CPU; other scales multiply
+# them by the preset's base_width / 32 (smoke: / 4, paper: x 2), read from WIDTH_SCALE's preset where it names one:
+# the default preset's half widths would halve the GANs' too, so at the default scale they keep the compact
+# preset's, the widths their recipe was tuned at.
 DEFAULT_WIDTH = {"pix2pixHD": 16, "StarGAN": 12, "GANimation": 12}
+WIDTH_SCALE = {"default": "compact"}
+# The compute rule at the default scale: each GAN trains for the steps of its batch (16) that AF-VAE's training
+# FLOPs buy (38.8 TFLOP) at its own counted FLOPs per training image (``afvae.bench.quality.flops_per_image``:
+# pix2pixHD 0.90, StarGAN 1.44, GANimation 1.47 GFLOP, against AF-VAE's 0.53); tests/test_baselines.py recounts
+# them. At the other scales a GAN sees as many images as AF-VAE.
+BUDGET_STEPS = {"default": {"pix2pixHD": 2703, "StarGAN": 1683, "GANimation": 1645}}
 # The papers' settings that the recipe changes: transposed-convolution upsampling, no weight average, no
 # self-reconstruction term, pix2pixHD's 3 instance features.
 PAPER = {"upsample": "deconv", "ema": 0.0, "recon": dict.fromkeys(METHODS, 0.0), "instance_features": 3,
@@ -59,12 +68,13 @@ RECIPE = {"upsample": "pixel_shuffle", "ema": 0.99, "recon": {"pix2pixHD": 100.0
 
 
 def config(scale: str, method: str, data: str = "synthetic", seed: int = 0, paper: bool = False) -> Config:
-    """The baseline ``method`` at preset ``scale``: AF-VAE's data and images-seen budget, the GAN optimiser, and
-    Table 1's ``RECIPE`` (``paper=True``: the papers' settings, ``PAPER``)."""
+    """The baseline ``method`` at preset ``scale``: AF-VAE's data and training budget (``BUDGET_STEPS``), the GAN
+    optimiser, and Table 1's ``RECIPE`` (``paper=True``: the papers' settings, ``PAPER``)."""
     if method not in METHODS:
         raise ValueError(f"unknown baseline {method!r}; choose one of {sorted(METHODS)}")
     base = for_data(get_config(scale, "full"), data)  # a prepared folder's schema sets the boundary channels
-    width = max(4, DEFAULT_WIDTH[method] * base.model.base_width // 32)
+    width = max(4, DEFAULT_WIDTH[method] * get_config(WIDTH_SCALE.get(scale, scale)).model.base_width // 32)
+    steps = BUDGET_STEPS.get(scale, {}).get(method, base.train.steps)
     perceptual = "auto" if method == "pix2pixHD" else "none"  # pix2pixHD's VGG loss, substituted like AF-VAE's
     r = PAPER if paper else RECIPE
     features = r["instance_features"] if method == "pix2pixHD" else PAPER["instance_features"]
@@ -74,4 +84,4 @@ def config(scale: str, method: str, data: str = "synthetic", seed: int = 0, pape
                                "g_instance_norm": r["g_instance_norm"][method]},
                         loss={"feature_net": perceptual, "recon": r["recon"][method], "r1": r["r1"][method],
                               "attention": r["attention"] if method == "GANimation" else PAPER["attention"]},
-                        train={"lr": LR, "betas": BETAS, "seed": seed, "ema": r["ema"]})
+                        train={"lr": LR, "betas": BETAS, "seed": seed, "ema": r["ema"], "steps": steps})

@@ -52,6 +52,30 @@ def images_seen(cfg: Config) -> int:
     return cfg.train.steps * cfg.train.batch_size
 
 
+def train_tflop(cfg: Config, cache_root: str | Path = "results/cache") -> float:
+    """The training compute of ``cfg``'s method in TFLOP: its counted FLOPs per training image (forward and
+    backward, ``afvae.bench.quality.flops_per_image``) x images seen."""
+    from afvae.bench.quality import flops_per_image
+
+    return flops_per_image(cfg, str(cache_root)) * images_seen(cfg) / 1e12
+
+
+def same_budget(cfgs: dict[str, Config], scale: str) -> bool:
+    """Whether Table 1's methods (name -> config, "AF-VAE" among them) keep its compute rule at ``scale``: where
+    ``baselines.BUDGET_STEPS`` sets it, each GAN trains its steps of AF-VAE's batch on AF-VAE's data (equal
+    FLOPs); elsewhere every method sees AF-VAE's images."""
+    afvae = cfgs["AF-VAE"]
+    budget = baselines.BUDGET_STEPS.get(scale)
+    for name, cfg in cfgs.items():
+        if name == "AF-VAE":
+            continue
+        if cfg.data != afvae.data or cfg.train.batch_size != afvae.train.batch_size:
+            return False
+        if cfg.train.steps != (budget[name] if budget else afvae.train.steps):
+            return False
+    return True
+
+
 def training_speed(run: str | Path) -> float:
     """The last logged training throughput (images / s) of a run, NaN when it logged none."""
     path = Path(run) / METRICS

@@ -1,4 +1,5 @@
-"""Training speed of the Table 1 GAN baselines next to AF-VAE's, at the default scale (64 px, batch 32).
+"""Training speed of the Table 1 GAN baselines next to AF-VAE's, at the compact preset (64 px, batch 16; the
+GANs' widths at the default scale too, ``baselines.WIDTH_SCALE``; AF-VAE at full widths).
 
 One baseline step = one D update and one G update (``GANBaseline.train_step``); one AF-VAE step =
 forward, L1 + KL, backward, Adam (no feature net), each in the precision of ``train.amp`` (bf16 where the CPU
@@ -24,7 +25,7 @@ ROUNDS = 2
 
 def _stepper(method: str) -> tuple[torch.nn.Module, callable]:
     """(model, one training step on a fixed random batch) for a baseline or ``AF-VAE``."""
-    cfg = bt.config("default", method) if method != "AF-VAE" else get_config("default")
+    cfg = bt.config("compact", method) if method != "AF-VAE" else get_config("compact")
     B, R, C = cfg.train.batch_size, cfg.data.size, cfg.model.boundary_channels
     fmt = torch.channels_last
     x = (torch.rand(B, 3, R, R) * 2 - 1).contiguous(memory_format=fmt)
@@ -51,7 +52,7 @@ def _stepper(method: str) -> tuple[torch.nn.Module, callable]:
 
 def run() -> dict:
     methods = ["AF-VAE", *bt.METHODS]
-    cfg = get_config("default")
+    cfg = get_config("compact")
     B, budget = cfg.train.batch_size, cfg.train.steps * cfg.train.batch_size
     steppers = {m: _stepper(m) for m in methods}
     best: dict[str, float] = dict.fromkeys(methods, 0.0)

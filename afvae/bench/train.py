@@ -1,6 +1,6 @@
 """Training speed: AF-VAE vs a plain conv VAE of the same parameter count, measured in the same run.
 
-One optimiser step = forward, L1 + KL, backward, Adam (the feature-matching network is timed separately,
+AF-VAE at the compact preset's full widths (32 / 128 channels). One optimiser step = forward, L1 + KL, backward, Adam (the feature-matching network is timed separately,
 since the plain VAE has none). Random inputs: this measures the networks, not the data pipeline.
 Each configuration runs in its own process so peak memory is its own.
 """
@@ -46,7 +46,7 @@ class PlainVAE(nn.Module):
 
 def build(kind: str, resolution: int) -> tuple[nn.Module, callable]:
     """(model, step_loss(x, c) -> loss) for 'afvae', 'plain' (matched size) or 'factor_net'."""
-    cfg = dataclasses.replace(get_config("default").model, resolution=resolution)
+    cfg = dataclasses.replace(get_config("compact").model, resolution=resolution)  # full widths
     afvae = AFVAE(cfg, torch.rand(cfg.n_focal, cfg.boundary_channels * 256))
     if kind == "afvae":
         def loss(x, c):

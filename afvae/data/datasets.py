@@ -347,6 +347,13 @@ def training_identities(data: DataConfig) -> list[int]:
     return (own + list(range(data.n_identities, data.n_identities + data.train_images)))[:data.train_images]
 
 
+def unseen_identities(data: DataConfig, n: int) -> range:
+    """``n`` identities outside the population of ``data`` and past every new identity its train split renders
+    (``training_identities``): people no model of ``data`` was trained on or tested with."""
+    start = data.n_identities + data.train_images
+    return range(start, start + n)
+
+
 def collate(dataset: Dataset, idx: Tensor | Sequence[int], keys: Sequence[str] | None = None) -> dict[str, Tensor]:
     """Items idx of dataset as one batch dict (keys: optionally only these, e.g. skip the boundary maps)."""
     if isinstance(dataset, _FaceDataset):
