@@ -387,15 +387,17 @@ def long_curves(folder: str | Path | None = None) -> dict[str, dict[str, Any]]:
 
 def figure(folder: str | Path | None = None, bench: str | Path = "results/bench", figures: str | Path = "figures"
            ) -> Path | None:
-    """``figures/quality_vs_images.png``: the edit benchmark against images seen, for the default recipe
-    (``python -m afvae.bench quality``) and each shipped AF-VAE model's long run (EMA weights; the full model's
-    raw weights too)."""
+    """``figures/quality_vs_images.png``: the edit benchmark against images seen, for the compact preset (the long
+    models' recipe at 38.8 TFLOP, ``python -m afvae.bench quality_compact``), the default preset (``quality``) and
+    each shipped AF-VAE model's long run (EMA weights; the full model's raw weights too)."""
     from afvae.plotting import plot_time_to_quality, save_figure
 
     curves: dict[str, list[dict]] = {}
-    default = Path(bench) / "quality.json"
-    if default.exists():
-        curves["default preset (27,200 images)"] = json.loads(default.read_text())["curve"]
+    for label, stem in (("compact preset (27,200 images of 180 people)", "quality_compact"),
+                        ("default preset (73,216 images of as many people, half widths)", "quality")):
+        path = Path(bench) / f"{stem}.json"
+        if path.exists():
+            curves[label] = json.loads(path.read_text())["curve"]
     for name, entry in long_curves(folder).items():
         curves[f"{name}, long (EMA)"] = entry["curve"]
         if name != "full":  # the raw weights of the full model only

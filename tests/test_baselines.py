@@ -57,6 +57,21 @@ def test_config_keeps_afvae_budget_and_data(method):
     assert bt.config("default", method).model == bt.config("compact", method).model
 
 
+def test_same_budget_reads_flops_at_the_default_scale_and_images_elsewhere():
+    from afvae.baselines.compare import same_budget
+
+    for scale in ("smoke", "compact", "default"):
+        cfgs = {"AF-VAE": get_config(scale, "full"), **{m: bt.config(scale, m) for m in METHODS}}
+        assert same_budget(cfgs, scale)
+        longer = {**cfgs, "StarGAN": cfgs["StarGAN"].replace(train={"steps": cfgs["StarGAN"].train.steps + 1})}
+        other_data = {**cfgs, "pix2pixHD": cfgs["pix2pixHD"].replace(data={"seed": 1})}
+        assert not same_budget(longer, scale) and not same_budget(other_data, scale)
+    # the compact preset's equal images at the default scale break its equal-FLOPs rule
+    equal_images = {"AF-VAE": get_config("default"), **{m: bt.config("default", m).replace(
+        train={"steps": get_config("default").train.steps}) for m in METHODS}}
+    assert not same_budget(equal_images, "default")
+
+
 @pytest.mark.parametrize("method", METHODS)
 def test_shapes_and_range(method, batch, centres):
     model = build_network(tiny(method), centres)

@@ -1,5 +1,6 @@
 """Failure mining (afvae.failures): the failures are exactly the worst pairs, a planted factor is found and
 blamed, the bootstrap matches the normal interval, and the flags read the renderer's true factors."""
+import dataclasses
 import math
 
 import numpy as np
@@ -9,6 +10,7 @@ import torch
 
 from afvae import failures
 from afvae.config import get_config
+from afvae.data.datasets import training_identities
 from afvae.data.synthetic import EXPRESSIONS, HAIR_STYLES
 from afvae.quality import edit_set
 
@@ -69,6 +71,9 @@ def test_unseen_pairs_carry_the_factors_that_drew_them():
     assert int(faces.identities.min()) == data.n_identities and len(faces) == 30  # outside the population
     edits = edit_set(faces, seed=0, **failures.edit_counts(30))
     assert edits.items.unique().numel() == 30 and edits.kind.count("pose") == 6  # one pair per identity
+    fresh = dataclasses.replace(data, train_images=500)
+    ids = failures.unseen_faces(fresh, 30).identities.tolist()  # a train split of new identities: past them too
+    assert len(ids) == 30 and not set(ids) & set(training_identities(fresh)) and min(ids) >= fresh.n_identities
     pairs = failures.pair_factors(faces, edits)
     pose = edits.mask("pose")
     src, tgt = faces.structure.index(edits.items[pose]), edits.structure_target.index(pose)
