@@ -53,11 +53,11 @@ def images_seen(cfg: Config) -> int:
 
 
 def train_tflop(cfg: Config, cache_root: str | Path = "results/cache") -> float:
-    """The training compute of ``cfg``'s method in TFLOP: its counted FLOPs per training image (forward and
-    backward, ``afvae.bench.quality.flops_per_image``) x images seen."""
-    from afvae.bench.quality import flops_per_image
+    """The training compute of ``cfg``'s method in TFLOP (``afvae.bench.quality.train_tflop``: its counted FLOPs
+    per training image, forward and backward, x images seen)."""
+    from afvae.bench import quality
 
-    return flops_per_image(cfg, str(cache_root)) * images_seen(cfg) / 1e12
+    return quality.train_tflop(cfg, str(cache_root))
 
 
 def same_budget(cfgs: dict[str, Config], scale: str) -> bool:

@@ -72,12 +72,16 @@ def fresh_recipe(cfg: Config | None = None) -> Config:
     return cfg.replace(data={"train_images": cfg.train.steps * cfg.train.batch_size})
 
 
+def train_tflop(cfg: Config, cache_root: str = CACHE) -> float:
+    """The training compute of ``cfg``'s method in TFLOP: ``flops_per_image`` x images seen."""
+    return flops_per_image(cfg, cache_root) * cfg.train.steps * cfg.train.batch_size / 1e12
+
+
 @functools.cache
 def default_tflop() -> float:
-    """The compact preset's training TFLOP (``flops_per_image`` x images seen: 38.8), counted once per process:
-    the budget that every ``at_budget`` of the recipe ladder spends, the default preset included."""
-    compact = get_config("compact")
-    return flops_per_image(compact) * compact.train.steps * compact.train.batch_size / 1e12
+    """The compact preset's training TFLOP (38.8), counted once per process: the budget that every ``at_budget``
+    of the recipe ladder spends, the default preset included."""
+    return train_tflop(get_config("compact"))
 
 
 def at_budget(cfg: Config, tflop: float | None = None) -> Config:
