@@ -31,7 +31,8 @@ UNHASHED = ("device", "num_workers", "log_every", "sample_every", "checkpoint_ev
 HASHED_WHEN_SET: dict[tuple[str, str], Any] = {("model", "instance_features"): 3, ("loss", "recon"): 0.0,
                                                ("loss", "attention"): 0.1, ("data", "train_images"): 0,
                                                ("model", "d_blur"): False, ("model", "g_instance_norm"): True,
-                                               ("loss", "r1"): 0.0, ("loss", "ssim"): 0.0}
+                                               ("loss", "r1"): 0.0, ("loss", "ssim"): 0.0,
+                                               ("train", "data_init"): 0}
 # Nor is ``train.amp``: bf16 and float32 runs of one config are the same training, as a CPU and a GPU run are
 # (no difference of the default preset's quality measured over three seeds, README), and amp falls back to
 # float32 on a CPU without bf16. It is hashed as False, so every key made before it stands.
@@ -169,6 +170,9 @@ class TrainConfig(Checked):
     warmup: float = 0.0  # fraction of the steps over which the learning rate rises linearly from 0
     decay: Decay = "constant"  # the learning rate after warm-up: constant, or a linear / cosine decay to 0
     ema: float = 0.0  # > 0: evaluate an exponential moving average of the weights with this decay per step
+    # > 0: AF-VAE only: set the weight-normalised convs' gains and biases from this many training images before step 0
+    # (model.data_init_, Salimans & Kingma's data-dependent initialisation); 0: PyTorch's default initialisation
+    data_init: int = 0
     seed: int = 0
     device: str = "cpu"
     amp: bool = False  # bf16 autocast of the forward passes where the device has bf16 in hardware (hardware.autocast)

@@ -23,7 +23,7 @@ from afvae import hardware, losses
 from afvae.baselines import METHODS
 from afvae.config import Config, TrainConfig
 from afvae.features import FeatureNet, build_feature_net
-from afvae.model import AFVAE
+from afvae.model import AFVAE, data_init_
 
 Step = Callable[[dict[str, Tensor], torch.Generator], dict[str, Tensor]]
 
@@ -140,12 +140,17 @@ def afvae_step(cfg: Config, net: nn.Module, feature_net: FeatureNet | None,
 
 
 def build_method(cfg: Config, centres: Tensor, device: torch.device, world: int = 1, progress: bool = True,
-                 cache_root: str | Path = "results/cache") -> Method:
+                 cache_root: str | Path = "results/cache", init_batch: dict[str, Tensor] | None = None) -> Method:
     """The network, feature net (cached under ``cache_root``), optimisers and step of ``cfg``'s method.
 
     ``world`` > 1: AF-VAE's forward runs through DDP; the GAN baselines train on one process only.
+    ``init_batch``: AF-VAE's weight-normalised convs are initialised from its "x" and "c" (``model.data_init_``,
+    ``train.data_init``) before the optimisers and the EMA take their copies.
     """
     model = build_network(cfg, centres, device)
+    if init_batch is not None and not is_baseline(cfg):
+        data_init_(model, init_batch["x"].to(device), init_batch["c"].to(device),
+                   torch.Generator(device).manual_seed(cfg.train.seed))
     if cfg.train.channels_last:  # ~2x faster convolutions on CPU (oneDNN)
         model = model.to(memory_format=torch.channels_last)
     feature_net = build_feature_net(cfg.loss.feature_net, cfg.data, device, progress, cache_root)

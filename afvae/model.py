@@ -12,10 +12,12 @@ and last layers change resolution themselves, so nothing else runs at full resol
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import weight_norm
 
 from afvae.config import ModelConfig
@@ -182,6 +184,36 @@ class Decoder(nn.Module):
                 h = self.film[i](h, z)
         h = self.out(h, c) if isinstance(self.out, FullResHead) else self.out(h)
         return torch.tanh(h)  # (B, 3, R, R) in [-1, 1]
+
+
+@torch.no_grad()
+def data_init_(model: "AFVAE", x: torch.Tensor, c: torch.Tensor, generator: torch.Generator | None = None) -> int:
+    """Data-dependent initialisation of the weight-normalised convolutions (Salimans & Kingma, "Weight
+    Normalization", 2016, Sec. 3), in place: one forward pass of x (B, 3, R, R) and c (B, C_b, R, R), in which each
+    such conv, in the order the pass reaches it, gets the gain g and bias b that give its outputs zero mean and unit
+    variance per channel on the batch (and passes them on so normalised). The RGB output layer (``decoder.out``)
+    keeps its initialisation. Returns how many convs were set (0 without weight normalisation)."""
+    def hook(conv: nn.Module, _inputs: Any, out: torch.Tensor) -> torch.Tensor:
+        g = conv.parametrizations.weight.original0  # (C_out, 1, 1, 1), or (1, C_out, 1, 1) transposed
+        shape = (1, -1, 1, 1)
+        t = (out - conv.bias.view(shape)) / g.reshape(shape)  # the outputs at g = 1, b = 0
+        mean, std = t.mean((0, 2, 3)), t.std((0, 2, 3)) + 1e-6  # (C_out,) each
+        g.copy_((1 / std).reshape(g.shape))
+        conv.bias.copy_(-mean / std)
+        handles.pop(conv).remove()  # once: a conv met again in the same pass keeps its first setting
+        return (t - mean.view(shape)) / std.view(shape)
+
+    head = set(model.decoder.out.modules())
+    handles = {m: m.register_forward_hook(hook) for m in model.modules()
+               if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)) and parametrize.is_parametrized(m, "weight")
+               and m not in head}
+    n = len(handles)
+    try:
+        model(x, c, generator=generator)
+    finally:
+        for h in handles.values():
+            h.remove()
+    return n
 
 
 class AFVAE(nn.Module):

@@ -54,7 +54,7 @@ from tqdm.auto import tqdm
 from afvae.atomic import durable_replace, write_text
 from afvae.checkpoint import (CHECKPOINT, METRICS, PENDING, check_resumable, load_checkpoint, lock_run, read_history,
                               restore, run_dir, save_checkpoint, start_over)
-from afvae.config import Config, ModelConfig, load_config
+from afvae.config import Config, ModelConfig, TrainConfig, load_config
 from afvae.data.datasets import build_dataset, collate
 from afvae.images import save_grid
 from afvae.losses import NonFiniteLoss
@@ -167,6 +167,13 @@ def fit(cfg: Config, out_dir: str | Path, *, resume: bool = False, overwrite: bo
         return _fit(cfg, out, d, resume, stop_at, progress, cache_root, callback)
 
 
+def data_init_batch(dataset: Any, tc: TrainConfig) -> dict[str, torch.Tensor]:
+    """The ``tc.data_init`` training images (and their boundary maps) the data-dependent initialisation reads,
+    drawn without replacement from ``tc.seed``."""
+    idx = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(tc.seed))[:tc.data_init]
+    return collate(dataset, idx, FIELDS)
+
+
 def _fit(cfg: Config, out: Path, d: Dist, resume: bool, stop_at: int | None, progress: bool,
          cache_root: str | Path, callback: Callable[[int, Method], None] | None = None) -> tuple[torch.nn.Module, list[dict[str, float]]]:
     """``fit`` in a run folder this process may write."""
@@ -177,7 +184,8 @@ def _fit(cfg: Config, out: Path, d: Dist, resume: bool, stop_at: int | None, pro
     dataset = build_dataset(cfg.data, "train")
     check_batch(len(dataset), cfg.train.batch_size)  # before the focal points and a feature net are fitted
     centres = state["centres"] if state else fit_centres(dataset, cfg.model, cfg.data.seed)
-    method = build_method(cfg, centres, d.device, d.world, progress, cache_root)
+    init = data_init_batch(dataset, cfg.train) if cfg.train.data_init and not state else None
+    method = build_method(cfg, centres, d.device, d.world, progress, cache_root, init_batch=init)
     states = method.states()  # optimisers, schedules, EMA: what an exact resume restores besides the weights
     start = restore(state, method.model, states) if state else 0
     if state and state["config"]["train"]["lr"] != cfg.train.lr:

@@ -160,3 +160,27 @@ def test_full_res_head_sees_the_boundary_map(upsample):
     c2 = c.clone()
     c2[:, :, :2, :2] += 1.0  # a change at full resolution, in pixels the pyramid pools away almost entirely
     assert not torch.allclose(model.decode(mu, c2)[:, :, :2, :2], out[:, :, :2, :2])
+
+
+def test_data_init_gives_every_weight_normalised_conv_unit_outputs_but_the_rgb_layer():
+    """Salimans & Kingma's data-dependent init: after it, the same batch meets each conv (not the output layer)
+    at zero mean and unit variance per channel; without weight normalisation there is nothing to set."""
+    from afvae.model import data_init_
+
+    model = _model(z_film=True).train()
+    x, c = _inputs(b=16)
+    head = set(model.decoder.out.modules())
+    convs = {n: m for n, m in model.named_modules() if isinstance(m, torch.nn.Conv2d) and m not in head}
+    before = model.decoder.out.body[0].parametrizations.weight.original0.clone()
+    assert data_init_(model, x, c, torch.Generator().manual_seed(0)) == len(convs)
+    seen: dict[str, torch.Tensor] = {}
+    hooks = [m.register_forward_hook(lambda _m, _i, o, n=n: seen.setdefault(n, o)) for n, m in convs.items()]
+    with torch.no_grad():
+        model(x, c, generator=torch.Generator().manual_seed(0))
+    for h in hooks:
+        h.remove()
+    for name, out in seen.items():
+        assert torch.allclose(out.mean((0, 2, 3)), torch.zeros(out.shape[1]), atol=1e-4), name
+        assert torch.allclose(out.std((0, 2, 3)), torch.ones(out.shape[1]), atol=1e-3), name
+    assert torch.equal(model.decoder.out.body[0].parametrizations.weight.original0, before)
+    assert data_init_(_model(norm="batch").train(), x, c) == 0

@@ -223,3 +223,16 @@ def test_cuda_bf16_channels_last(tiny_cfg, tmp_path):
     assert all(math.isfinite(r["loss"]) for r in history) and history[-1]["loss"] < history[0]["loss"] * 1.5
     model, _ = load_model(tmp_path, device="cuda")
     assert next(model.parameters()).is_cuda
+
+
+def test_data_init_sets_the_start_resumes_exactly_and_keys_the_run(tiny_cfg, tmp_path):
+    """train.data_init changes the starting weights (and so the run's hash); a resumed run does not redo it."""
+    cfg = tiny_cfg.replace(train={"data_init": 8})
+    assert cfg.hash() != tiny_cfg.hash() and tiny_cfg.replace(train={"data_init": 0}).hash() == tiny_cfg.hash()
+    plain = train(tiny_cfg, tmp_path / "plain", progress=False)
+    full = train(cfg, tmp_path / "full", progress=False)
+    assert plain[0]["loss"] != full[0]["loss"]
+    train(cfg, tmp_path / "cut", stop_at=3, progress=False)
+    train(cfg, tmp_path / "cut", resume=True, progress=False)
+    a, b = _params(tmp_path / "full"), _params(tmp_path / "cut")
+    assert all(torch.equal(a[k], b[k]) for k in a)
