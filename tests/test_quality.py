@@ -151,6 +151,16 @@ def test_recipe_ladder_ends_at_the_default_preset_within_the_budget():
     assert ssim.replace(name="full") == get_config("default") and ssim.hash() == get_config("default").hash()
 
 
+def test_init_recipe_is_the_default_preset_with_the_initialisation_changes_only():
+    from afvae.bench.quality import INIT_CHANGES, init_recipe
+
+    cfg, default = init_recipe(), get_config("default")
+    assert cfg.train.data_init > 0 and cfg.hash() != default.hash()
+    assert cfg.model == default.model and cfg.data == default.data  # same model, images and FLOPs: same budget
+    undo = {section: {k: getattr(getattr(default, section), k) for k in changes} for section, changes in INIT_CHANGES.items()}
+    assert cfg.replace(**undo) == default
+
+
 @pytest.fixture(scope="module", params=["synthetic-hands", "synthetic-cats"])
 def swaps(request, one_thread) -> EditSet:
     from afvae.experiment import config
