@@ -861,7 +861,7 @@ def plot_time_to_quality(curves: dict[str, list[dict]],
             if x_key == "images_seen":  # log scale, ticks in thousands
                 _images_axis(ax)
     handles, names = axes[0][0].get_legend_handles_labels()
-    ncol = min(len(names), 4)
+    ncol = min(len(names), 2)  # the curves' names are long: two columns keep the legend within the panels' width
     fig.legend(handles, names, fontsize=8, loc="lower center", ncol=ncol, frameon=False)
     legend_inches = 0.25 + 0.2 * -(-len(names) // ncol)  # the legend's rows, below the panels' axis labels
     fig.tight_layout(rect=(0, legend_inches / fig.get_figheight(), 1, 1))

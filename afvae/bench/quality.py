@@ -145,7 +145,7 @@ def figure(bench_dir: str | Path = "results/bench", figures: str | Path = "figur
              "compact (the default before the SSIM recipe)": Path(bench_dir) / "quality_compact.json",
              "compact, fresh identities": Path(bench_dir) / "quality_fresh.json",
              "compact at half widths, fresh identities, equal FLOPs": Path(bench_dir) / "quality_narrow.json",
-             "default + data-dependent init of the weight-normalised convs": Path(bench_dir) / "quality_init.json"}
+             "default + data-dependent init, warm-up 10 %, beta 1e-4": Path(bench_dir) / "quality_init.json"}
     runs = {name: json.loads(p.read_text()) for name, p in paths.items() if p.exists()}
     if not any(name.startswith("default") for name in runs):
         return None
