@@ -113,12 +113,17 @@ def step_generator(seed: int, step: int, rank: int, device: torch.device) -> tor
     return torch.Generator(device=device).manual_seed(seed * 7919 + step * 104_729 + rank)
 
 
+def seeded_draw(n: int, k: int, seed: int) -> torch.Tensor:
+    """Up to ``k`` of the indices 0 .. n - 1, drawn without replacement from ``seed``: (min(k, n),)."""
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:k]
+
+
 def fit_centres(dataset: Any, cfg: ModelConfig, seed: int) -> torch.Tensor:
     """K-means focal points over (up to FOCAL_FIT_MAX) training boundary maps -> (K, C_b * d * d).
 
     K = ``cfg.n_focal``, d = ``cfg.focal_downsample``.
     """
-    idx = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))[:FOCAL_FIT_MAX]
+    idx = seeded_draw(len(dataset), FOCAL_FIT_MAX, seed)
     c = torch.cat([collate(dataset, chunk)["c"] for chunk in idx.split(256)])
     return fit_focal_points(c, k=cfg.n_focal, downsample=cfg.focal_downsample, seed=seed)
 
@@ -170,8 +175,7 @@ def fit(cfg: Config, out_dir: str | Path, *, resume: bool = False, overwrite: bo
 def data_init_batch(dataset: Any, tc: TrainConfig) -> dict[str, torch.Tensor]:
     """The ``tc.data_init`` training images (and their boundary maps) the data-dependent initialisation reads,
     drawn without replacement from ``tc.seed``."""
-    idx = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(tc.seed))[:tc.data_init]
-    return collate(dataset, idx, FIELDS)
+    return collate(dataset, seeded_draw(len(dataset), tc.data_init, tc.seed), FIELDS)
 
 
 def _fit(cfg: Config, out: Path, d: Dist, resume: bool, stop_at: int | None, progress: bool,

@@ -123,7 +123,7 @@ def ssim_recipe() -> Config:
 
 DATA_INIT = 256  # training images the data-dependent initialisation reads (``train.data_init``)
 # On top of the default preset: that initialisation, with a longer warm-up (10 % of the steps, not 3 %: at 3 % two of
-# three runs diverged) and beta 1e-4 (README "Time to quality", *Initialisation*: the screen).
+# three runs diverged) and beta 1e-4 (README "Time to quality", *After the SSIM recipe*: the screen).
 INIT_CHANGES: dict[str, dict[str, Any]] = {"train": {"data_init": DATA_INIT, "warmup": 0.1}, "loss": {"beta": 1e-4}}
 
 
