@@ -32,7 +32,7 @@ HASHED_WHEN_SET: dict[tuple[str, str], Any] = {("model", "instance_features"): 3
                                                ("loss", "attention"): 0.1, ("data", "train_images"): 0,
                                                ("model", "d_blur"): False, ("model", "g_instance_norm"): True,
                                                ("loss", "r1"): 0.0, ("loss", "ssim"): 0.0,
-                                               ("train", "data_init"): 0}
+                                               ("train", "data_init"): 0, ("model", "z_spatial"): True}
 # Nor is ``train.amp``: bf16 and float32 runs of one config are the same training, as a CPU and a GPU run are
 # (no difference of the default preset's quality measured over three seeds, README), and amp falls back to
 # float32 on a CPU without bf16. It is hashed as False, so every key made before it stands.
@@ -139,6 +139,7 @@ class ModelConfig(Checked):
     # Switches beyond the paper, off by default (README: "Deviations from the paper", with measured effects).
     z_film: bool = False  # z also scales and shifts the decoder's features at every scale (FiLM)
     full_res_width: int = 0  # > 0: convs of this width at full resolution, fed the boundary map c as well
+    z_spatial: bool = True  # False: z's 4 x 4 map in the decoder is one vector broadcast over space (no layout from z)
     instance_features: int = 3  # pix2pixHD baseline only: its encoder's instance-feature channels (the paper: 3)
     d_blur: bool = False  # GAN baselines only: their discriminators low-pass their input to every stride-2 conv
     g_instance_norm: bool = True  # GAN baselines only: InstanceNorm in their generators (the papers'); off: none

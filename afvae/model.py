@@ -161,9 +161,10 @@ class Decoder(nn.Module):
     """D(z, y, skips): from 4 x 4 up to R, concatenating the structure skips at every scale."""
 
     def __init__(self, widths: list[int], z_dim: int, upsample: str, norm: str, *, film: bool = False,
-                 full_res_width: int = 0, c_channels: int = 13):
+                 full_res_width: int = 0, c_channels: int = 13, z_spatial: bool = True):
         super().__init__()
-        self.fc = linear(z_dim, widths[-1] * 16, norm)
+        self.side = 4 if z_spatial else 1  # z -> a (C, 4, 4) map, or a (C, 1, 1) one broadcast over the 4 x 4
+        self.fc = linear(z_dim, widths[-1] * self.side**2, norm)
         self.join = conv(2 * widths[-1], widths[-1], norm)
         self.up = nn.ModuleList(Upsample(a, b, upsample, norm) for a, b in zip(widths[:0:-1], widths[-2::-1]))
         self.merge = nn.ModuleList(conv(2 * b, b, norm) for b in widths[-2::-1])
@@ -176,7 +177,7 @@ class Decoder(nn.Module):
     def forward(self, z: torch.Tensor, y: torch.Tensor, skips: list[torch.Tensor],
                 c: torch.Tensor | None = None) -> torch.Tensor:
         B = z.shape[0]
-        h = F.leaky_relu(self.fc(z), 0.2).view(B, -1, 4, 4)  # (B, C, 4, 4)
+        h = F.leaky_relu(self.fc(z), 0.2).view(B, -1, self.side, self.side).expand(-1, -1, 4, 4)  # (B, C, 4, 4)
         h = self.join(torch.cat([h, y], dim=1))
         for i, (up, merge, skip) in enumerate(zip(self.up, self.merge, skips[-2::-1])):
             h = merge(torch.cat([up(h), skip], dim=1))  # (B, C_i, 2H, 2W)
@@ -227,7 +228,8 @@ class AFVAE(nn.Module):
         self.structure_encoder = Encoder(cfg.boundary_channels, widths, cfg.norm)  # E_mu
         self.appearance_encoder = AppearanceEncoder(widths, cfg.z_dim, cfg.norm)
         self.decoder = Decoder(widths, cfg.z_dim, cfg.upsample, cfg.norm, film=cfg.z_film,
-                               full_res_width=cfg.full_res_width, c_channels=cfg.boundary_channels)
+                               full_res_width=cfg.full_res_width, c_channels=cfg.boundary_channels,
+                               z_spatial=cfg.z_spatial)
         self.prior = AdditiveFocalPrior(centres, cfg.z_dim, kind=cfg.prior, temperature=cfg.focal_temperature)
         if not cfg.kl:  # no KL term: mu_k, sigma_k get no gradient, and DDP rejects unused trainable parameters
             self.prior.requires_grad_(False)

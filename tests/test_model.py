@@ -150,6 +150,20 @@ def test_film_starts_as_the_plain_decoder_and_then_uses_z():
     assert not torch.allclose(film.decoder(z, y, skips, c), plain.decoder(z, y, skips, c), atol=1e-3)
 
 
+@pytest.mark.parametrize("z_spatial", [True, False])
+def test_z_spatial_off_gives_the_decoder_one_z_vector_over_the_whole_4x4(z_spatial):
+    """With ``z_spatial`` off, the z half of the decoder's first join is the same at every one of its 16 cells."""
+    model = _model(z_spatial=z_spatial)
+    _, c = _inputs()
+    seen = {}
+    model.decoder.join.register_forward_pre_hook(lambda _m, args: seen.update(h=args[0]))
+    model.decode(torch.randn(4, 16, generator=torch.Generator().manual_seed(2)), c)
+    h_z = seen["h"][:, : seen["h"].shape[1] // 2]  # (B, C, 4, 4): the z half, y is the other
+    constant = torch.allclose(h_z, h_z[:, :, :1, :1].expand_as(h_z))
+    assert constant != z_spatial
+    assert model.decoder.fc.weight.shape[0] == h_z.shape[1] * (16 if z_spatial else 1)
+
+
 @pytest.mark.parametrize("upsample", ["pixel_shuffle", "deconv"])
 def test_full_res_head_sees_the_boundary_map(upsample):
     model = _model(full_res_width=8, upsample=upsample)
