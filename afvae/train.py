@@ -221,6 +221,7 @@ def _loop(cfg: Config, method: Method, states: dict[str, Any], dataset: Any, d: 
                desc=cfg.name, dynamic_ncols=True)
     t0, seen = time.perf_counter(), 0
     kept, pending = start or None, None  # the steps of checkpoint.pt and of the checkpoint on trial
+    watch = None if is_baseline(cfg) else CollapseWatch()
     for step in bar:
         idx = batch_indices(step, len(dataset), tc.batch_size, tc.seed, d)
         batch = _to_device(collate(dataset, idx, FIELDS), d.device, tc.channels_last)
@@ -228,6 +229,8 @@ def _loop(cfg: Config, method: Method, states: dict[str, Any], dataset: Any, d: 
             terms = method.step(batch, step_generator(tc.seed, step, d.rank, d.device))
         except NonFiniteLoss as e:
             raise diverged(cfg, out, step, f"non-finite {e.who}loss ({e.values})", kept) from None
+        if watch is not None and watch.collapsed(step, float(terms["l1"]), float(batch["x"].abs().mean())):
+            raise diverged(cfg, out, step, watch.what, kept, since=watch.since)
         if pending is not None:  # its parameters just gave a finite loss
             durable_replace(out / PENDING, out / CHECKPOINT)
             kept, pending = pending, None
@@ -250,6 +253,29 @@ def _loop(cfg: Config, method: Method, states: dict[str, Any], dataset: Any, d: 
             callback(done, method)
 
 
+class CollapseWatch:
+    """AF-VAE's collapse stop: a run whose reconstruction L1 stays above a grey image's (x_hat = 0: mean |x|, the
+    "do nothing" of a decoder) for ``STEPS`` steps in a row has collapsed: a saturated output with a finite loss,
+    seen after too short a warm-up at peak 3e-3 (L1 ~1.0 against a grey 0.33 and a KL in the thousands, for hundreds
+    of steps). Healthy runs stay below it from step 25 on (the default preset), from step 63 at batch 8."""
+
+    STEPS = 100
+
+    def __init__(self) -> None:
+        self.since: int | None = None  # the first step of the run of steps above grey
+        self.what = ""
+
+    def collapsed(self, step: int, l1: float, grey: float) -> bool:
+        """Whether step ``step``'s L1 ``l1``, against ``grey`` (its batch's mean |x|), ends ``STEPS`` in a row."""
+        if l1 <= grey:
+            self.since = None
+            return False
+        self.since = step if self.since is None else self.since
+        self.what = (f"collapsed: its L1 ({l1:.3g}) has stayed above a grey image's ({grey:.3g}) for {self.STEPS} "
+                     f"steps, since step {self.since}")
+        return step - self.since + 1 >= self.STEPS
+
+
 def _save(cfg: Config, method: Method, states: dict[str, Any], batch: dict, out: Path, done: int, end: int
           ) -> int | None:
     """After step ``done``: the sample grid and the checkpoint when they are due (and at the run's last step)
@@ -265,21 +291,28 @@ def _save(cfg: Config, method: Method, states: dict[str, Any], batch: dict, out:
     return None if done == end else done
 
 
-def diverged(cfg: Config, out: Path, step: int, what: str, kept: int | None) -> FloatingPointError:
-    """The NaN stop's error: ``what`` went wrong with the parameters of step ``step``, which checkpoint is kept
-    (``kept``: its step, or None) and how to go on. Deletes the checkpoint on trial, which holds them."""
+def diverged(cfg: Config, out: Path, step: int, what: str, kept: int | None, since: int | None = None
+             ) -> FloatingPointError:
+    """The NaN stop's error, and the collapse stop's (``since``: the step the collapse began): ``what`` went wrong
+    with the parameters of step ``step``, which checkpoint is kept (``kept``: its step, or None) and how to go on.
+    Deletes the checkpoint on trial, which holds them."""
     (out / PENDING).unlink(missing_ok=True)
     lower, gan = f"--lr {cfg.train.lr / 10:g}", is_baseline(cfg)
-    again = f"Start over (--overwrite) with a lower learning rate ({lower}){'' if gan else ' or loss.beta'}."
+    more = "" if gan else ", a longer train.warmup or a lower loss.beta"
+    again = f"Start over (--overwrite) with a lower learning rate ({lower}){more}."
     if kept is None:
         return FloatingPointError(f"{cfg.name} at step {step}: {what}; no checkpoint was kept (none had trained on "
                                   f"to a finite loss). {again}")
+    if since is not None and kept >= since:
+        return FloatingPointError(f"{cfg.name} at step {step}: {what}; {out / CHECKPOINT} is from step {kept}, "
+                                  f"within it. {again}")
     if kept == step:
         return FloatingPointError(f"{cfg.name} at step {step}: {what}, from {out / CHECKPOINT} itself, which no "
                                   f"learning rate can resume. {again}")
     beta = "" if gan else " (or start over with --overwrite and a lower loss.beta)"
-    return FloatingPointError(f"{cfg.name} at step {step}: {what}; kept {out / CHECKPOINT} from step {kept}, the "
-                              f"last whose loss was finite. Resume it at a lower learning rate: python -m afvae.train "
+    last = "the last whose loss was finite" if since is None else f"from before step {since}"
+    return FloatingPointError(f"{cfg.name} at step {step}: {what}; kept {out / CHECKPOINT} from step {kept}, {last}. "
+                              f"Resume it at a lower learning rate: python -m afvae.train "
                               f"{out / 'config.json'} --out {out} --resume {lower}{beta}.")
 
 

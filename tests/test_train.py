@@ -156,6 +156,38 @@ def test_nan_stop_before_any_good_checkpoint_says_so(tiny_cfg, tmp_path):
     assert "is kept" not in str(stop.value) and not list(tmp_path.glob("checkpoint*"))
 
 
+def test_collapse_stop_keeps_the_checkpoint_from_before_it(tiny_cfg, tmp_path, monkeypatch):
+    """A run whose output saturates (white: L1 above a grey image's, the loss finite) stops after
+    ``CollapseWatch.STEPS`` such steps, drops the checkpoint on trial and keeps the one from before the collapse."""
+    from afvae import model as networks
+    from afvae.train import CollapseWatch
+
+    real, calls = networks.Decoder.forward, {"n": 0}
+
+    def saturating(self, *args, **kw):  # the training forward pass of step index 3 onwards gives white
+        out = real(self, *args, **kw)
+        calls["n"] += 1
+        return torch.ones_like(out) + 0 * out if calls["n"] > 3 else out
+
+    monkeypatch.setattr(networks.Decoder, "forward", saturating)
+    monkeypatch.setattr(CollapseWatch, "STEPS", 2)
+    with pytest.raises(FloatingPointError, match=r"at step 4: collapsed: its L1 \(.*\) has stayed above a grey "
+                                                 r"image's .* since step 3; kept .* from step 2, from before step 3"):
+        train(tiny_cfg, tmp_path, progress=False)
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["step"] == 2 and not list(tmp_path.glob("*pending*"))
+
+
+def test_collapse_watch_counts_steps_in_a_row_above_grey():
+    from afvae.train import CollapseWatch
+
+    watch = CollapseWatch()
+    above = [watch.collapsed(s, 0.9, 0.4) for s in range(CollapseWatch.STEPS - 1)]
+    assert not any(above) and watch.since == 0
+    assert not watch.collapsed(CollapseWatch.STEPS - 1, 0.3, 0.4) and watch.since is None  # below: starts over
+    assert not any(watch.collapsed(s, 0.9, 0.4) for s in range(200, 200 + CollapseWatch.STEPS - 1))
+    assert watch.collapsed(200 + CollapseWatch.STEPS - 1, 0.9, 0.4) and "since step 200" in watch.what
+
+
 def test_checkpoint_is_data(tiny_cfg, tmp_path):
     run = train_cached(tiny_cfg, tmp_path, progress=False)
     model, cfg = load_model(run)
