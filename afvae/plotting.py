@@ -835,7 +835,7 @@ QUALITY_PANELS = (
 
 
 # the curves' colours: the tab10 cycle without red (C3), which marks the bars
-CURVE_COLOURS = [f"C{i}" for i in range(10) if i != 3]
+CURVE_COLOURS = [f"C{i}" for i in range(10) if i not in (3, 7)]  # not red (the bars) nor grey (the references)
 
 
 def plot_time_to_quality(curves: dict[str, list[dict]],
@@ -850,7 +850,7 @@ def plot_time_to_quality(curves: dict[str, list[dict]],
                              squeeze=False)
     for row, x_key in zip(axes, x_keys):
         for ax, (metric, ref, bar, better) in zip(row, QUALITY_PANELS):
-            for i, (name, curve) in enumerate(curves.items()):  # past nine curves the colours repeat, dashed
+            for i, (name, curve) in enumerate(curves.items()):  # past eight curves the colours repeat, dashed
                 ax.plot([r[x_key] for r in curve], [r[metric] for r in curve], "o-" if i < len(CURVE_COLOURS) else "o--",
                         color=CURVE_COLOURS[i % len(CURVE_COLOURS)], label=name, ms=3)
             last = next(iter(curves.values()))[-1]

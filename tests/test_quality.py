@@ -161,6 +161,17 @@ def test_init_recipe_is_the_default_preset_with_the_initialisation_changes_only(
     assert cfg.replace(**undo) == default
 
 
+def test_broadcast_recipe_is_the_init_recipe_with_its_changes_over_the_same_images():
+    from afvae.bench.quality import BROADCAST_CHANGES, broadcast_recipe, init_recipe
+
+    cfg, init = broadcast_recipe(), init_recipe()
+    assert not cfg.model.z_spatial and cfg.train.batch_size == 8 and cfg.train.steps == 9152
+    assert cfg.train.steps * cfg.train.batch_size == init.train.steps * init.train.batch_size  # the same images
+    undo = {section: {k: getattr(getattr(init, section), k) for k in changes}
+            for section, changes in BROADCAST_CHANGES.items()}
+    assert cfg.replace(**undo).replace(train={"steps": init.train.steps}) == init
+
+
 @pytest.fixture(scope="module", params=["synthetic-hands", "synthetic-cats"])
 def swaps(request, one_thread) -> EditSet:
     from afvae.experiment import config
