@@ -263,17 +263,22 @@ class CollapseWatch:
 
     def __init__(self) -> None:
         self.since: int | None = None  # the first step of the run of steps above grey
-        self.what = ""
+        self.last = (0.0, 0.0)  # the latest step's L1 and grey
 
     def collapsed(self, step: int, l1: float, grey: float) -> bool:
         """Whether step ``step``'s L1 ``l1``, against ``grey`` (its batch's mean |x|), ends ``STEPS`` in a row."""
+        self.last = (l1, grey)
         if l1 <= grey:
             self.since = None
             return False
         self.since = step if self.since is None else self.since
-        self.what = (f"collapsed: its L1 ({l1:.3g}) has stayed above a grey image's ({grey:.3g}) for {self.STEPS} "
-                     f"steps, since step {self.since}")
         return step - self.since + 1 >= self.STEPS
+
+    @property
+    def what(self) -> str:
+        """The stop's reason, for ``diverged``."""
+        return (f"collapsed: its L1 ({self.last[0]:.3g}) has stayed above a grey image's ({self.last[1]:.3g}) for "
+                f"{self.STEPS} steps, since step {self.since}")
 
 
 def _save(cfg: Config, method: Method, states: dict[str, Any], batch: dict, out: Path, done: int, end: int
