@@ -276,13 +276,16 @@ PRESETS: dict[str, Config] = {
     "smoke": _preset(32, 24, 8, (8, 32), 16, 30, 16, log_every=5, sample_every=15, checkpoint_every=15),
     # The CPU reproduction at 64 px, 38.8 TFLOP of training (python -m afvae.bench quality; README "Time to
     # quality"): half the compact preset's widths (16 / 64 channels), so that the same FLOPs buy 73,216 images, each
-    # of a new person (data.train_images); batch 16, Adam (0.9, 0.99) warmed up over 3 % of the steps to 3e-3 and
-    # decayed linearly to 0; z modulating every decoder scale (FiLM); a 1 - SSIM reconstruction term (0.3) and
-    # feature matching at 0.3; the forward passes in bf16 where the CPU has it in hardware (AMX / AVX512-BF16,
-    # float32 elsewhere). ``afvae.bench.quality.ssim_recipe`` derives the same config from the compact preset.
+    # of a new person (data.train_images); batch 16, Adam (0.9, 0.99) warmed up over 10 % of the steps to 3e-3 and
+    # decayed linearly to 0; the weight-normalised convs initialised from 256 training images (train.data_init);
+    # z modulating every decoder scale (FiLM) and reaching its 4 x 4 as one vector (z_spatial off); a 1 - SSIM
+    # reconstruction term (1.0), feature matching at 0.3 and beta 3e-4; the forward passes in bf16 where the CPU
+    # has it in hardware (AMX / AVX512-BF16, float32 elsewhere). ``afvae.bench.quality.default_recipe`` derives the
+    # same config from the compact preset, one measured change at a time.
     "default": _preset(64, 200, 40, (16, 64), 64, 4576, 16, sample_every=1144, checkpoint_every=458,
-                       lr=3e-3, betas=(0.9, 0.99), warmup=0.03, decay="linear", amp=True
-                       ).replace(model={"z_film": True}, loss={"ssim": 0.3, "feature_weight": 0.3},
+                       lr=3e-3, betas=(0.9, 0.99), warmup=0.1, decay="linear", amp=True, data_init=256
+                       ).replace(model={"z_film": True, "z_spatial": False},
+                                 loss={"ssim": 1.0, "feature_weight": 0.3, "beta": 3e-4},
                                  data={"train_images": 73_216}),
     # The default preset before the SSIM recipe, at the same FLOPs: full widths (32 / 128), 27,200 images of the
     # population's 180 training identities, peak 1.5e-3, no SSIM term. The recipe ladder's steps, the shipped

@@ -1,11 +1,12 @@
 """Edit quality against the truth (afvae.quality): the edits, the changed region, and scores that separate an
 oracle, doing nothing and a blank image."""
 import json
+from typing import Any
 
 import pytest
 import torch
 
-from afvae.config import get_config
+from afvae.config import Config, get_config
 from afvae.data.datasets import build_dataset
 from afvae.features import load_factor_net
 from afvae.plotting import QUALITY_PANELS
@@ -130,7 +131,7 @@ def test_flops_of_a_lazy_r1_penalty_are_averaged_over_its_interval(monkeypatch):
 
 
 def test_recipe_ladder_ends_at_the_default_preset_within_the_budget():
-    from afvae.bench.quality import before_recipe, narrow_recipe, ssim_recipe
+    from afvae.bench.quality import before_recipe, default_recipe, narrow_recipe, ssim_recipe
     from afvae.bench.recipe import ladder
 
     steps = ladder()
@@ -141,35 +142,35 @@ def test_recipe_ladder_ends_at_the_default_preset_within_the_budget():
     assert list(steps)[-1].endswith("(default preset)") and steps[list(steps)[-1]] == get_config("default")
     assert images["before"] == 28_800 and set(same.values()) == {27_200}
     assert 1.42e9 * images["film (compact preset)"] / 1e12 <= 40  # 1.43 GFLOP per image (bench quality)
-    assert len(equal_flops) == 7 and all(images[k] > 40_000 for k in equal_flops)
+    assert len(equal_flops) == 9 and all(images[k] > 40_000 for k in equal_flops)
     assert steps["half widths, equal FLOPs, fresh identities (not kept)"] == narrow_recipe()
     assert narrow_recipe().model.base_width == 16 and narrow_recipe().data.train_images == 76_752
     ssim = ssim_recipe()  # its SSIM term's FLOPs are counted: fewer images than narrow_recipe's
     assert (ssim.loss.ssim, ssim.loss.feature_weight, ssim.train.lr) == (0.3, 0.3, 3e-3)
     assert ssim.model == narrow_recipe().model and ssim.data.train_images == 73_216
-    # the default preset is that config written out: the same hash, and every field the hash leaves out
-    assert ssim.replace(name="full") == get_config("default") and ssim.hash() == get_config("default").hash()
+    # the default preset is the ladder's last step written out: the same hash, and every field the hash leaves out
+    default = default_recipe()
+    assert default.replace(name="full") == get_config("default") and default.hash() == get_config("default").hash()
 
 
-def test_init_recipe_is_the_default_preset_with_the_initialisation_changes_only():
-    from afvae.bench.quality import INIT_CHANGES, init_recipe
-
-    cfg, default = init_recipe(), get_config("default")
-    assert cfg.train.data_init > 0 and cfg.hash() != default.hash()
-    assert cfg.model == default.model and cfg.data == default.data  # same model, images and FLOPs: same budget
-    undo = {section: {k: getattr(getattr(default, section), k) for k in changes} for section, changes in INIT_CHANGES.items()}
-    assert cfg.replace(**undo) == default
+def undone(cfg: Config, changes: dict[str, dict[str, Any]], base: Config) -> Config:
+    """``cfg`` with the fields that ``changes`` names set back to ``base``'s."""
+    return cfg.replace(**{section: {k: getattr(getattr(base, section), k) for k in fields}
+                          for section, fields in changes.items()})
 
 
-def test_broadcast_recipe_is_the_init_recipe_with_its_changes_over_the_same_images():
-    from afvae.bench.quality import BROADCAST_CHANGES, broadcast_recipe, init_recipe
+def test_each_recipe_after_the_ssim_recipe_changes_only_its_fields_over_the_same_images():
+    from afvae.bench.quality import (BROADCAST_CHANGES, INIT_CHANGES, SMALL_BATCH, broadcast_recipe, default_recipe,
+                                     init_recipe, ssim_recipe)
 
-    cfg, init = broadcast_recipe(), init_recipe()
-    assert not cfg.model.z_spatial and cfg.train.batch_size == 8 and cfg.train.steps == 9152
-    assert cfg.train.steps * cfg.train.batch_size == init.train.steps * init.train.batch_size  # the same images
-    undo = {section: {k: getattr(getattr(init, section), k) for k in changes}
-            for section, changes in BROADCAST_CHANGES.items()}
-    assert cfg.replace(**undo).replace(train={"steps": init.train.steps}) == init
+    ssim, init, default, small = ssim_recipe(), init_recipe(), default_recipe(), broadcast_recipe()
+    assert init.train.data_init > 0 and not default.model.z_spatial and small.train.batch_size == 8
+    assert len({c.hash() for c in (ssim, init, default, small)}) == 4
+    assert init.model == ssim.model and init.data == ssim.data  # same model, images and FLOPs: same budget
+    assert undone(init, INIT_CHANGES, ssim) == ssim and undone(default, BROADCAST_CHANGES, init) == init
+    assert small.train.steps == 9152 and small.train.steps * 8 == default.train.steps * default.train.batch_size
+    assert undone(small, {"train": {*SMALL_BATCH, "steps"}}, default) == default
+    assert ssim.hash() == "d3c434078c3b"  # the default preset's runs before the data init keep their key
 
 
 @pytest.fixture(scope="module", params=["synthetic-hands", "synthetic-cats"])

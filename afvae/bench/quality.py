@@ -114,55 +114,65 @@ def narrow_recipe() -> Config:
 SSIM_CHANGES: dict[str, dict[str, Any]] = {"train": {"lr": 3e-3}, "loss": {"ssim": 0.3, "feature_weight": 0.3}}
 
 
+@functools.cache
 def ssim_recipe() -> Config:
     """``narrow_recipe`` with ``SSIM_CHANGES``, trained for as many images as the compact preset's FLOPs buy (73,216:
-    the SSIM term's FLOPs are counted too), each of a new identity: the default preset, derived (a test holds the
-    two equal; ``python -m afvae.bench quality`` measures it)."""
+    the SSIM term's FLOPs are counted too), each of a new identity: the default preset before the data-init and
+    broadcast changes (``python -m afvae.bench quality_ssim`` measures it)."""
     return fresh_recipe(at_budget(narrow(16).replace(**SSIM_CHANGES)))
 
 
 DATA_INIT = 256  # training images the data-dependent initialisation reads (``train.data_init``)
-# On top of the default preset: that initialisation, with a longer warm-up (10 % of the steps, not 3 %: at 3 % two of
+# On top of ``ssim_recipe``: that initialisation, with a longer warm-up (10 % of the steps, not 3 %: at 3 % two of
 # three runs diverged) and beta 1e-4 (README "Time to quality", *After the SSIM recipe*: the screen).
 INIT_CHANGES: dict[str, dict[str, Any]] = {"train": {"data_init": DATA_INIT, "warmup": 0.1}, "loss": {"beta": 1e-4}}
 
 
-def init_recipe(cfg: Config | None = None) -> Config:
-    """``cfg`` (default: the default preset) with ``INIT_CHANGES``: its weight-normalised convs initialised from
-    ``DATA_INIT`` training images (``train.data_init``, ``model.data_init_``), a 10 % warm-up and beta 1e-4;
+def init_recipe() -> Config:
+    """``ssim_recipe`` with ``INIT_CHANGES``: its weight-normalised convs initialised from ``DATA_INIT`` training
+    images (``train.data_init``, ``model.data_init_``), a 10 % warm-up and beta 1e-4;
     ``python -m afvae.bench quality_init`` measures it."""
-    return (cfg or get_config("default")).replace(**INIT_CHANGES)
+    return ssim_recipe().replace(**INIT_CHANGES)
 
 
 # On top of ``init_recipe``: z reaches the decoder as one vector over its 4 x 4 (``model.z_spatial`` off, not in the
-# paper), batch 8 over twice the steps (the same 73,216 images) at peak 2e-3, the SSIM term at 1 and beta 3e-4
-# (README "Time to quality", *Where z may put things*: the screen).
-BROADCAST_CHANGES: dict[str, dict[str, Any]] = {"model": {"z_spatial": False}, "train": {"batch_size": 8, "lr": 2e-3},
-                                                "loss": {"ssim": 1.0, "beta": 3e-4}}
+# paper), the SSIM term at 1 and beta 3e-4 (README "Time to quality", *Where z may put things*: the screen).
+BROADCAST_CHANGES: dict[str, dict[str, Any]] = {"model": {"z_spatial": False}, "loss": {"ssim": 1.0, "beta": 3e-4}}
 
 
-def broadcast_recipe(cfg: Config | None = None) -> Config:
-    """``init_recipe(cfg)`` with ``BROADCAST_CHANGES``, over as many images (its steps scaled to the batch):
+def default_recipe() -> Config:
+    """``init_recipe`` with ``BROADCAST_CHANGES``: the default preset, derived (a test holds the two equal;
+    ``python -m afvae.bench quality`` measures it)."""
+    return init_recipe().replace(**BROADCAST_CHANGES)
+
+
+# The screen's first form of the broadcast recipe: batch 8 over twice the steps (the same 73,216 images) at peak 2e-3.
+SMALL_BATCH: dict[str, Any] = {"batch_size": 8, "lr": 2e-3}
+
+
+def broadcast_recipe() -> Config:
+    """``default_recipe`` at ``SMALL_BATCH``, over as many images (its steps scaled to the batch):
     ``python -m afvae.bench quality_broadcast`` measures it."""
-    cfg = init_recipe(cfg)
+    cfg = default_recipe()
     images = cfg.train.steps * cfg.train.batch_size
-    changed = cfg.replace(**BROADCAST_CHANGES)
-    return changed.replace(train={"steps": images // changed.train.batch_size})
+    return cfg.replace(train={**SMALL_BATCH, "steps": images // SMALL_BATCH["batch_size"]})
 
 
 def figure(bench_dir: str | Path = "results/bench", figures: str | Path = "figures") -> Path | None:
-    """``figures/time_to_quality.png`` from the curves of ``quality`` and, once they have run, ``quality_compact``,
-    ``quality_before``, ``quality_fresh``, ``quality_narrow``, ``quality_init`` and ``quality_broadcast``."""
+    """``figures/time_to_quality.png`` from the curves of ``quality`` and, once they have run, ``quality_before``,
+    ``quality_compact``, ``quality_fresh``, ``quality_narrow``, ``quality_ssim``, ``quality_init`` and
+    ``quality_broadcast`` (the ladder's order)."""
     from afvae.plotting import plot_time_to_quality, save_figure
 
-    paths = {"default: half widths, fresh identities, peak 3e-3, SSIM term 0.3, feature matching 0.3":
-                 Path(bench_dir) / "quality.json",
+    paths = {"default: + z broadcast over the 4 x 4, SSIM term 1, beta 3e-4": Path(bench_dir) / "quality.json",
              "before": Path(bench_dir) / "quality_before.json",
              "compact (the default before the SSIM recipe)": Path(bench_dir) / "quality_compact.json",
              "compact, fresh identities": Path(bench_dir) / "quality_fresh.json",
              "compact at half widths, fresh identities, equal FLOPs": Path(bench_dir) / "quality_narrow.json",
-             "default + data-dependent init, warm-up 10 %, beta 1e-4": Path(bench_dir) / "quality_init.json",
-             "+ z broadcast over the 4 x 4, batch 8, SSIM term 1, beta 3e-4": Path(bench_dir) / "quality_broadcast.json"}
+             "+ peak 3e-3, SSIM term 0.3, feature matching 0.3 (the default before the data init)":
+                 Path(bench_dir) / "quality_ssim.json",
+             "+ data-dependent init, warm-up 10 %, beta 1e-4": Path(bench_dir) / "quality_init.json",
+             "default at batch 8, peak 2e-3": Path(bench_dir) / "quality_broadcast.json"}
     runs = {name: json.loads(p.read_text()) for name, p in paths.items() if p.exists()}
     if not any(name.startswith("default") for name in runs):
         return None

@@ -1,7 +1,7 @@
-"""The quality benchmark (``afvae.bench.quality``) on ``bench.quality.broadcast_recipe``: the data-init recipe with z
-reaching the decoder as one vector broadcast over its 4 x 4 (``model.z_spatial`` off), batch 8 over the same 73,216
-images at peak 2e-3, the SSIM term at 1 and beta 3e-4; the same 38.7 TFLOP, edits and scorers; its last point's edits
-drawn as ``figures/quality_broadcast_edits.png`` (``python -m afvae.bench quality_broadcast``)."""
+"""The quality benchmark (``afvae.bench.quality``) on ``bench.quality.broadcast_recipe``: the default preset at batch
+8 over the same 73,216 images at peak 2e-3, the broadcast recipe as the screen first found it; the same 38.7 TFLOP,
+edits and scorers; its last point's edits drawn as ``figures/quality_broadcast_edits.png``
+(``python -m afvae.bench quality_broadcast``)."""
 from __future__ import annotations
 
 from typing import Any

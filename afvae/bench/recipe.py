@@ -1,16 +1,16 @@
 """The recipe ladder behind the default preset: each change measured by the quality benchmark's numbers.
 
 ``python -m afvae.bench recipe`` trains, from scratch with seed 0, the recipe before the time-to-quality work and
-then each change on top of it (the compact preset, then the default preset, the last step), and scores each at the end of
-training on the quality benchmark's 400 edits (``afvae.bench.quality``). About 5 CPU-minutes per step at two
+then each change on top of it (the compact preset, the SSIM and data-init recipes, then the default preset, the last
+step), and scores each at the end of training on the quality benchmark's 400 edits (``afvae.bench.quality``). About 5 CPU-minutes per step at two
 threads; the narrower models of the equal-FLOPs steps see more images, and take 10-20 minutes at one thread.
 """
 from __future__ import annotations
 
 from typing import Any
 
-from afvae.bench.quality import (at_budget, before_recipe, fresh_recipe, narrow, narrow_recipe, run as run_quality,
-                                 ssim_recipe)
+from afvae.bench.quality import (at_budget, before_recipe, default_recipe, fresh_recipe, init_recipe, narrow,
+                                 narrow_recipe, run as run_quality, ssim_recipe)
 from afvae.config import Config, get_config
 
 KEYS = ("yaw_ssim", "expr_changed_l1", "identity_sim", "landmark_nme", "rec_ssim", "train_tflop", "images_seen")
@@ -18,7 +18,8 @@ KEYS = ("yaw_ssim", "expr_changed_l1", "identity_sim", "landmark_nme", "rec_ssim
 
 def ladder() -> dict[str, Config]:
     """Each step of the recipe search as a config: the compact preset (the default before the SSIM recipe), the
-    "not kept" steps measured on top of it and left off, and the default preset, the last."""
+    "not kept" steps measured on top of it and left off, the SSIM and data-init recipes, and the default preset,
+    the last."""
     default = get_config("compact")
     schedule = {"lr": 2e-3, "betas": (0.9, 0.99), "warmup": 0.03, "decay": "linear", "steps": 850}
     return {
@@ -37,8 +38,10 @@ def ladder() -> dict[str, Config]:
             fresh_recipe(at_budget(narrow(16).replace(loss={"feature_net": "none"}))),
         "half widths, peak 3e-3, equal FLOPs, fresh identities (not kept)":
             fresh_recipe(at_budget(narrow(16).replace(train={"lr": 3e-3}))),
-        "half widths, peak 3e-3, SSIM term, feature matching 0.3, equal FLOPs, fresh identities (default preset)":
+        "half widths, peak 3e-3, SSIM term, feature matching 0.3, equal FLOPs, fresh identities (SSIM recipe)":
             ssim_recipe(),
+        "+ data-dependent init, warm-up 10 %, beta 1e-4, equal FLOPs (data-init recipe)": init_recipe(),
+        "+ z broadcast over the 4 x 4, SSIM term 1, beta 3e-4, equal FLOPs (default preset)": default_recipe(),
     }
 
 
