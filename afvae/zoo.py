@@ -393,8 +393,8 @@ def figure(folder: str | Path | None = None, bench: str | Path = "results/bench"
     from afvae.plotting import plot_time_to_quality, save_figure
 
     curves: dict[str, list[dict]] = {}
-    for label, stem in (("compact preset (27,200 images of 180 people)", "quality_compact"),
-                        ("default preset (73,216 images of as many people, half widths, the broadcast recipe)", "quality")):
+    default = "default preset (73,216 images of as many people, half widths, the broadcast recipe)"
+    for label, stem in (("compact preset (27,200 images of 180 people)", "quality_compact"), (default, "quality")):
         path = Path(bench) / f"{stem}.json"
         if path.exists():
             curves[label] = json.loads(path.read_text())["curve"]

@@ -37,13 +37,26 @@ def centres():
     return torch.rand(8, 13 * 16 * 16, generator=torch.Generator().manual_seed(0))
 
 
+def test_gans_keep_the_ssim_recipes_values_of_the_default_presets_afvae_only_changes(monkeypatch):
+    from afvae import config
+    from afvae.bench.quality import ssim_recipe
+
+    ssim, default = ssim_recipe(), get_config("default")
+    for section, kept in bt.KEPT["default"].items():
+        assert kept == {k: getattr(getattr(ssim, section), k) for k in kept}  # the values the GANs were tuned at
+        assert any(getattr(getattr(default, section), k) != v for k, v in kept.items())  # which the default changed
+    now = {m: bt.config("default", m) for m in METHODS}
+    monkeypatch.setitem(config.PRESETS, "default", ssim)  # the default preset the GANs were tuned and keyed at
+    assert all(bt.config("default", m) == cfg and bt.config("default", m).hash() == cfg.hash() for m, cfg in now.items())
+
+
 @pytest.mark.parametrize("method", METHODS)
 def test_config_keeps_afvae_budget_and_data(method):
     from afvae.bench.quality import default_tflop, flops_per_image
 
     for scale in ("smoke", "compact", "default"):
         cfg, af = bt.config(scale, method), get_config(scale, "full")
-        if scale in bt.BUDGET_STEPS:  # equal training FLOPs: the most steps of its batch that the ladder's budget buys
+        if scale in bt.BUDGET_STEPS:  # equal training FLOPs: the most steps of its batch the ladder's budget buys
             per_step = flops_per_image(cfg) * cfg.train.batch_size
             budget, spent = default_tflop() * 1e12, flops_per_image(af) * af.train.steps * af.train.batch_size
             assert cfg.train.steps == budget // per_step and cfg.train.batch_size == af.train.batch_size

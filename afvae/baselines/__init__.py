@@ -41,7 +41,8 @@ WIDTH_SCALE = {"default": "compact"}
 # The compute rule at the default scale: each GAN trains for the steps of its batch (16) that the recipe ladder's
 # budget buys (the compact preset's 38.8 TFLOP, ``afvae.bench.quality.default_tflop``; AF-VAE's default spends all
 # but 0.07 % of it) at its own counted FLOPs per training image (``afvae.bench.quality.flops_per_image``: pix2pixHD
-# 0.90, StarGAN 1.44, GANimation 1.47 GFLOP, against AF-VAE's 0.53); tests/test_baselines.py recounts them. At the other scales a GAN sees as many images as AF-VAE.
+# 0.90, StarGAN 1.44, GANimation 1.47 GFLOP, against AF-VAE's 0.53); tests/test_baselines.py recounts them. At
+# the other scales a GAN sees as many images as AF-VAE.
 BUDGET_STEPS = {"default": {"pix2pixHD": 2703, "StarGAN": 1683, "GANimation": 1645}}
 # The default preset's last changes are AF-VAE's own (``afvae.bench.quality.INIT_CHANGES``, ``BROADCAST_CHANGES``):
 # a data-dependent initialisation of weight-normalised convs, which the GANs do not have, a 10 % warm-up, and loss

@@ -2,8 +2,9 @@
 
 ``python -m afvae.bench recipe`` trains, from scratch with seed 0, the recipe before the time-to-quality work and
 then each change on top of it (the compact preset, the SSIM and data-init recipes, then the default preset, the last
-step), and scores each at the end of training on the quality benchmark's 400 edits (``afvae.bench.quality``). About 5 CPU-minutes per step at two
-threads; the narrower models of the equal-FLOPs steps see more images, and take 10-20 minutes at one thread.
+step), and scores each at the end of training on the quality benchmark's 400 edits (``afvae.bench.quality``). About
+5 CPU-minutes per step at two threads; the narrower models of the equal-FLOPs steps see more images, and take 10-20
+minutes at one thread.
 """
 from __future__ import annotations
 
