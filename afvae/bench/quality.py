@@ -158,23 +158,25 @@ def broadcast_recipe() -> Config:
     return cfg.replace(train={**SMALL_BATCH, "steps": images // SMALL_BATCH["batch_size"]})
 
 
+# The curves of ``figure``, in the ladder's order: legend label -> benchmark name (``results/bench/NAME.json``).
+DEFAULT_CURVE = "default: + z broadcast over the 4 x 4, SSIM term 1, beta 3e-4"
+CURVES = {DEFAULT_CURVE: "quality", "before": "quality_before",
+          "compact (the default before the SSIM recipe)": "quality_compact",
+          "compact, fresh identities": "quality_fresh",
+          "compact at half widths, fresh identities, equal FLOPs": "quality_narrow",
+          "+ peak 3e-3, SSIM term 0.3, feature matching 0.3 (the default before the data init)": "quality_ssim",
+          "+ data-dependent init, warm-up 10 %, beta 1e-4": "quality_init",
+          "default at batch 8, peak 2e-3": "quality_broadcast"}
+
+
 def figure(bench_dir: str | Path = "results/bench", figures: str | Path = "figures") -> Path | None:
-    """``figures/time_to_quality.png`` from the curves of ``quality`` and, once they have run, ``quality_before``,
-    ``quality_compact``, ``quality_fresh``, ``quality_narrow``, ``quality_ssim``, ``quality_init`` and
-    ``quality_broadcast`` (the ladder's order)."""
+    """``figures/time_to_quality.png`` from the ``CURVES`` that have run (None until ``quality`` has)."""
     from afvae.plotting import plot_time_to_quality, save_figure
 
-    paths = {"default: + z broadcast over the 4 x 4, SSIM term 1, beta 3e-4": Path(bench_dir) / "quality.json",
-             "before": Path(bench_dir) / "quality_before.json",
-             "compact (the default before the SSIM recipe)": Path(bench_dir) / "quality_compact.json",
-             "compact, fresh identities": Path(bench_dir) / "quality_fresh.json",
-             "compact at half widths, fresh identities, equal FLOPs": Path(bench_dir) / "quality_narrow.json",
-             "+ peak 3e-3, SSIM term 0.3, feature matching 0.3 (the default before the data init)":
-                 Path(bench_dir) / "quality_ssim.json",
-             "+ data-dependent init, warm-up 10 %, beta 1e-4": Path(bench_dir) / "quality_init.json",
-             "default at batch 8, peak 2e-3": Path(bench_dir) / "quality_broadcast.json"}
-    runs = {name: json.loads(p.read_text()) for name, p in paths.items() if p.exists()}
-    if not any(name.startswith("default") for name in runs):
+    bench = Path(bench_dir)
+    runs = {label: json.loads((bench / f"{stem}.json").read_text()) for label, stem in CURVES.items()
+            if (bench / f"{stem}.json").exists()}
+    if DEFAULT_CURVE not in runs:
         return None
     # CPU minutes are the machine's: each curve says which CPU ran it (files before afvae.hardware do not)
     curves = {f"{name} ({_machine(run)})": run["curve"] for name, run in runs.items()}
